@@ -1,0 +1,450 @@
+/*
+ * libsession: real-time client sessions with a C ABI.
+ *
+ * Generated from the Rust sources by cbindgen; do not edit. Regenerate with `make header`.
+ *
+ * Ownership: functions named *_create*, *_init or session_id_to_string return objects the caller
+ * owns and releases with the matching *_free (strings with free()). Every function accepts NULL
+ * pointers without crashing and says what it does with them. Error messages are allocated with
+ * malloc and never contain credentials.
+ *
+ * Threading: all sessions share a fixed pool of I/O threads (LIBSESSION_IO_THREADS, default 2).
+ * Callbacks of one session run one at a time, in order, on one of those threads. session_close
+ * and session_free may be called from any thread, including inside callbacks. Blocking calls made
+ * inside a callback fail with DIFF_ERR_ILLEGAL_STATE instead of deadlocking.
+ */
+
+#ifndef LIBSESSION_SESSION_H
+#define LIBSESSION_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/**
+ * Value a callback returns when it handled the event.
+ */
+#define HANDLER_SUCCESS 0
+
+/**
+ * Value a callback returns when it failed to handle the event.
+ */
+#define HANDLER_FAILURE -1
+
+/**
+ * Error codes. Numbers are stable and never reused; libsession's own codes start at 200.
+ */
+typedef enum {
+  /**
+   * No error.
+   */
+  DIFF_ERR_SUCCESS = 0,
+  /**
+   * An error not covered by another code.
+   */
+  DIFF_ERR_UNKNOWN = 1,
+  /**
+   * The session could not be created.
+   */
+  DIFF_ERR_SESSION_CREATE_FAILED = 3,
+  /**
+   * The transport could not be created.
+   */
+  DIFF_ERR_TRANSPORT_CREATE_FAILED = 4,
+  /**
+   * The server's host name did not resolve.
+   */
+  DIFF_ERR_ADDR_LOOKUP_FAIL = 10,
+  /**
+   * A socket could not be created.
+   */
+  DIFF_ERR_SOCKET_CREATE_FAIL = 11,
+  /**
+   * The TCP connection was refused or the host is unreachable.
+   */
+  DIFF_ERR_SOCKET_CONNECT_FAIL = 12,
+  /**
+   * The WebSocket upgrade request could not be sent.
+   */
+  DIFF_ERR_HANDSHAKE_SEND_FAIL = 13,
+  /**
+   * The WebSocket upgrade was refused or its response was not understood (the message has the
+   * HTTP status).
+   */
+  DIFF_ERR_HANDSHAKE_RECV_FAIL = 14,
+  /**
+   * The peer does not speak the session protocol.
+   */
+  DIFF_ERR_INVALID_CONNECTION_PROTOCOL = 15,
+  /**
+   * The server rejected the connection.
+   */
+  DIFF_ERR_CONNECTION_REJECTED = 18,
+  /**
+   * The connection failed for an unspecified reason.
+   */
+  DIFF_ERR_CONNECTION_ERROR_UNDEFINED = 19,
+  /**
+   * The URL is malformed or breaks the URL rules; the message names the bad part.
+   */
+  DIFF_ERR_PARSE_URL = 22,
+  /**
+   * The URL's scheme is not a transport libsession provides.
+   */
+  DIFF_ERR_UNKNOWN_TRANSPORT = 23,
+  /**
+   * Reading from the connection failed.
+   */
+  DIFF_ERR_SOCKET_READ_FAIL = 24,
+  /**
+   * Writing to the connection failed.
+   */
+  DIFF_ERR_SOCKET_WRITE_FAIL = 25,
+  /**
+   * The requested kind of connection is not supported by this build.
+   */
+  DIFF_ERR_CONNECTION_UNSUPPORTED = 27,
+  /**
+   * Reconnection is not supported.
+   */
+  DIFF_ERR_RECONNECTION_UNSUPPORTED = 29,
+  /**
+   * The server broke the session protocol.
+   */
+  DIFF_ERR_CONNECTION_PROTOCOL_ERROR = 30,
+  /**
+   * The server refused the principal or credentials.
+   */
+  DIFF_ERR_AUTHENTICATION_FAILED = 31,
+  /**
+   * Client and server share no protocol version.
+   */
+  DIFF_ERR_PROTOCOL_VERSION = 32,
+  /**
+   * The server does not know the session.
+   */
+  DIFF_ERR_UNKNOWN_SESSION = 33,
+  /**
+   * Messages were lost.
+   */
+  DIFF_ERR_MESSAGE_LOSS = 34,
+  /**
+   * The call is not allowed now, or on this thread (a blocking call inside a callback).
+   */
+  DIFF_ERR_ILLEGAL_STATE = 36,
+  /**
+   * An argument is NULL, not UTF-8, or out of range.
+   */
+  DIFF_ERR_ILLEGAL_ARGUMENT = 48,
+  /**
+   * The connection to the server was lost.
+   */
+  DIFF_ERR_COMMUNICATION_ERROR = 100,
+  /**
+   * The session is closed.
+   */
+  DIFF_ERR_SESSION_CLOSED = 101,
+  /**
+   * The server did not answer within the connection timeout.
+   */
+  DIFF_ERR_REQUEST_TIME_OUT = 102,
+  /**
+   * Access was denied.
+   */
+  DIFF_ERR_ACCESS_DENIED = 103,
+} ERROR_CODE_T;
+
+/**
+ * Session states, with the vendor API's numbers. Closed states are terminal.
+ */
+typedef enum {
+  /**
+   * No session, or a state that cannot be determined.
+   */
+  SESSION_STATE_UNKNOWN = -1,
+  /**
+   * Establishing the connection.
+   */
+  CONNECTING = 0,
+  /**
+   * Deprecated; never reported.
+   */
+  CONNECTED_INITIALISING = 1,
+  /**
+   * Connected and usable.
+   */
+  CONNECTED_ACTIVE = 2,
+  /**
+   * Connection lost, recovering the session.
+   */
+  RECOVERING_RECONNECT = 3,
+  /**
+   * Deprecated; never reported.
+   */
+  RECOVERING_FAILOVER = 4,
+  /**
+   * Closed by the application (session_close).
+   */
+  CLOSED_BY_CLIENT = 5,
+  /**
+   * Closed by the server.
+   */
+  CLOSED_BY_SERVER = 6,
+  /**
+   * Closed by a failure; session_get_error says which.
+   */
+  CLOSED_FAILED = 7,
+} SESSION_STATE_T;
+
+/**
+ * Opaque credentials. Create with a `credentials_create_*` function, release with
+ * `credentials_free`. Sessions copy what they need, so credentials may be freed once the session
+ * has been created.
+ */
+typedef struct CREDENTIALS_T CREDENTIALS_T;
+
+/**
+ * Reconnection strategy. Accepted by the create functions; NULL means the default.
+ */
+typedef struct RECONNECTION_STRATEGY_T RECONNECTION_STRATEGY_T;
+
+/**
+ * An open or closed session. Opaque: use the accessor functions.
+ */
+typedef struct SESSION_T SESSION_T;
+
+/**
+ * An error report. `message` is allocated with malloc: release it with `free(message)` or
+ * `diffusion_error_free(&error)`. `context` is always NULL.
+ */
+typedef struct {
+  /**
+   * What kind of failure.
+   */
+  ERROR_CODE_T code;
+  /**
+   * What failed, where and what to do; never contains credentials.
+   */
+  char *message;
+  /**
+   * Reserved; NULL.
+   */
+  void *context;
+} DIFFUSION_ERROR_T;
+
+/**
+ * Receives every state change of a session. The struct is copied at creation; both members may
+ * be NULL.
+ */
+typedef struct {
+  /**
+   * Called on every state change, in order, with the old and the new state.
+   */
+  void (*on_state_changed)(SESSION_T *session, SESSION_STATE_T old_state, SESSION_STATE_T new_state);
+  /**
+   * Reserved for compatibility; never called.
+   */
+  void (*on_handler_error)(void);
+} SESSION_LISTENER_T;
+
+/**
+ * Callbacks of an asynchronous create: exactly one of them runs, once. The struct is copied.
+ */
+typedef struct {
+  /**
+   * The session is CONNECTED_ACTIVE. Return HANDLER_SUCCESS.
+   */
+  int (*on_connected)(SESSION_T *session);
+  /**
+   * The session could not be created (or was closed first). `error` and its message belong to
+   * the library and are valid only during the call. Return HANDLER_SUCCESS.
+   */
+  int (*on_error)(SESSION_T *session, DIFFUSION_ERROR_T *error);
+} SESSION_CREATE_CALLBACK_T;
+
+/**
+ * A session's identity: the server instance that holds it and its number there.
+ */
+typedef struct {
+  /**
+   * The server instance holding the session.
+   */
+  uint64_t server_instance;
+  /**
+   * The session's number within that instance.
+   */
+  uint64_t value;
+} SESSION_ID_T;
+
+#ifdef __cplusplus
+extern "C" {
+#endif // __cplusplus
+
+/**
+ * Creates empty credentials (anonymous or principal-only sessions).
+ *
+ * Returns a new object owned by the caller, to release with `credentials_free`.
+ */
+CREDENTIALS_T *credentials_create_none(void);
+
+/**
+ * Creates password credentials from a NUL-terminated string (copied).
+ *
+ * Returns NULL when `password` is NULL. The result is owned by the caller (`credentials_free`).
+ */
+CREDENTIALS_T *credentials_create_password(const char *password);
+
+/**
+ * Creates custom credentials from `len` bytes at `data` (copied; may contain NULs).
+ *
+ * Returns NULL when `data` is NULL and `len` is not 0. The result is owned by the caller
+ * (`credentials_free`).
+ */
+CREDENTIALS_T *credentials_create_custom(const char *data, unsigned long len);
+
+/**
+ * Frees credentials. NULL does nothing. The secret is overwritten before the memory is released.
+ */
+void credentials_free(CREDENTIALS_T *credentials);
+
+/**
+ * Frees the message of `error` and sets it to NULL; the struct itself belongs to the caller.
+ *
+ * NULL `error` or NULL `error->message` does nothing, so calling it twice is safe.
+ * Thread-safe for distinct errors.
+ */
+void diffusion_error_free(DIFFUSION_ERROR_T *error);
+
+/**
+ * Opens a session and blocks until it is CONNECTED_ACTIVE or has failed.
+ *
+ * - `url_str`: `ws://host[:port][/path]`; required.
+ * - `principal`: NULL or "" for anonymous. `credentials`: NULL for none; copied.
+ * - `listener`: NULL or a listener, copied; its callback runs on a libsession I/O thread.
+ * - `reconnection_strategy`: NULL for the default; not dereferenced in this version.
+ * - `error`: NULL or a struct filled on failure (free `error->message` with `free`).
+ *
+ * Returns the connected session, owned by the caller (`session_close` then `session_free`), or
+ * NULL on failure. Called from inside a libsession callback it fails with DIFF_ERR_ILLEGAL_STATE.
+ */
+SESSION_T *session_create(const char *url_str,
+                          const char *principal,
+                          CREDENTIALS_T *credentials,
+                          SESSION_LISTENER_T *listener,
+                          RECONNECTION_STRATEGY_T *reconnection_strategy,
+                          DIFFUSION_ERROR_T *error);
+
+/**
+ * As `session_create`, storing `user_context` for `session_get_user_context`.
+ * The library never dereferences `user_context`.
+ */
+SESSION_T *session_create_with_user_context(const char *url_str,
+                                            const char *principal,
+                                            CREDENTIALS_T *credentials,
+                                            SESSION_LISTENER_T *listener,
+                                            RECONNECTION_STRATEGY_T *_reconnection_strategy,
+                                            void *user_context,
+                                            DIFFUSION_ERROR_T *error);
+
+/**
+ * Starts opening a session and returns at once.
+ *
+ * Exactly one of `callbacks->on_connected` / `callbacks->on_error` runs later, on a libsession
+ * I/O thread (or inside `session_close` if the session is closed before it connects). Arguments
+ * as for `session_create`; `callbacks` is required and copied.
+ *
+ * Returns the session handle, owned by the caller (`session_close` then `session_free`), or NULL
+ * with `*error` filled when the arguments are invalid (no callback runs then).
+ */
+SESSION_T *session_create_async(const char *url_str,
+                                const char *principal,
+                                CREDENTIALS_T *credentials,
+                                SESSION_LISTENER_T *listener,
+                                RECONNECTION_STRATEGY_T *reconnection_strategy,
+                                SESSION_CREATE_CALLBACK_T *callbacks,
+                                DIFFUSION_ERROR_T *error);
+
+/**
+ * As `session_create_async`, storing `user_context` for `session_get_user_context`.
+ */
+SESSION_T *session_create_async_with_user_context(const char *url_str,
+                                                  const char *principal,
+                                                  CREDENTIALS_T *credentials,
+                                                  SESSION_LISTENER_T *listener,
+                                                  RECONNECTION_STRATEGY_T *_reconnection_strategy,
+                                                  SESSION_CREATE_CALLBACK_T *callbacks,
+                                                  void *user_context,
+                                                  DIFFUSION_ERROR_T *error);
+
+/**
+ * Closes the session. The listener sees CLOSED_BY_CLIENT on the calling thread before this
+ * returns, and no other callback of the session starts afterwards. Closing a closed session
+ * does nothing and succeeds. May be called from inside a callback.
+ *
+ * Returns 1 on success, 0 with `*error` filled (when not NULL) if `session` is NULL.
+ */
+int session_close(SESSION_T *session, DIFFUSION_ERROR_T *error);
+
+/**
+ * Releases the session, closing it first if it is open. NULL does nothing. May be called from
+ * inside a callback of the session; the pointer is invalid afterwards.
+ */
+void session_free(SESSION_T *session);
+
+/**
+ * The session's current state; SESSION_STATE_UNKNOWN for NULL. Thread-safe.
+ */
+SESSION_STATE_T session_state_get(SESSION_T *session);
+
+/**
+ * The state's name ("CONNECTED_ACTIVE", ...) as a static string; never NULL, never to be freed.
+ */
+const char *session_state_as_string(SESSION_STATE_T state);
+
+/**
+ * 1 if the session is CONNECTED_ACTIVE, else 0 (also for NULL). Thread-safe.
+ */
+int session_is_connected(const SESSION_T *session);
+
+/**
+ * 1 if the session is RECOVERING_RECONNECT, else 0 (also for NULL). Thread-safe.
+ */
+int session_is_recovering(const SESSION_T *session);
+
+/**
+ * 1 if the session is in a closed state, else 0 (also for NULL). Thread-safe.
+ */
+int session_is_closed(const SESSION_T *session);
+
+/**
+ * The session's id, or NULL before the server has assigned one (or for a NULL session).
+ * The pointer stays valid until `session_free`; do not free it.
+ */
+const SESSION_ID_T *session_get_id(const SESSION_T *session);
+
+/**
+ * The `user_context` given at creation (NULL if none, or for a NULL session).
+ */
+void *session_get_user_context(const SESSION_T *session);
+
+/**
+ * Fills `*error` with the reason the session closed (CLOSED_FAILED or CLOSED_BY_SERVER).
+ *
+ * Returns 1 and fills `*error` (free `error->message`) when there is such a reason; returns 0 and
+ * leaves `*error` untouched when the session is open or was closed by the client, or when either
+ * argument is NULL.
+ */
+int session_get_error(const SESSION_T *session, DIFFUSION_ERROR_T *error);
+
+/**
+ * Formats a session id as 32 hex digits, `server_instance-value`.
+ *
+ * Returns a string from malloc for the caller to `free()`, or NULL when `session_id` is NULL.
+ */
+char *session_id_to_string(const SESSION_ID_T *session_id);
+
+#ifdef __cplusplus
+}  // extern "C"
+#endif  // __cplusplus
+
+#endif  /* LIBSESSION_SESSION_H */

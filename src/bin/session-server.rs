@@ -1,0 +1,135 @@
+//! session-server: the bundled server for demos and tests.
+//!
+//! ```text
+//! session-server --listen 127.0.0.1:8080 --user alice:secret --allow-anonymous
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use session::server::{Server, ServerConfig};
+
+/// Serves libsession protocol v1 sessions over WebSocket.
+#[derive(Parser, Debug)]
+#[command(name = "session-server", version)]
+struct Args {
+    /// Address to listen on; port 0 picks a free port (see --port-file).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Accept this principal with this password (repeatable).
+    #[arg(long = "user", value_name = "NAME:PASSWORD", value_parser = split_pair)]
+    users: Vec<(String, String)>,
+    /// Accept this principal with these custom credentials (repeatable).
+    #[arg(long = "custom", value_name = "NAME:VALUE", value_parser = split_pair)]
+    custom: Vec<(String, String)>,
+    /// Accept sessions with no principal and no credentials.
+    #[arg(long)]
+    allow_anonymous: bool,
+    /// Request path that accepts sessions (repeatable; default /diffusion).
+    #[arg(long = "path", value_name = "PATH")]
+    paths: Vec<String>,
+    /// Interval between keep-alive pings, in milliseconds.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    ping_interval_ms: u64,
+    /// Largest frame accepted, in bytes.
+    #[arg(long, default_value_t = session::protocol::DEFAULT_MAX_FRAME_SIZE,
+          value_parser = clap::value_parser!(u32).range(1024..))]
+    max_frame_size: u32,
+    /// Sessions served at once.
+    #[arg(long, default_value_t = 100_000)]
+    max_sessions: usize,
+    /// Server instance number used in session ids (default: random).
+    #[arg(long)]
+    instance: Option<u64>,
+    /// Write the bound port to this file once listening.
+    #[arg(long, value_name = "FILE")]
+    port_file: Option<PathBuf>,
+}
+
+fn split_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once(':') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => Err("expected NAME:VALUE".into()),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env(session::logging::LOG_ENV)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let args = Args::parse();
+    for path in &args.paths {
+        if let Err(e) = session::session::url::validate_request_path(path) {
+            eprintln!("session-server: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    }
+    let mut config = ServerConfig {
+        listen: args.listen,
+        allow_anonymous: args.allow_anonymous,
+        ping_interval: Duration::from_millis(args.ping_interval_ms),
+        max_frame_size: args.max_frame_size,
+        max_sessions: args.max_sessions,
+        ..ServerConfig::default()
+    };
+    if !args.paths.is_empty() {
+        config.paths = args.paths;
+    }
+    if let Some(instance) = args.instance {
+        config.server_instance = instance;
+    }
+    config.users = args.users.into_iter().map(|(n, p)| (n, p.into_bytes())).collect();
+    config.custom_credentials = args.custom.into_iter().map(|(n, v)| (n, v.into_bytes())).collect();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("session-server: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let paths = config.paths.join(", ");
+        let instance = config.server_instance;
+        let server = match Server::bind(config).await {
+            Ok(server) => server,
+            Err(e) => {
+                eprintln!("session-server: cannot listen on {}: {e}", args.listen);
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        let addr = match server.local_addr() {
+            Ok(addr) => addr,
+            Err(e) => {
+                eprintln!("session-server: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        if let Some(file) = &args.port_file {
+            // Write then rename, so a reader never sees a half-written port.
+            let tmp = file.with_extension("tmp");
+            if let Err(e) = std::fs::write(&tmp, format!("{}\n", addr.port())).and_then(|_| std::fs::rename(&tmp, file)) {
+                eprintln!("session-server: cannot write {}: {e}", file.display());
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+        tracing::info!(%addr, paths = %paths, instance = format!("{instance:016x}"), "listening");
+        server.run(stop_signal()).await;
+        tracing::info!("stopped");
+        std::process::ExitCode::SUCCESS
+    })
+}
+
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,56 @@
+//! Helpers every exported function uses: the panic guard, C string conversion, error reporting.
+
+use std::ffi::{c_char, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use super::types::DIFFUSION_ERROR_T;
+use crate::error::{Error, ErrorCode, Result};
+
+/// Runs `body`, turning a panic into `on_panic` so that no unwinding crosses into C.
+pub(crate) fn guard<T>(on_panic: T, body: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or(on_panic)
+}
+
+/// The error reported when a panic was caught.
+pub(crate) fn internal_error() -> Error {
+    Error::new(ErrorCode::Unknown, "internal error in libsession (a bug): the call was abandoned")
+}
+
+/// Borrows a required C string argument.
+pub(crate) unsafe fn required_str<'a>(ptr: *const c_char, what: &str) -> Result<&'a str> {
+    optional_str(ptr, what)?.ok_or_else(|| Error::illegal_argument(format!("{what} is NULL")))
+}
+
+/// Borrows an optional C string argument (NULL is `None`).
+pub(crate) unsafe fn optional_str<'a>(ptr: *const c_char, what: &str) -> Result<Option<&'a str>> {
+    if ptr.is_null() {
+        return Ok(None);
+    }
+    CStr::from_ptr(ptr)
+        .to_str()
+        .map(Some)
+        .map_err(|_| Error::illegal_argument(format!("{what} is not valid UTF-8")))
+}
+
+/// A copy of `text` in memory from `malloc`, for the caller to `free()`. Interior NULs end the string.
+pub(crate) fn malloc_string(text: &str) -> *mut c_char {
+    let bytes = text.as_bytes();
+    let len = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    // SAFETY: we allocate len + 1 bytes, copy len bytes into them and terminate with NUL.
+    unsafe {
+        let out = libc::malloc(len + 1) as *mut c_char;
+        if out.is_null() {
+            return out;
+        }
+        std::ptr::copy_nonoverlapping(bytes.as_ptr() as *const c_char, out, len);
+        *out.add(len) = 0;
+        out
+    }
+}
+
+/// Fills `*out` (when not NULL) with `error`; the message is `malloc`ed.
+pub(crate) unsafe fn report(out: *mut DIFFUSION_ERROR_T, error: &Error) {
+    if let Some(out) = out.as_mut() {
+        *out = DIFFUSION_ERROR_T::from_error(error);
+    }
+}

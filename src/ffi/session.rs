@@ -1,0 +1,381 @@
+//! SESSION_T and the session_* functions.
+//!
+//! Threading: callbacks of a session run one at a time, in order, on a libsession I/O thread
+//! (`libsession-io-*`), except the CLOSED_BY_CLIENT notification, which runs on the thread that
+//! calls `session_close` (or `session_free`). `session_close` and `session_free` may be called from
+//! inside any callback. Blocking calls (`session_create`, `session_create_with_user_context`) made
+//! on an I/O thread fail with DIFF_ERR_ILLEGAL_STATE instead of deadlocking.
+
+use std::ffi::{c_char, c_int, c_void};
+use std::sync::Arc;
+
+use once_cell::sync::OnceCell;
+
+use super::boundary::{guard, internal_error, optional_str, report, required_str};
+use super::credentials::CREDENTIALS_T;
+use super::types::{DIFFUSION_ERROR_T, SESSION_ID_T, SESSION_STATE_T};
+use crate::error::{Error, Result};
+use crate::protocol::Credentials;
+use crate::runtime;
+use crate::session::{CreationCallback, Events, Session, SessionConfig, State, StateListener};
+
+/// An open or closed session. Opaque: use the accessor functions.
+pub struct SESSION_T {
+    session: Arc<Session>,
+    user_context: *mut c_void,
+    id: OnceCell<SESSION_ID_T>,
+}
+
+/// Reconnection strategy. Accepted by the create functions; NULL means the default.
+pub struct RECONNECTION_STRATEGY_T {
+    _private: (),
+}
+
+/// Receives every state change of a session. The struct is copied at creation; both members may
+/// be NULL.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SESSION_LISTENER_T {
+    /// Called on every state change, in order, with the old and the new state.
+    pub on_state_changed:
+        Option<unsafe extern "C" fn(session: *mut SESSION_T, old_state: SESSION_STATE_T, new_state: SESSION_STATE_T)>,
+    /// Reserved for compatibility; never called.
+    pub on_handler_error: Option<unsafe extern "C" fn()>,
+}
+
+/// Callbacks of an asynchronous create: exactly one of them runs, once. The struct is copied.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SESSION_CREATE_CALLBACK_T {
+    /// The session is CONNECTED_ACTIVE. Return HANDLER_SUCCESS.
+    pub on_connected: Option<unsafe extern "C" fn(session: *mut SESSION_T) -> c_int>,
+    /// The session could not be created (or was closed first). `error` and its message belong to
+    /// the library and are valid only during the call. Return HANDLER_SUCCESS.
+    pub on_error: Option<unsafe extern "C" fn(session: *mut SESSION_T, error: *mut DIFFUSION_ERROR_T) -> c_int>,
+}
+
+/// A SESSION_T address that callbacks carry to other threads. The session's own rules make it
+/// valid whenever a callback runs: no callback starts once the session is closed, and freeing it
+/// closes it first.
+#[derive(Clone, Copy)]
+struct HandlePtr(usize);
+
+impl HandlePtr {
+    fn get(self) -> *mut SESSION_T {
+        self.0 as *mut SESSION_T
+    }
+}
+
+struct CreateArgs {
+    config: SessionConfig,
+    listener: Option<SESSION_LISTENER_T>,
+}
+
+unsafe fn create_args(
+    url: *const c_char,
+    principal: *const c_char,
+    credentials: *mut CREDENTIALS_T,
+    listener: *mut SESSION_LISTENER_T,
+) -> Result<CreateArgs> {
+    let mut config = SessionConfig::new(required_str(url, "url")?)?;
+    config.principal = optional_str(principal, "principal")?.unwrap_or_default().to_string();
+    config.credentials = credentials.as_ref().map(|c| c.inner.clone()).unwrap_or(Credentials::None);
+    Ok(CreateArgs { config, listener: listener.as_ref().copied() })
+}
+
+fn state_listener(listener: Option<SESSION_LISTENER_T>, handle: HandlePtr) -> Option<StateListener> {
+    let on_state_changed = listener?.on_state_changed?;
+    Some(Box::new(move |old: State, new: State| {
+        // SAFETY: see HandlePtr; the function pointer came from the caller.
+        unsafe { on_state_changed(handle.get(), old.into(), new.into()) };
+    }))
+}
+
+fn creation_callback(callbacks: SESSION_CREATE_CALLBACK_T, handle: HandlePtr) -> CreationCallback {
+    Box::new(move |result: Result<()>| match result {
+        Ok(()) => {
+            if let Some(on_connected) = callbacks.on_connected {
+                // SAFETY: see HandlePtr.
+                unsafe { on_connected(handle.get()) };
+            }
+        }
+        Err(e) => {
+            if let Some(on_error) = callbacks.on_error {
+                let mut error = DIFFUSION_ERROR_T::from_error(&e);
+                // SAFETY: see HandlePtr; `error` lives across the call and is released after it.
+                unsafe {
+                    on_error(handle.get(), &mut error);
+                    super::error::diffusion_error_free(&mut error);
+                }
+            }
+        }
+    })
+}
+
+/// Allocates the handle and starts the session. For a blocking create, waits for the outcome and
+/// frees the handle on failure.
+unsafe fn create(
+    args: Result<CreateArgs>,
+    callbacks: Option<SESSION_CREATE_CALLBACK_T>,
+    user_context: *mut c_void,
+    error: *mut DIFFUSION_ERROR_T,
+) -> *mut SESSION_T {
+    let blocking = callbacks.is_none();
+    let started = args.and_then(|args| {
+        if blocking && runtime::on_io_thread() {
+            return Err(Error::illegal_state(
+                "session_create blocks, and was called from a libsession callback where it would deadlock; \
+                 use session_create_async",
+            ));
+        }
+        let session = Arc::new(Session::new(args.config));
+        let handle = Box::into_raw(Box::new(SESSION_T { session: session.clone(), user_context, id: OnceCell::new() }));
+        let ptr = HandlePtr(handle as usize);
+        let events = Events {
+            on_state_changed: state_listener(args.listener, ptr),
+            on_created: callbacks.map(|c| creation_callback(c, ptr)),
+        };
+        let outcome = session.start(events).and_then(|()| if blocking { session.wait_connected() } else { Ok(()) });
+        match outcome {
+            Ok(()) => Ok(handle),
+            Err(e) => {
+                drop(Box::from_raw(handle));
+                Err(e)
+            }
+        }
+    });
+    match started {
+        Ok(handle) => handle,
+        Err(e) => {
+            report(error, &e);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+fn create_guarded(error: *mut DIFFUSION_ERROR_T, body: impl FnOnce() -> *mut SESSION_T) -> *mut SESSION_T {
+    let created = guard(None, || Some(body()));
+    created.unwrap_or_else(|| {
+        // SAFETY: `error` is the caller's pointer, NULL or valid.
+        unsafe { report(error, &internal_error()) };
+        std::ptr::null_mut()
+    })
+}
+
+/// Opens a session and blocks until it is CONNECTED_ACTIVE or has failed.
+///
+/// - `url_str`: `ws://host[:port][/path]`; required.
+/// - `principal`: NULL or "" for anonymous. `credentials`: NULL for none; copied.
+/// - `listener`: NULL or a listener, copied; its callback runs on a libsession I/O thread.
+/// - `reconnection_strategy`: NULL for the default; not dereferenced in this version.
+/// - `error`: NULL or a struct filled on failure (free `error->message` with `free`).
+///
+/// Returns the connected session, owned by the caller (`session_close` then `session_free`), or
+/// NULL on failure. Called from inside a libsession callback it fails with DIFF_ERR_ILLEGAL_STATE.
+#[no_mangle]
+pub unsafe extern "C" fn session_create(
+    url_str: *const c_char,
+    principal: *const c_char,
+    credentials: *mut CREDENTIALS_T,
+    listener: *mut SESSION_LISTENER_T,
+    reconnection_strategy: *mut RECONNECTION_STRATEGY_T,
+    error: *mut DIFFUSION_ERROR_T,
+) -> *mut SESSION_T {
+    session_create_with_user_context(url_str, principal, credentials, listener, reconnection_strategy, std::ptr::null_mut(), error)
+}
+
+/// As `session_create`, storing `user_context` for `session_get_user_context`.
+/// The library never dereferences `user_context`.
+#[no_mangle]
+pub unsafe extern "C" fn session_create_with_user_context(
+    url_str: *const c_char,
+    principal: *const c_char,
+    credentials: *mut CREDENTIALS_T,
+    listener: *mut SESSION_LISTENER_T,
+    _reconnection_strategy: *mut RECONNECTION_STRATEGY_T,
+    user_context: *mut c_void,
+    error: *mut DIFFUSION_ERROR_T,
+) -> *mut SESSION_T {
+    create_guarded(error, || {
+        create(create_args(url_str, principal, credentials, listener), None, user_context, error)
+    })
+}
+
+/// Starts opening a session and returns at once.
+///
+/// Exactly one of `callbacks->on_connected` / `callbacks->on_error` runs later, on a libsession
+/// I/O thread (or inside `session_close` if the session is closed before it connects). Arguments
+/// as for `session_create`; `callbacks` is required and copied.
+///
+/// Returns the session handle, owned by the caller (`session_close` then `session_free`), or NULL
+/// with `*error` filled when the arguments are invalid (no callback runs then).
+#[no_mangle]
+pub unsafe extern "C" fn session_create_async(
+    url_str: *const c_char,
+    principal: *const c_char,
+    credentials: *mut CREDENTIALS_T,
+    listener: *mut SESSION_LISTENER_T,
+    reconnection_strategy: *mut RECONNECTION_STRATEGY_T,
+    callbacks: *mut SESSION_CREATE_CALLBACK_T,
+    error: *mut DIFFUSION_ERROR_T,
+) -> *mut SESSION_T {
+    session_create_async_with_user_context(
+        url_str,
+        principal,
+        credentials,
+        listener,
+        reconnection_strategy,
+        callbacks,
+        std::ptr::null_mut(),
+        error,
+    )
+}
+
+/// As `session_create_async`, storing `user_context` for `session_get_user_context`.
+#[no_mangle]
+pub unsafe extern "C" fn session_create_async_with_user_context(
+    url_str: *const c_char,
+    principal: *const c_char,
+    credentials: *mut CREDENTIALS_T,
+    listener: *mut SESSION_LISTENER_T,
+    _reconnection_strategy: *mut RECONNECTION_STRATEGY_T,
+    callbacks: *mut SESSION_CREATE_CALLBACK_T,
+    user_context: *mut c_void,
+    error: *mut DIFFUSION_ERROR_T,
+) -> *mut SESSION_T {
+    create_guarded(error, || {
+        let Some(callbacks) = callbacks.as_ref().copied() else {
+            report(error, &Error::illegal_argument("callbacks is NULL"));
+            return std::ptr::null_mut();
+        };
+        create(create_args(url_str, principal, credentials, listener), Some(callbacks), user_context, error)
+    })
+}
+
+/// Closes the session. The listener sees CLOSED_BY_CLIENT on the calling thread before this
+/// returns, and no other callback of the session starts afterwards. Closing a closed session
+/// does nothing and succeeds. May be called from inside a callback.
+///
+/// Returns 1 on success, 0 with `*error` filled (when not NULL) if `session` is NULL.
+#[no_mangle]
+pub unsafe extern "C" fn session_close(session: *mut SESSION_T, error: *mut DIFFUSION_ERROR_T) -> c_int {
+    guard(0, || {
+        let Some(handle) = session.as_ref() else {
+            report(error, &Error::illegal_argument("session is NULL"));
+            return 0;
+        };
+        // Keep our own reference: a callback run by close may free the handle.
+        let owned = handle.session.clone();
+        owned.close();
+        1
+    })
+}
+
+/// Releases the session, closing it first if it is open. NULL does nothing. May be called from
+/// inside a callback of the session; the pointer is invalid afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn session_free(session: *mut SESSION_T) {
+    guard((), || {
+        if session.is_null() {
+            return;
+        }
+        let owned = Box::from_raw(session).session;
+        owned.close();
+    })
+}
+
+/// The session's current state; SESSION_STATE_UNKNOWN for NULL. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn session_state_get(session: *mut SESSION_T) -> SESSION_STATE_T {
+    guard(SESSION_STATE_T::SESSION_STATE_UNKNOWN, || match session.as_ref() {
+        Some(handle) => handle.session.state().into(),
+        None => SESSION_STATE_T::SESSION_STATE_UNKNOWN,
+    })
+}
+
+/// The state's name ("CONNECTED_ACTIVE", ...) as a static string; never NULL, never to be freed.
+#[no_mangle]
+pub extern "C" fn session_state_as_string(state: SESSION_STATE_T) -> *const c_char {
+    let name: &'static [u8] = match state {
+        SESSION_STATE_T::SESSION_STATE_UNKNOWN => b"UNKNOWN\0",
+        SESSION_STATE_T::CONNECTING => b"CONNECTING\0",
+        SESSION_STATE_T::CONNECTED_INITIALISING => b"CONNECTED_INITIALISING\0",
+        SESSION_STATE_T::CONNECTED_ACTIVE => b"CONNECTED_ACTIVE\0",
+        SESSION_STATE_T::RECOVERING_RECONNECT => b"RECOVERING_RECONNECT\0",
+        SESSION_STATE_T::RECOVERING_FAILOVER => b"RECOVERING_FAILOVER\0",
+        SESSION_STATE_T::CLOSED_BY_CLIENT => b"CLOSED_BY_CLIENT\0",
+        SESSION_STATE_T::CLOSED_BY_SERVER => b"CLOSED_BY_SERVER\0",
+        SESSION_STATE_T::CLOSED_FAILED => b"CLOSED_FAILED\0",
+    };
+    name.as_ptr() as *const c_char
+}
+
+fn state_is(session: *const SESSION_T, test: fn(State) -> bool) -> c_int {
+    // SAFETY: `session` is NULL or a live handle, per the API contract.
+    guard(0, || unsafe { session.as_ref() }.is_some_and(|h| test(h.session.state())) as c_int)
+}
+
+/// 1 if the session is CONNECTED_ACTIVE, else 0 (also for NULL). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn session_is_connected(session: *const SESSION_T) -> c_int {
+    state_is(session, |s| s == State::ConnectedActive)
+}
+
+/// 1 if the session is RECOVERING_RECONNECT, else 0 (also for NULL). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn session_is_recovering(session: *const SESSION_T) -> c_int {
+    state_is(session, |s| s == State::RecoveringReconnect)
+}
+
+/// 1 if the session is in a closed state, else 0 (also for NULL). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn session_is_closed(session: *const SESSION_T) -> c_int {
+    state_is(session, State::is_closed)
+}
+
+/// The session's id, or NULL before the server has assigned one (or for a NULL session).
+/// The pointer stays valid until `session_free`; do not free it.
+#[no_mangle]
+pub unsafe extern "C" fn session_get_id(session: *const SESSION_T) -> *const SESSION_ID_T {
+    guard(std::ptr::null(), || {
+        let Some(handle) = session.as_ref() else { return std::ptr::null() };
+        let Some(id) = handle.session.id() else { return std::ptr::null() };
+        handle.id.get_or_init(|| (*id).into()) as *const SESSION_ID_T
+    })
+}
+
+/// The `user_context` given at creation (NULL if none, or for a NULL session).
+#[no_mangle]
+pub unsafe extern "C" fn session_get_user_context(session: *const SESSION_T) -> *mut c_void {
+    guard(std::ptr::null_mut(), || session.as_ref().map_or(std::ptr::null_mut(), |h| h.user_context))
+}
+
+/// Fills `*error` with the reason the session closed (CLOSED_FAILED or CLOSED_BY_SERVER).
+///
+/// Returns 1 and fills `*error` (free `error->message`) when there is such a reason; returns 0 and
+/// leaves `*error` untouched when the session is open or was closed by the client, or when either
+/// argument is NULL.
+#[no_mangle]
+pub unsafe extern "C" fn session_get_error(session: *const SESSION_T, error: *mut DIFFUSION_ERROR_T) -> c_int {
+    guard(0, || {
+        let (Some(handle), false) = (session.as_ref(), error.is_null()) else { return 0 };
+        match handle.session.error() {
+            Some(e) => {
+                report(error, &e);
+                1
+            }
+            None => 0,
+        }
+    })
+}
+
+/// Formats a session id as 32 hex digits, `server_instance-value`.
+///
+/// Returns a string from malloc for the caller to `free()`, or NULL when `session_id` is NULL.
+#[no_mangle]
+pub unsafe extern "C" fn session_id_to_string(session_id: *const SESSION_ID_T) -> *mut c_char {
+    guard(std::ptr::null_mut(), || match session_id.as_ref() {
+        Some(id) => super::boundary::malloc_string(&format!("{:016x}-{:016x}", id.server_instance, id.value)),
+        None => std::ptr::null_mut(),
+    })
+}

@@ -1,0 +1,18 @@
+//! libsession: real-time client sessions over WebSocket, with a C ABI.
+//!
+//! Rust programs use [`session::Session`]; C programs use the functions declared in
+//! `include/session.h`, which live in [`ffi`]. The wire protocol is in [`protocol`] and
+//! `docs/PROTOCOL.md`; the bundled server is in [`server`].
+
+pub mod error;
+pub mod ffi;
+pub mod logging;
+pub mod protocol;
+pub mod runtime;
+pub mod server;
+pub mod session;
+pub mod transport;
+
+pub use error::{Error, ErrorCode, Result};
+pub use protocol::{Credentials, SessionId};
+pub use session::{Events, Session, SessionConfig, State};

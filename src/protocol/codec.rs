@@ -1,0 +1,369 @@
+//! Binary encoding of [`Frame`]s.
+
+use bytes::{Buf, BufMut, BytesMut};
+
+use super::{
+    frame_type as ft, CloseReason, ConnectRequest, ConnectResponse, Credentials, DecodeError, Frame,
+    ResponseCode, SessionId, FRAME_HEADER_LEN,
+};
+
+const CREDENTIALS_NONE: u8 = 0;
+const CREDENTIALS_PASSWORD: u8 = 1;
+const CREDENTIALS_CUSTOM: u8 = 2;
+
+/// Encodes one frame, header included.
+pub fn encode(frame: &Frame) -> Vec<u8> {
+    let mut body = BytesMut::with_capacity(64);
+    let kind = match frame {
+        Frame::ConnectRequest(r) => {
+            body.put_u8(r.min_version);
+            body.put_u8(r.max_version);
+            put_str16(&mut body, &r.principal);
+            match &r.credentials {
+                Credentials::None => {
+                    body.put_u8(CREDENTIALS_NONE);
+                    put_bytes32(&mut body, &[]);
+                }
+                Credentials::Password(p) => {
+                    body.put_u8(CREDENTIALS_PASSWORD);
+                    put_bytes32(&mut body, p);
+                }
+                Credentials::Custom(c) => {
+                    body.put_u8(CREDENTIALS_CUSTOM);
+                    put_bytes32(&mut body, c);
+                }
+            }
+            body.put_u16(r.properties.len().min(u16::MAX as usize) as u16);
+            for (k, v) in r.properties.iter().take(u16::MAX as usize) {
+                put_str16(&mut body, k);
+                put_str16(&mut body, v);
+            }
+            put_bytes16(&mut body, &r.reconnect_token);
+            body.put_u64(r.last_received);
+            body.put_u32(r.max_frame_size);
+            ft::CONNECT_REQUEST
+        }
+        Frame::ConnectResponse(r) => {
+            body.put_u8(r.version);
+            body.put_u8(r.code.to_wire());
+            body.put_u64(r.session_id.server_instance);
+            body.put_u64(r.session_id.value);
+            put_bytes16(&mut body, &r.token);
+            body.put_u32(r.ping_interval_ms);
+            body.put_u32(r.max_frame_size);
+            body.put_u64(r.last_received);
+            put_str16(&mut body, &r.message);
+            ft::CONNECT_RESPONSE
+        }
+        Frame::Ping(n) => {
+            body.put_u64(*n);
+            ft::PING
+        }
+        Frame::Pong(n) => {
+            body.put_u64(*n);
+            ft::PONG
+        }
+        Frame::Close { reason, message } => {
+            body.put_u8(reason.to_wire());
+            put_str16(&mut body, message);
+            ft::CLOSE
+        }
+    };
+    let mut out = Vec::with_capacity(FRAME_HEADER_LEN + body.len());
+    out.put_u32(body.len() as u32 + 1);
+    out.put_u8(kind);
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Decodes every frame in `buf`, which must hold whole frames only.
+pub fn decode_all(buf: &[u8], limit: u32) -> Result<Vec<Frame>, DecodeError> {
+    let mut decoder = FrameDecoder::new(limit);
+    decoder.push(buf);
+    let mut frames = Vec::new();
+    while let Some(frame) = decoder.next_frame()? {
+        frames.push(frame);
+    }
+    if decoder.buffered() > 0 {
+        return Err(DecodeError::Truncated);
+    }
+    Ok(frames)
+}
+
+/// Incremental decoder: push bytes as they arrive, take frames out as they complete.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    buf: BytesMut,
+    limit: u32,
+}
+
+impl FrameDecoder {
+    /// A decoder refusing frames whose length field exceeds `limit`.
+    pub fn new(limit: u32) -> Self {
+        FrameDecoder { buf: BytesMut::new(), limit }
+    }
+
+    /// Appends received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes received but not yet decoded.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next complete frame, `None` if more bytes are needed. The size check happens as soon as
+    /// the header is in, so an oversized frame is refused before its body is buffered.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, DecodeError> {
+        if self.buf.len() < 4 {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
+        if len == 0 {
+            return Err(DecodeError::Malformed("zero-length frame"));
+        }
+        if len > self.limit {
+            return Err(DecodeError::TooLarge { size: len as u64, limit: self.limit });
+        }
+        if self.buf.len() < 4 + len as usize {
+            return Ok(None);
+        }
+        self.buf.advance(4);
+        let mut body = self.buf.split_to(len as usize);
+        let kind = body.get_u8();
+        decode_body(kind, &mut body).map(Some)
+    }
+}
+
+fn decode_body(kind: u8, b: &mut BytesMut) -> Result<Frame, DecodeError> {
+    let frame = match kind {
+        ft::CONNECT_REQUEST => {
+            let min_version = get_u8(b)?;
+            let max_version = get_u8(b)?;
+            let principal = get_str16(b)?;
+            let cred_kind = get_u8(b)?;
+            let cred = get_bytes32(b)?;
+            let credentials = match cred_kind {
+                CREDENTIALS_NONE => Credentials::None,
+                CREDENTIALS_PASSWORD => Credentials::Password(cred),
+                CREDENTIALS_CUSTOM => Credentials::Custom(cred),
+                _ => return Err(DecodeError::Malformed("unknown credentials type")),
+            };
+            let count = get_u16(b)?;
+            let mut properties = Vec::with_capacity(count.min(64) as usize);
+            for _ in 0..count {
+                properties.push((get_str16(b)?, get_str16(b)?));
+            }
+            Frame::ConnectRequest(ConnectRequest {
+                min_version,
+                max_version,
+                principal,
+                credentials,
+                properties,
+                reconnect_token: get_bytes16(b)?,
+                last_received: get_u64(b)?,
+                max_frame_size: get_u32(b)?,
+            })
+        }
+        ft::CONNECT_RESPONSE => {
+            let version = get_u8(b)?;
+            let code = ResponseCode::from_wire(get_u8(b)?)
+                .ok_or(DecodeError::Malformed("unknown connect response code"))?;
+            let session_id = SessionId { server_instance: get_u64(b)?, value: get_u64(b)? };
+            Frame::ConnectResponse(ConnectResponse {
+                version,
+                code,
+                session_id,
+                token: get_bytes16(b)?,
+                ping_interval_ms: get_u32(b)?,
+                max_frame_size: get_u32(b)?,
+                last_received: get_u64(b)?,
+                message: get_str16(b)?,
+            })
+        }
+        ft::PING => Frame::Ping(get_u64(b)?),
+        ft::PONG => Frame::Pong(get_u64(b)?),
+        ft::CLOSE => {
+            let reason = CloseReason::from_wire(get_u8(b)?);
+            Frame::Close { reason, message: get_str16(b)? }
+        }
+        other => return Err(DecodeError::UnknownType(other)),
+    };
+    if b.has_remaining() {
+        return Err(DecodeError::Malformed("trailing bytes after the last field"));
+    }
+    Ok(frame)
+}
+
+fn put_str16(b: &mut BytesMut, s: &str) {
+    put_bytes16(b, s.as_bytes());
+}
+
+fn put_bytes16(b: &mut BytesMut, v: &[u8]) {
+    let v = &v[..v.len().min(u16::MAX as usize)];
+    b.put_u16(v.len() as u16);
+    b.put_slice(v);
+}
+
+fn put_bytes32(b: &mut BytesMut, v: &[u8]) {
+    b.put_u32(v.len() as u32);
+    b.put_slice(v);
+}
+
+fn need(b: &BytesMut, n: usize) -> Result<(), DecodeError> {
+    if b.remaining() < n {
+        Err(DecodeError::Malformed("field runs past the end of the frame"))
+    } else {
+        Ok(())
+    }
+}
+
+fn get_u8(b: &mut BytesMut) -> Result<u8, DecodeError> {
+    need(b, 1)?;
+    Ok(b.get_u8())
+}
+
+fn get_u16(b: &mut BytesMut) -> Result<u16, DecodeError> {
+    need(b, 2)?;
+    Ok(b.get_u16())
+}
+
+fn get_u32(b: &mut BytesMut) -> Result<u32, DecodeError> {
+    need(b, 4)?;
+    Ok(b.get_u32())
+}
+
+fn get_u64(b: &mut BytesMut) -> Result<u64, DecodeError> {
+    need(b, 8)?;
+    Ok(b.get_u64())
+}
+
+fn get_vec(b: &mut BytesMut, n: usize) -> Result<Vec<u8>, DecodeError> {
+    need(b, n)?;
+    Ok(b.split_to(n).to_vec())
+}
+
+fn get_bytes16(b: &mut BytesMut) -> Result<Vec<u8>, DecodeError> {
+    let n = get_u16(b)? as usize;
+    get_vec(b, n)
+}
+
+fn get_bytes32(b: &mut BytesMut) -> Result<Vec<u8>, DecodeError> {
+    let n = get_u32(b)? as usize;
+    get_vec(b, n)
+}
+
+fn get_str16(b: &mut BytesMut) -> Result<String, DecodeError> {
+    String::from_utf8(get_bytes16(b)?).map_err(|_| DecodeError::Malformed("string is not UTF-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{DEFAULT_MAX_FRAME_SIZE, MAX_VERSION, MIN_VERSION};
+
+    fn sample_frames() -> Vec<Frame> {
+        vec![
+            Frame::ConnectRequest(ConnectRequest {
+                min_version: MIN_VERSION,
+                max_version: MAX_VERSION,
+                principal: "alice".into(),
+                credentials: Credentials::Password(b"secret".to_vec()),
+                properties: vec![("colour".into(), "blue".into())],
+                reconnect_token: vec![1, 2, 3],
+                last_received: 42,
+                max_frame_size: 4096,
+            }),
+            Frame::ConnectResponse(ConnectResponse {
+                version: 1,
+                code: ResponseCode::Ok,
+                session_id: SessionId { server_instance: 7, value: 9 },
+                token: vec![0xaa; 16],
+                ping_interval_ms: 15_000,
+                max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+                last_received: 0,
+                message: String::new(),
+            }),
+            Frame::Ping(5),
+            Frame::Pong(5),
+            Frame::Close { reason: CloseReason::ServerShutdown, message: "bye".into() },
+        ]
+    }
+
+    #[test]
+    fn every_frame_round_trips() {
+        for frame in sample_frames() {
+            let bytes = encode(&frame);
+            assert_eq!(decode_all(&bytes, DEFAULT_MAX_FRAME_SIZE).unwrap(), vec![frame]);
+        }
+    }
+
+    #[test]
+    fn concatenated_frames_decode_in_order() {
+        let frames = sample_frames();
+        let bytes: Vec<u8> = frames.iter().flat_map(encode).collect();
+        assert_eq!(decode_all(&bytes, DEFAULT_MAX_FRAME_SIZE).unwrap(), frames);
+    }
+
+    #[test]
+    fn decoder_waits_for_a_frame_split_across_reads() {
+        let bytes = encode(&Frame::Ping(77));
+        let mut d = FrameDecoder::new(DEFAULT_MAX_FRAME_SIZE);
+        for byte in &bytes[..bytes.len() - 1] {
+            d.push(&[*byte]);
+            assert_eq!(d.next_frame().unwrap(), None);
+        }
+        d.push(&bytes[bytes.len() - 1..]);
+        assert_eq!(d.next_frame().unwrap(), Some(Frame::Ping(77)));
+    }
+
+    #[test]
+    fn oversized_frame_is_refused_from_its_header_alone() {
+        let mut d = FrameDecoder::new(1024);
+        d.push(&[0, 0, 0x10, 0, ft::PING]);
+        assert_eq!(d.next_frame(), Err(DecodeError::TooLarge { size: 4096, limit: 1024 }));
+    }
+
+    #[test]
+    fn truncated_field_is_malformed_not_a_panic() {
+        let mut bytes = encode(&Frame::Ping(1));
+        bytes.truncate(bytes.len() - 3);
+        bytes[3] -= 3;
+        assert!(matches!(decode_all(&bytes, 1024), Err(DecodeError::Malformed(_))));
+    }
+
+    #[test]
+    fn trailing_bytes_are_malformed() {
+        let mut bytes = encode(&Frame::Ping(1));
+        bytes.push(0);
+        bytes[3] += 1;
+        assert!(matches!(decode_all(&bytes, 1024), Err(DecodeError::Malformed(_))));
+    }
+
+    #[test]
+    fn unknown_type_and_zero_length_are_errors() {
+        assert_eq!(decode_all(&[0, 0, 0, 1, 200], 1024), Err(DecodeError::UnknownType(200)));
+        assert!(matches!(decode_all(&[0, 0, 0, 0], 1024), Err(DecodeError::Malformed(_))));
+        assert_eq!(decode_all(&[0, 0, 0, 9, 3], 1024), Err(DecodeError::Truncated));
+    }
+
+    #[test]
+    fn hostile_string_length_is_malformed() {
+        // A CLOSE frame whose string claims 65535 bytes but carries none.
+        let bytes = [0, 0, 0, 4, ft::CLOSE, 0, 0xff, 0xff];
+        assert!(matches!(decode_all(&bytes, 1024), Err(DecodeError::Malformed(_))));
+    }
+
+    #[test]
+    fn invalid_utf8_in_strings_is_malformed() {
+        let bytes = [0, 0, 0, 6, ft::CLOSE, 0, 0, 2, 0xff, 0xfe];
+        assert!(matches!(decode_all(&bytes, 1024), Err(DecodeError::Malformed(_))));
+    }
+
+    #[test]
+    fn credentials_debug_output_hides_the_secret() {
+        let text = format!("{:?}", Credentials::Password(b"hunter2".to_vec()));
+        assert!(!text.contains("hunter2"));
+    }
+}

@@ -1,0 +1,266 @@
+//! Sessions: the safe Rust API that the C functions wrap.
+//!
+//! A [`Session`] is created with [`Session::new`] (no I/O), started with [`Session::start`]
+//! (returns at once) and optionally awaited with [`Session::wait_connected`]; [`Session::connect`]
+//! does all three. One task on the shared runtime drives each session.
+//!
+//! Callback guarantees: the state listener and the creation callback of one session run one at a
+//! time, in order, on a library I/O thread; [`Session::close`] and dropping the session may be called
+//! from inside them. Once `close` has returned, no further callback of that session starts, except
+//! the CLOSED_BY_CLIENT notification that `close` itself delivers on the calling thread.
+
+pub mod config;
+mod driver;
+pub mod state;
+pub mod url;
+
+use std::sync::Arc;
+
+use once_cell::sync::OnceCell;
+use parking_lot::{Condvar, Mutex, ReentrantMutex};
+use tokio::sync::mpsc;
+
+pub use config::SessionConfig;
+pub use state::State;
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::protocol::SessionId;
+use crate::runtime;
+
+/// Called with `(old, new)` on every state change.
+pub type StateListener = Box<dyn Fn(State, State) + Send + Sync>;
+/// Called once when creation ends: `Ok` when connected, `Err` when it failed or was closed first.
+pub type CreationCallback = Box<dyn FnOnce(Result<()>) + Send>;
+
+/// What the application wants to hear about.
+#[derive(Default)]
+pub struct Events {
+    /// State changes.
+    pub on_state_changed: Option<StateListener>,
+    /// The end of session creation.
+    pub on_created: Option<CreationCallback>,
+}
+
+/// Instructions from the application to the session's task.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Close,
+}
+
+/// A client session.
+pub struct Session {
+    shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    config: SessionConfig,
+    state: Mutex<State>,
+    state_changed: Condvar,
+    /// Held while any callback of this session runs; re-entrant so callbacks may close the session.
+    callbacks: ReentrantMutex<()>,
+    listener: OnceCell<Option<StateListener>>,
+    on_created: Mutex<Option<CreationCallback>>,
+    id: OnceCell<SessionId>,
+    error: Mutex<Option<Error>>,
+    commands: mpsc::UnboundedSender<Command>,
+    command_rx: Mutex<Option<mpsc::UnboundedReceiver<Command>>>,
+}
+
+impl Session {
+    /// A session for `config`, not yet connecting.
+    pub fn new(config: SessionConfig) -> Session {
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        Session {
+            shared: Arc::new(Shared {
+                config,
+                state: Mutex::new(State::Unknown),
+                state_changed: Condvar::new(),
+                callbacks: ReentrantMutex::new(()),
+                listener: OnceCell::new(),
+                on_created: Mutex::new(None),
+                id: OnceCell::new(),
+                error: Mutex::new(None),
+                commands,
+                command_rx: Mutex::new(Some(command_rx)),
+            }),
+        }
+    }
+
+    /// Starts connecting in the background and returns at once. `events` are delivered as described
+    /// in the module documentation. Starting twice is an [`ErrorCode::IllegalState`] error.
+    pub fn start(&self, events: Events) -> Result<()> {
+        let rt = runtime::get()?;
+        let rx = self
+            .shared
+            .command_rx
+            .lock()
+            .take()
+            .ok_or_else(|| Error::illegal_state("the session has already been started"))?;
+        let _ = self.shared.listener.set(events.on_state_changed);
+        *self.shared.on_created.lock() = events.on_created;
+        rt.spawn(driver::drive(self.shared.clone(), rx));
+        Ok(())
+    }
+
+    /// Blocks until the session is connected (Ok) or closed (the error that closed it).
+    /// Called on a library I/O thread (inside a callback) it would deadlock, so it fails with
+    /// [`ErrorCode::IllegalState`] there.
+    pub fn wait_connected(&self) -> Result<()> {
+        if runtime::on_io_thread() {
+            return Err(Error::illegal_state(
+                "a blocking call was made from a libsession callback thread, where it would deadlock; \
+                 use the asynchronous form",
+            ));
+        }
+        let mut state = self.shared.state.lock();
+        loop {
+            match *state {
+                State::ConnectedActive | State::RecoveringReconnect => return Ok(()),
+                s if s.is_closed() => {
+                    drop(state);
+                    return Err(self.shared.error().unwrap_or_else(|| {
+                        Error::new(ErrorCode::SessionClosed, "the session was closed before it connected")
+                    }));
+                }
+                _ => self.shared.state_changed.wait(&mut state),
+            }
+        }
+    }
+
+    /// Creates, starts and waits: returns a connected session or the reason it could not connect.
+    pub fn connect(config: SessionConfig, on_state_changed: Option<StateListener>) -> Result<Session> {
+        if runtime::on_io_thread() {
+            return Err(Error::illegal_state(
+                "blocking session creation was called from a libsession callback thread, where it would \
+                 deadlock; use the asynchronous create",
+            ));
+        }
+        let session = Session::new(config);
+        session.start(Events { on_state_changed, on_created: None })?;
+        session.wait_connected()?;
+        Ok(session)
+    }
+
+    /// Closes the session: CLOSED_BY_CLIENT is reported to the listener on the calling thread before
+    /// this returns. Closing a closed session does nothing.
+    pub fn close(&self) {
+        let closed = self.shared.finish(
+            State::ClosedByClient,
+            None,
+            Error::new(ErrorCode::SessionClosed, "the session was closed by the application before it connected"),
+        );
+        if closed {
+            let _ = self.shared.commands.send(Command::Close);
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.shared.state()
+    }
+
+    /// The session's id, once the server has assigned one.
+    pub fn id(&self) -> Option<&SessionId> {
+        self.shared.id.get()
+    }
+
+    /// The error that closed the session (CLOSED_FAILED or CLOSED_BY_SERVER), if any.
+    pub fn error(&self) -> Option<Error> {
+        self.shared.error()
+    }
+
+    /// The session's settings.
+    pub fn config(&self) -> &SessionConfig {
+        &self.shared.config
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("url", &self.shared.config.url.to_url_string())
+            .field("state", &self.state())
+            .field("id", &self.id())
+            .finish()
+    }
+}
+
+impl Shared {
+    fn state(&self) -> State {
+        *self.state.lock()
+    }
+
+    fn error(&self) -> Option<Error> {
+        self.error.lock().clone()
+    }
+
+    /// Moves to `to` unless the move is not allowed (the session was closed meanwhile); tells the
+    /// listener. Returns whether the move happened.
+    fn transition(&self, to: State) -> bool {
+        let _callbacks = self.callbacks.lock();
+        let Some(from) = self.set_state(to) else { return false };
+        self.notify(from, to);
+        true
+    }
+
+    /// Moves to the closed state `to`, recording `error`; tells the listener, then fails a pending
+    /// creation with `error` (or `creation_error` when there is none). Returns whether this call
+    /// closed the session.
+    fn finish(&self, to: State, error: Option<Error>, creation_error: Error) -> bool {
+        let _callbacks = self.callbacks.lock();
+        if self.state().is_closed() {
+            return false;
+        }
+        if let Some(e) = &error {
+            *self.error.lock() = Some(e.clone());
+        }
+        let Some(from) = self.set_state(to) else { return false };
+        self.notify(from, to);
+        let pending = self.on_created.lock().take();
+        if let Some(on_created) = pending {
+            on_created(Err(error.unwrap_or(creation_error)));
+        }
+        true
+    }
+
+    /// Reports successful creation (after the move to CONNECTED_ACTIVE).
+    fn created(&self) {
+        let _callbacks = self.callbacks.lock();
+        if self.state().is_closed() {
+            return;
+        }
+        let pending = self.on_created.lock().take();
+        if let Some(on_created) = pending {
+            on_created(Ok(()));
+        }
+    }
+
+    /// Closes the session as failed with `error`.
+    fn fail(&self, error: Error) {
+        self.finish(State::ClosedFailed, Some(error.clone()), error);
+    }
+
+    fn set_state(&self, to: State) -> Option<State> {
+        let mut state = self.state.lock();
+        let from = *state;
+        if !from.can_move_to(to) {
+            return None;
+        }
+        *state = to;
+        self.state_changed.notify_all();
+        Some(from)
+    }
+
+    fn notify(&self, from: State, to: State) {
+        tracing::debug!(url = %self.config.url.to_url_string(), %from, %to, "session state changed");
+        if let Some(Some(listener)) = self.listener.get() {
+            listener(from, to);
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Frames over a WebSocket: one or more protocol frames per binary message.
+
+use std::collections::VecDeque;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, protocol::WebSocketConfig, Message};
+use tokio_tungstenite::WebSocketStream;
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::protocol::{self, Frame, FRAME_HEADER_LEN};
+use crate::session::url::ServerUrl;
+
+/// An open WebSocket to the server carrying protocol frames.
+#[derive(Debug)]
+pub struct WsConnection {
+    ws: WebSocketStream<TcpStream>,
+    pending: VecDeque<Frame>,
+    max_frame_size: u32,
+    peer: String,
+}
+
+impl WsConnection {
+    /// Connects TCP and performs the WebSocket upgrade on `url`'s request path.
+    /// Frames larger than `max_frame_size` are refused when received.
+    pub async fn open(url: &ServerUrl, max_frame_size: u32) -> Result<WsConnection> {
+        let peer = url.authority();
+        let stream = super::connect_tcp(&url.host, url.port, &peer).await?;
+        let request = url
+            .to_url_string()
+            .into_client_request()
+            .map_err(|e| Error::new(ErrorCode::ParseUrl, format!("cannot build the upgrade request for {peer}: {e}")))?;
+        let message_limit = max_frame_size as usize + FRAME_HEADER_LEN;
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(message_limit))
+            .max_frame_size(Some(message_limit));
+        let (ws, _response) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
+            .await
+            .map_err(|e| upgrade_error(&peer, &url.path, e))?;
+        Ok(WsConnection { ws, pending: VecDeque::new(), max_frame_size, peer })
+    }
+
+    /// `host:port` of the server.
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    /// Sends one frame.
+    pub async fn send(&mut self, frame: &Frame) -> Result<()> {
+        self.ws
+            .send(Message::binary(protocol::encode(frame)))
+            .await
+            .map_err(|e| Error::new(ErrorCode::SocketWriteFail, format!("cannot send to {}: {e}", self.peer)))
+    }
+
+    /// The next frame; `Ok(None)` when the server closed the WebSocket. Cancel-safe.
+    pub async fn recv(&mut self) -> Result<Option<Frame>> {
+        loop {
+            if let Some(frame) = self.pending.pop_front() {
+                return Ok(Some(frame));
+            }
+            let message = match self.ws.next().await {
+                None | Some(Ok(Message::Close(_))) => return Ok(None),
+                Some(Ok(message)) => message,
+                Some(Err(e)) => return Err(read_error(&self.peer, e)),
+            };
+            match message {
+                Message::Binary(bytes) => {
+                    let frames = protocol::decode_all(&bytes, self.max_frame_size).map_err(|e| {
+                        Error::new(ErrorCode::ConnectionProtocolError, format!("server {} sent a bad frame: {e}", self.peer))
+                    })?;
+                    self.pending.extend(frames);
+                }
+                Message::Text(_) => {
+                    return Err(Error::new(
+                        ErrorCode::InvalidConnectionProtocol,
+                        format!("server {} sent a text message; it does not speak the session protocol", self.peer),
+                    ))
+                }
+                // WebSocket-level pings are answered by tungstenite itself.
+                _ => {}
+            }
+        }
+    }
+
+    /// Closes the WebSocket politely; errors are irrelevant at this point.
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
+
+fn upgrade_error(peer: &str, path: &str, e: tungstenite::Error) -> Error {
+    match e {
+        tungstenite::Error::Http(response) => {
+            let status = response.status();
+            Error::new(
+                ErrorCode::HandshakeRecvFail,
+                format!(
+                    "server {peer} answered the WebSocket upgrade on '{path}' with HTTP {} {}",
+                    status.as_u16(),
+                    status.canonical_reason().unwrap_or("")
+                ),
+            )
+        }
+        tungstenite::Error::Io(io) => Error::new(
+            ErrorCode::HandshakeRecvFail,
+            format!("connection to {peer} failed during the WebSocket upgrade: {io}"),
+        ),
+        tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => Error::new(
+            ErrorCode::HandshakeRecvFail,
+            format!("server {peer} closed the connection during the WebSocket upgrade"),
+        ),
+        other => Error::new(
+            ErrorCode::InvalidConnectionProtocol,
+            format!("server {peer} did not complete the WebSocket upgrade: {other}"),
+        ),
+    }
+}
+
+fn read_error(peer: &str, e: tungstenite::Error) -> Error {
+    match e {
+        tungstenite::Error::Capacity(c) => Error::new(
+            ErrorCode::ConnectionProtocolError,
+            format!("server {peer} sent a message over the size limit: {c}"),
+        ),
+        tungstenite::Error::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake) => Error::new(
+            ErrorCode::CommunicationError,
+            format!("connection to {peer} lost: reset without a closing handshake"),
+        ),
+        tungstenite::Error::Protocol(p) => Error::new(
+            ErrorCode::ConnectionProtocolError,
+            format!("server {peer} broke the WebSocket protocol: {p}"),
+        ),
+        other => Error::new(ErrorCode::CommunicationError, format!("connection to {peer} lost: {other}")),
+    }
+}

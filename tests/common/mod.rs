@@ -1,0 +1,119 @@
+//! Shared test helpers: the bundled server in-process, and fake peers for what a real server
+//! cannot do (silence, malformed or hostile answers).
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use session::protocol::{self, ConnectResponse, Frame, ResponseCode, SessionId};
+use session::server::{self, ServerConfig, ServerHandle};
+use session::{SessionConfig, State};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+pub const USER: &str = "alice";
+pub const PASSWORD: &str = "s3cret-pw";
+
+/// The bundled server on a free loopback port, with one user and anonymous access.
+pub fn start_server() -> ServerHandle {
+    start_server_with(|_| {})
+}
+
+pub fn start_server_with(adjust: impl FnOnce(&mut ServerConfig)) -> ServerHandle {
+    let mut config = ServerConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        allow_anonymous: true,
+        ..ServerConfig::default()
+    };
+    config.users.insert(USER.into(), PASSWORD.as_bytes().to_vec());
+    adjust(&mut config);
+    server::spawn(config).expect("server starts")
+}
+
+pub fn config(url: &str) -> SessionConfig {
+    SessionConfig::new(url).expect("valid url")
+}
+
+/// Records state changes for later assertions.
+#[derive(Clone, Default)]
+pub struct Transitions(pub Arc<Mutex<Vec<(State, State)>>>);
+
+impl Transitions {
+    pub fn listener(&self) -> session::session::StateListener {
+        let log = self.0.clone();
+        Box::new(move |old, new| log.lock().unwrap().push((old, new)))
+    }
+
+    pub fn states(&self) -> Vec<State> {
+        self.0.lock().unwrap().iter().map(|(_, new)| *new).collect()
+    }
+
+    /// Waits up to `limit` for `state` to be reached.
+    pub fn wait_for(&self, state: State, limit: Duration) -> bool {
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            if self.states().contains(&state) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+}
+
+/// A free loopback port with nothing listening on it.
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Runs `peer` on every TCP connection accepted on a fresh loopback port, on a thread of its own.
+/// Returns the port. The thread ends with the test process.
+pub fn fake_peer<F, Fut>(peer: F) -> u16
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = std_listener.local_addr().unwrap().port();
+    std_listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&rt, async move {
+            let listener = TcpListener::from_std(std_listener).unwrap();
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::task::spawn_local(peer(stream));
+            }
+        });
+    });
+    port
+}
+
+/// A fake server that upgrades to WebSocket, reads the connect request, then hands over.
+pub async fn accept_ws(stream: TcpStream) -> WebSocketStream<TcpStream> {
+    let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+    let _request = ws.next().await;
+    ws
+}
+
+pub async fn send_frame(ws: &mut WebSocketStream<TcpStream>, frame: &Frame) {
+    let _ = ws.send(Message::binary(protocol::encode(frame))).await;
+}
+
+pub fn ok_response(ping_interval_ms: u32) -> Frame {
+    Frame::ConnectResponse(ConnectResponse {
+        version: 1,
+        code: ResponseCode::Ok,
+        session_id: SessionId { server_instance: 1, value: 1 },
+        token: vec![7; 16],
+        ping_interval_ms,
+        max_frame_size: protocol::DEFAULT_MAX_FRAME_SIZE,
+        last_received: 0,
+        message: String::new(),
+    })
+}

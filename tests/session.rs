@@ -1,0 +1,287 @@
+//! Sessions against the bundled server and fake peers, through the safe Rust API.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures_util::SinkExt;
+use session::protocol::{CloseReason, Credentials, Frame};
+use session::{ErrorCode, Session, State};
+use tokio_tungstenite::tungstenite::Message;
+
+#[test]
+fn listener_sees_connecting_active_then_closed_by_client() {
+    let server = start_server();
+    let log = Transitions::default();
+    let session = Session::connect(config(&server.url()), Some(log.listener())).unwrap();
+    assert_eq!(session.state(), State::ConnectedActive);
+    session.close();
+    assert_eq!(session.state(), State::ClosedByClient);
+    assert_eq!(log.states(), vec![State::Connecting, State::ConnectedActive, State::ClosedByClient]);
+    assert_eq!(log.0.lock().unwrap()[0].0, State::Unknown);
+}
+
+#[test]
+fn session_id_names_the_server_instance() {
+    let server = start_server_with(|c| c.server_instance = 0xabc);
+    let session = Session::connect(config(&server.url()), None).unwrap();
+    assert_eq!(session.id().unwrap().server_instance, 0xabc);
+}
+
+#[test]
+fn password_credentials_are_checked_by_the_server() {
+    let server = start_server();
+    let mut good = config(&server.url());
+    good.principal = USER.into();
+    good.credentials = Credentials::Password(PASSWORD.as_bytes().to_vec());
+    assert!(Session::connect(good.clone(), None).is_ok());
+
+    let mut bad = good;
+    bad.credentials = Credentials::Password(b"guess-0xdead".to_vec());
+    let log = Transitions::default();
+    let err = Session::connect(bad, Some(log.listener())).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::AuthenticationFailed);
+    assert!(!err.message().contains("guess-0xdead"));
+    assert_eq!(log.states(), vec![State::Connecting, State::ClosedFailed]);
+}
+
+#[test]
+fn custom_credentials_reach_the_server() {
+    let server = start_server_with(|c| {
+        c.custom_credentials.insert("svc".into(), vec![0, 1, 2, 255]);
+    });
+    let mut cfg = config(&server.url());
+    cfg.principal = "svc".into();
+    cfg.credentials = Credentials::Custom(vec![0, 1, 2, 255]);
+    assert!(Session::connect(cfg.clone(), None).is_ok());
+    cfg.credentials = Credentials::Custom(vec![0, 1, 2]);
+    assert_eq!(Session::connect(cfg, None).unwrap_err().code(), ErrorCode::AuthenticationFailed);
+}
+
+#[test]
+fn anonymous_sessions_are_refused_unless_allowed() {
+    let server = start_server_with(|c| c.allow_anonymous = false);
+    let err = Session::connect(config(&server.url()), None).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::AuthenticationFailed);
+}
+
+#[test]
+fn nothing_listening_is_a_socket_connect_failure() {
+    let err = Session::connect(config(&format!("ws://127.0.0.1:{}", closed_port())), None).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::SocketConnectFail);
+    assert!(err.message().contains("127.0.0.1"), "{}", err.message());
+}
+
+#[test]
+fn a_path_the_server_does_not_serve_is_a_handshake_failure_with_the_status() {
+    let server = start_server();
+    let url = format!("ws://{}/other/diffusion", server.addr());
+    let err = Session::connect(config(&url), None).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::HandshakeRecvFail);
+    assert!(err.message().contains("404"), "{}", err.message());
+}
+
+#[test]
+fn a_server_that_never_answers_times_out_at_the_connection_timeout() {
+    let port = fake_peer(|stream| async move {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(stream);
+    });
+    let mut cfg = config(&format!("ws://127.0.0.1:{port}"));
+    cfg.connection_timeout = Duration::from_millis(300);
+    let start = Instant::now();
+    let err = Session::connect(cfg, None).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::RequestTimeOut);
+    assert!(start.elapsed() >= Duration::from_millis(250) && start.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn a_plain_http_server_fails_the_upgrade() {
+    let port = fake_peer(|mut stream| async move {
+        use tokio::io::AsyncWriteExt;
+        let mut buf = [0u8; 1024];
+        let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await;
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi").await;
+    });
+    let err = Session::connect(config(&format!("ws://127.0.0.1:{port}")), None).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::HandshakeRecvFail);
+    assert!(err.message().contains("200"), "{}", err.message());
+}
+
+#[test]
+fn a_websocket_server_speaking_text_is_not_a_session_server() {
+    let port = fake_peer(|stream| async move {
+        let mut ws = accept_ws(stream).await;
+        let _ = ws.send(Message::text("hello")).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    });
+    let err = Session::connect(config(&format!("ws://127.0.0.1:{port}")), None).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidConnectionProtocol);
+}
+
+#[test]
+fn a_garbage_frame_in_the_handshake_is_a_protocol_error() {
+    let port = fake_peer(|stream| async move {
+        let mut ws = accept_ws(stream).await;
+        let _ = ws.send(Message::binary(vec![0, 0, 0, 3, 99, 1, 2])).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    });
+    let err = Session::connect(config(&format!("ws://127.0.0.1:{port}")), None).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ConnectionProtocolError);
+}
+
+#[test]
+fn an_oversized_frame_from_the_server_is_refused() {
+    let port = fake_peer(|stream| async move {
+        let mut ws = accept_ws(stream).await;
+        send_frame(&mut ws, &ok_response(10_000)).await;
+        let _ = ws.send(Message::binary(vec![0u8; 64 * 1024])).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    });
+    let mut cfg = config(&format!("ws://127.0.0.1:{port}"));
+    cfg.maximum_message_size = 4096;
+    let log = Transitions::default();
+    let session = Session::connect(cfg, Some(log.listener())).unwrap();
+    assert!(log.wait_for(State::ClosedFailed, Duration::from_secs(5)));
+    assert_eq!(session.error().unwrap().code(), ErrorCode::ConnectionProtocolError);
+}
+
+#[test]
+fn a_server_speaking_another_protocol_version_is_reported() {
+    let port = fake_peer(|stream| async move {
+        let mut ws = accept_ws(stream).await;
+        let mut response = ok_response(1000);
+        if let Frame::ConnectResponse(r) = &mut response {
+            r.version = 9;
+            r.code = session::protocol::ResponseCode::Error;
+        }
+        send_frame(&mut ws, &response).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    });
+    let err = Session::connect(config(&format!("ws://127.0.0.1:{port}")), None).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ProtocolVersion);
+}
+
+#[test]
+fn server_closing_the_session_gives_closed_by_server_with_the_reason() {
+    let server = start_server();
+    let log = Transitions::default();
+    let session = Session::connect(config(&server.url()), Some(log.listener())).unwrap();
+    server.close_all(CloseReason::ClosedByServer, "maintenance window");
+    assert!(log.wait_for(State::ClosedByServer, Duration::from_secs(5)));
+    let err = session.error().unwrap();
+    assert_eq!(err.code(), ErrorCode::SessionClosed);
+    assert!(err.message().contains("maintenance window"), "{}", err.message());
+}
+
+#[test]
+fn a_dropped_connection_closes_the_session_as_failed() {
+    let port = fake_peer(|stream| async move {
+        let mut ws = accept_ws(stream).await;
+        send_frame(&mut ws, &ok_response(10_000)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(ws);
+    });
+    let log = Transitions::default();
+    let session = Session::connect(config(&format!("ws://127.0.0.1:{port}")), Some(log.listener())).unwrap();
+    assert!(log.wait_for(State::ClosedFailed, Duration::from_secs(5)));
+    assert_eq!(session.error().unwrap().code(), ErrorCode::CommunicationError);
+}
+
+#[test]
+fn a_silent_link_is_detected_by_the_keep_alive_deadline() {
+    let port = fake_peer(|stream| async move {
+        let mut ws = accept_ws(stream).await;
+        send_frame(&mut ws, &ok_response(100)).await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    let log = Transitions::default();
+    let start = Instant::now();
+    let session = Session::connect(config(&format!("ws://127.0.0.1:{port}")), Some(log.listener())).unwrap();
+    assert!(log.wait_for(State::ClosedFailed, Duration::from_secs(5)));
+    // Deadline is 2 intervals + 500 ms of slack.
+    assert!(start.elapsed() >= Duration::from_millis(600), "{:?}", start.elapsed());
+    let err = session.error().unwrap();
+    assert_eq!(err.code(), ErrorCode::CommunicationError);
+    assert!(err.message().contains("nothing received"), "{}", err.message());
+}
+
+#[test]
+fn keep_alive_pings_keep_an_idle_session_open() {
+    let server = start_server_with(|c| c.ping_interval = Duration::from_millis(50));
+    let session = Session::connect(config(&server.url()), None).unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(session.state(), State::ConnectedActive);
+    assert_eq!(server.session_count(), 1);
+}
+
+#[test]
+fn closing_ends_the_session_on_the_server() {
+    let server = start_server();
+    let session = Session::connect(config(&server.url()), None).unwrap();
+    assert_eq!(server.session_count(), 1);
+    session.close();
+    let start = Instant::now();
+    while server.session_count() > 0 && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(server.session_count(), 0);
+}
+
+#[test]
+fn wss_is_not_yet_supported() {
+    let err = session::SessionConfig::new("wss://127.0.0.1:1/diffusion").unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ConnectionUnsupported);
+    assert!(err.message().contains("TLS"));
+}
+
+#[test]
+fn many_sessions_share_a_fixed_number_of_threads() {
+    let server = start_server();
+    let threads = || std::fs::read_dir("/proc/self/task").unwrap().count();
+    let warm = Session::connect(config(&server.url()), None).unwrap();
+    let before = threads();
+    let sessions: Vec<Session> = (0..100).map(|_| Session::connect(config(&server.url()), None).unwrap()).collect();
+    assert_eq!(threads(), before, "thread count grew with sessions");
+    drop(sessions);
+    drop(warm);
+}
+
+#[test]
+fn async_start_reports_exactly_once() {
+    let server = start_server();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let session = Session::new(config(&server.url()));
+    session
+        .start(session::Events {
+            on_state_changed: None,
+            on_created: Some(Box::new(move |r| tx.send(r.is_ok()).unwrap())),
+        })
+        .unwrap();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(true));
+    session.close();
+    assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
+    assert_eq!(session.start(session::Events::default()).unwrap_err().code(), ErrorCode::IllegalState);
+}
+
+#[test]
+fn closing_before_connected_fails_the_creation_once() {
+    let port = fake_peer(|stream| async move {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(stream);
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    let session = Session::new(config(&format!("ws://127.0.0.1:{port}")));
+    session
+        .start(session::Events {
+            on_state_changed: None,
+            on_created: Some(Box::new(move |r| tx.send(r.map_err(|e| e.code())).unwrap())),
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    session.close();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(1)), Ok(Err(ErrorCode::SessionClosed)));
+    assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+    assert_eq!(session.state(), State::ClosedByClient);
+}
