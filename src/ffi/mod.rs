@@ -9,3 +9,14 @@ pub mod credentials;
 pub mod error;
 pub mod session;
 pub mod types;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn committed_header_matches_the_sources() {
+        let generated = include_str!(concat!(env!("OUT_DIR"), "/session.h"));
+        let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/include/session.h"))
+            .expect("include/session.h exists");
+        assert!(generated == committed, "include/session.h differs from what src/ffi generates: run `make header`");
+    }
+}

@@ -331,6 +331,11 @@ async fn serve_session(shared: &Shared, ws: &mut WebSocketStream<TcpStream>) -> 
                         let _ = send(ws, &close(CloseReason::ProtocolError, "binary messages only".into())).await;
                         return "client sent a text message".into();
                     }
+                    Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(e))) => {
+                        let _ = send(ws, &close(CloseReason::FrameTooLarge, e.to_string())).await;
+                        let _ = ws.close(None).await;
+                        return format!("client sent a message over the size limit: {e}");
+                    }
                     Some(Err(e)) => return format!("connection failed: {e}"),
                 };
                 let frames = match protocol::decode_all(&bytes, config.max_frame_size) {

@@ -1,0 +1,156 @@
+//! The bundled server survives bad clients and enforces the protocol.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use session::protocol::{self, CloseReason, ConnectRequest, Credentials, Frame, ResponseCode};
+use session::Session;
+use tokio_tungstenite::tungstenite::Message;
+
+fn still_serves(server: &session::server::ServerHandle) {
+    let session = Session::connect(config(&server.url()), None).expect("server still accepts sessions");
+    session.close();
+}
+
+/// Runs a WebSocket client script against the server on a throwaway runtime.
+fn ws_client<F, Fut, T>(url: String, script: F) -> T
+where
+    F: FnOnce(tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async move {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("upgrade");
+        tokio::time::timeout(Duration::from_secs(10), script(ws)).await.expect("script finished")
+    })
+}
+
+async fn next_frames(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+) -> Vec<Frame> {
+    while let Some(Ok(message)) = ws.next().await {
+        if let Message::Binary(b) = message {
+            return protocol::decode_all(&b, protocol::DEFAULT_MAX_FRAME_SIZE).unwrap();
+        }
+    }
+    Vec::new()
+}
+
+fn request(principal: &str, credentials: Credentials) -> Frame {
+    Frame::ConnectRequest(ConnectRequest {
+        min_version: 1,
+        max_version: 1,
+        principal: principal.into(),
+        credentials,
+        max_frame_size: 65536,
+        ..Default::default()
+    })
+}
+
+#[test]
+fn garbage_instead_of_http_is_dropped() {
+    let server = start_server();
+    let mut tcp = std::net::TcpStream::connect(server.addr()).unwrap();
+    tcp.write_all(&[0xde, 0xad, 0xbe, 0xef, b'\r', b'\n', b'\r', b'\n']).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 256];
+    let _ = tcp.read(&mut buf);
+    still_serves(&server);
+}
+
+#[test]
+fn a_bad_first_frame_is_answered_with_close_protocol_error() {
+    let server = start_server();
+    let frames = ws_client(server.url(), |mut ws| async move {
+        ws.send(Message::binary(protocol::encode(&Frame::Ping(1)))).await.unwrap();
+        next_frames(&mut ws).await
+    });
+    assert!(matches!(frames.as_slice(), [Frame::Close { reason: CloseReason::ProtocolError, .. }]), "{frames:?}");
+    still_serves(&server);
+}
+
+#[test]
+fn authentication_failure_is_answered_and_leaves_no_session() {
+    let server = start_server();
+    let frames = ws_client(server.url(), |mut ws| async move {
+        ws.send(Message::binary(protocol::encode(&request(USER, Credentials::Password(b"nope".to_vec()))))).await.unwrap();
+        next_frames(&mut ws).await
+    });
+    match frames.as_slice() {
+        [Frame::ConnectResponse(r)] => {
+            assert_eq!(r.code, ResponseCode::AuthenticationFailed);
+            assert!(r.token.is_empty());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(server.session_count(), 0);
+}
+
+#[test]
+fn an_oversized_frame_closes_with_frame_too_large() {
+    let server = start_server_with(|c| c.max_frame_size = 2048);
+    let frames = ws_client(server.url(), |mut ws| async move {
+        ws.send(Message::binary(protocol::encode(&request("", Credentials::None)))).await.unwrap();
+        let accepted = next_frames(&mut ws).await;
+        assert!(matches!(accepted.as_slice(), [Frame::ConnectResponse(r)] if r.code == ResponseCode::Ok));
+        let mut big = vec![0u8, 0, 0x08, 0, 3];
+        big.resize(2048 + 100, 0);
+        ws.send(Message::binary(big)).await.unwrap();
+        next_frames(&mut ws).await
+    });
+    assert!(matches!(frames.as_slice(), [Frame::Close { reason: CloseReason::FrameTooLarge, .. }]), "{frames:?}");
+    still_serves(&server);
+}
+
+#[test]
+fn a_client_that_never_sends_the_connect_request_is_dropped_after_the_handshake_timeout() {
+    let server = start_server_with(|c| c.handshake_timeout = Duration::from_millis(200));
+    let closed = ws_client(server.url(), |mut ws| async move {
+        matches!(ws.next().await, None | Some(Ok(Message::Close(_))) | Some(Err(_)))
+    });
+    assert!(closed);
+    still_serves(&server);
+}
+
+#[test]
+fn a_silent_client_is_closed_by_the_keep_alive_deadline() {
+    let server = start_server_with(|c| c.ping_interval = Duration::from_millis(50));
+    let frames = ws_client(server.url(), |mut ws| async move {
+        ws.send(Message::binary(protocol::encode(&request("", Credentials::None)))).await.unwrap();
+        let mut seen = Vec::new();
+        // Read without ever answering a PING.
+        loop {
+            let frames = next_frames(&mut ws).await;
+            if frames.is_empty() {
+                return seen;
+            }
+            seen.extend(frames);
+        }
+    });
+    assert!(frames.iter().any(|f| matches!(f, Frame::Ping(_))));
+    assert!(matches!(frames.last(), Some(Frame::Close { reason: CloseReason::KeepAliveTimeout, .. })), "{frames:?}");
+}
+
+#[test]
+fn the_session_limit_rejects_extra_sessions() {
+    let server = start_server_with(|c| c.max_sessions = 1);
+    let first = Session::connect(config(&server.url()), None).unwrap();
+    let err = Session::connect(config(&server.url()), None).unwrap_err();
+    assert_eq!(err.code(), session::ErrorCode::ConnectionRejected);
+    assert!(err.message().contains("limit"), "{}", err.message());
+    first.close();
+}
+
+#[test]
+fn text_messages_are_refused() {
+    let server = start_server();
+    let frames = ws_client(server.url(), |mut ws| async move {
+        ws.send(Message::text("hello")).await.unwrap();
+        next_frames(&mut ws).await
+    });
+    assert!(matches!(frames.as_slice(), [Frame::Close { reason: CloseReason::ProtocolError, .. }]), "{frames:?}");
+}
