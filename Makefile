@@ -1,0 +1,56 @@
+# libsession build, test, demo and install.
+#   make demo                 build, start the bundled server, run a C example against it
+#   make test                 install missing test tools (as root, via apt-get), run every test
+#   make install PREFIX=DIR   install the libraries, header and pkg-config file
+#   make header               regenerate include/session.h from src/ffi
+
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+CARGO ?= cargo
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+RELEASE := target/release
+BUILD := build
+
+.PHONY: all build header deps test test-rust test-c test-install demo install clean
+
+all: build
+
+build:
+	$(CARGO) build --release
+
+header:
+	SESSION_UPDATE_HEADER=1 $(CARGO) build --release
+
+deps:
+	sh scripts/install-deps.sh
+
+test: deps build test-rust test-c test-install
+
+test-rust:
+	$(CARGO) test --release
+
+test-c: build
+	cmake -S examples-c -B $(BUILD)/examples-c -DSESSION_LIB_DIR=$(CURDIR)/$(RELEASE)
+	cmake --build $(BUILD)/examples-c
+	ctest --test-dir $(BUILD)/examples-c --output-on-failure
+
+test-install: build
+	sh scripts/check-install.sh
+
+demo: build
+	sh scripts/demo.sh $(RELEASE)
+
+install: build
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)
+	install -m 755 $(RELEASE)/libsession.so $(DESTDIR)$(LIBDIR)/libsession.so.$(VERSION)
+	ln -sf libsession.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libsession.so.0
+	ln -sf libsession.so.0 $(DESTDIR)$(LIBDIR)/libsession.so
+	install -m 644 $(RELEASE)/libsession.a $(DESTDIR)$(LIBDIR)/libsession.a
+	install -m 644 include/session.h $(DESTDIR)$(INCLUDEDIR)/session.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|' session.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/session.pc
+
+clean:
+	$(CARGO) clean
+	rm -rf $(BUILD)

@@ -1,0 +1,26 @@
+#!/bin/sh
+# Installs the tools the tests need when they are missing: with apt-get when run as root,
+# otherwise it names what to install and fails.
+set -eu
+
+# command:package pairs.
+needed="cmake:cmake pkg-config:pkgconf cc:gcc"
+
+missing=""
+for pair in $needed; do
+    cmd=${pair%%:*}
+    pkg=${pair#*:}
+    command -v "$cmd" >/dev/null 2>&1 || missing="$missing $pkg"
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing:$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    # shellcheck disable=SC2086
+    apt-get install -y -q --no-install-recommends $missing
+else
+    echo "missing test tools:$missing (install them, or run 'make test' as root to install via apt-get)" >&2
+    exit 1
+fi
