@@ -63,12 +63,13 @@ pub enum ErrorCode {
 pub struct Error {
     code: ErrorCode,
     message: String,
+    try_later: bool,
 }
 
 impl Error {
     /// An error with `code` and a human-readable `message` (which must not contain credentials).
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Error { code, message: message.into() }
+        Error { code, message: message.into(), try_later: false }
     }
 
     /// The error's code.
@@ -91,10 +92,18 @@ impl Error {
         Error::new(ErrorCode::IllegalState, message)
     }
 
-    /// Whether trying again later might succeed: refused, unreachable, unresolved, timed out.
-    /// Authentication, URL and protocol errors are never transient.
+    /// Marks the error as the peer saying "try later" (HTTP 502, 503, 504), which makes it
+    /// transient whatever its code.
+    pub fn try_later(mut self) -> Self {
+        self.try_later = true;
+        self
+    }
+
+    /// Whether trying again later might succeed: refused, unreachable, unresolved, timed out, or
+    /// told to try later. Authentication, URL and protocol errors are never transient.
     pub fn is_transient(&self) -> bool {
-        matches!(
+        self.try_later
+            || matches!(
             self.code,
             ErrorCode::AddrLookupFail
                 | ErrorCode::SocketConnectFail

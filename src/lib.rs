@@ -8,6 +8,7 @@ pub mod error;
 pub mod ffi;
 pub mod logging;
 pub mod protocol;
+pub mod retry;
 pub mod runtime;
 pub mod server;
 pub mod session;
@@ -15,4 +16,5 @@ pub mod transport;
 
 pub use error::{Error, ErrorCode, Result};
 pub use protocol::{Credentials, SessionId};
-pub use session::{Events, Session, SessionConfig, State};
+pub use retry::RetryStrategy;
+pub use session::{Events, Session, SessionConfig, SessionFactory, SessionOptions, State};

@@ -140,8 +140,10 @@ fn the_session_limit_rejects_extra_sessions() {
     let server = start_server_with(|c| c.max_sessions = 1);
     let first = Session::connect(config(&server.url()), None).unwrap();
     let err = Session::connect(config(&server.url()), None).unwrap_err();
-    assert_eq!(err.code(), session::ErrorCode::ConnectionRejected);
-    assert!(err.message().contains("limit"), "{}", err.message());
+    // "Try later": the upgrade is refused with 503, which the client treats as transient.
+    assert_eq!(err.code(), session::ErrorCode::HandshakeRecvFail);
+    assert!(err.message().contains("503"), "{}", err.message());
+    assert!(err.is_transient());
     first.close();
 }
 

@@ -33,12 +33,12 @@ fn session_id_names_the_server_instance() {
 fn password_credentials_are_checked_by_the_server() {
     let server = start_server();
     let mut good = config(&server.url());
-    good.principal = USER.into();
-    good.credentials = Credentials::Password(PASSWORD.as_bytes().to_vec());
+    good.options.principal = USER.into();
+    good.options.credentials = Credentials::Password(PASSWORD.as_bytes().to_vec());
     assert!(Session::connect(good.clone(), None).is_ok());
 
     let mut bad = good;
-    bad.credentials = Credentials::Password(b"guess-0xdead".to_vec());
+    bad.options.credentials = Credentials::Password(b"guess-0xdead".to_vec());
     let log = Transitions::default();
     let err = Session::connect(bad, Some(log.listener())).unwrap_err();
     assert_eq!(err.code(), ErrorCode::AuthenticationFailed);
@@ -52,10 +52,10 @@ fn custom_credentials_reach_the_server() {
         c.custom_credentials.insert("svc".into(), vec![0, 1, 2, 255]);
     });
     let mut cfg = config(&server.url());
-    cfg.principal = "svc".into();
-    cfg.credentials = Credentials::Custom(vec![0, 1, 2, 255]);
+    cfg.options.principal = "svc".into();
+    cfg.options.credentials = Credentials::Custom(vec![0, 1, 2, 255]);
     assert!(Session::connect(cfg.clone(), None).is_ok());
-    cfg.credentials = Credentials::Custom(vec![0, 1, 2]);
+    cfg.options.credentials = Credentials::Custom(vec![0, 1, 2]);
     assert_eq!(Session::connect(cfg, None).unwrap_err().code(), ErrorCode::AuthenticationFailed);
 }
 
@@ -89,7 +89,7 @@ fn a_server_that_never_answers_times_out_at_the_connection_timeout() {
         drop(stream);
     });
     let mut cfg = config(&format!("ws://127.0.0.1:{port}"));
-    cfg.connection_timeout = Duration::from_millis(300);
+    cfg.options.connection_timeout = Duration::from_millis(300);
     let start = Instant::now();
     let err = Session::connect(cfg, None).unwrap_err();
     assert_eq!(err.code(), ErrorCode::RequestTimeOut);
@@ -140,7 +140,7 @@ fn an_oversized_frame_from_the_server_is_refused() {
         tokio::time::sleep(Duration::from_secs(5)).await;
     });
     let mut cfg = config(&format!("ws://127.0.0.1:{port}"));
-    cfg.maximum_message_size = 4096;
+    cfg.options.maximum_message_size = 4096;
     let log = Transitions::default();
     let session = Session::connect(cfg, Some(log.listener())).unwrap();
     assert!(log.wait_for(State::ClosedFailed, Duration::from_secs(5)));

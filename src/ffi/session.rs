@@ -78,8 +78,8 @@ unsafe fn create_args(
     listener: *mut SESSION_LISTENER_T,
 ) -> Result<CreateArgs> {
     let mut config = SessionConfig::new(required_str(url, "url")?)?;
-    config.principal = optional_str(principal, "principal")?.unwrap_or_default().to_string();
-    config.credentials = credentials.as_ref().map(|c| c.inner.clone()).unwrap_or(Credentials::None);
+    config.options.principal = optional_str(principal, "principal")?.unwrap_or_default().to_string();
+    config.options.credentials = credentials.as_ref().map(|c| c.inner.clone()).unwrap_or(Credentials::None);
     Ok(CreateArgs { config, listener: listener.as_ref().copied() })
 }
 

@@ -8,11 +8,12 @@ mod auth;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use parking_lot::Mutex;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::{interval_at, sleep_until, timeout, Instant};
@@ -68,13 +69,24 @@ impl Default for ServerConfig {
     }
 }
 
+/// What the server knows about a session it serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The session's id.
+    pub id: SessionId,
+    /// The principal it authenticated as ("" for anonymous).
+    pub principal: String,
+    /// The session properties the client proposed.
+    pub properties: Vec<(String, String)>,
+}
+
 /// Why the server tells a session to go away.
 type Shutdown = Option<(CloseReason, String)>;
 
 struct Shared {
     config: ServerConfig,
     next_session: AtomicU64,
-    sessions: AtomicUsize,
+    sessions: Mutex<HashMap<u64, SessionInfo>>,
     shutdown: watch::Sender<Shutdown>,
 }
 
@@ -91,7 +103,7 @@ impl Server {
         let (shutdown, _) = watch::channel(None);
         Ok(Server {
             listener,
-            shared: Arc::new(Shared { config, next_session: AtomicU64::new(1), sessions: AtomicUsize::new(0), shutdown }),
+            shared: Arc::new(Shared { config, next_session: AtomicU64::new(1), sessions: Mutex::new(HashMap::new()), shutdown }),
         })
     }
 
@@ -126,7 +138,7 @@ impl Server {
         }
         self.closer().close_all(CloseReason::ServerShutdown, "server shutting down");
         let deadline = Instant::now() + Duration::from_secs(2);
-        while self.shared.sessions.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        while !self.shared.sessions.lock().is_empty() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -144,7 +156,12 @@ impl Closer {
 
     /// Sessions currently served.
     pub fn session_count(&self) -> usize {
-        self.0.sessions.load(Ordering::SeqCst)
+        self.0.sessions.lock().len()
+    }
+
+    /// What the server knows about the sessions it serves, in no particular order.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        self.0.sessions.lock().values().cloned().collect()
     }
 }
 
@@ -175,6 +192,11 @@ impl ServerHandle {
     /// Sessions currently served.
     pub fn session_count(&self) -> usize {
         self.closer.session_count()
+    }
+
+    /// What the server knows about the sessions it serves.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        self.closer.sessions()
     }
 
     /// Stops accepting, closes every session and waits for the server thread.
@@ -213,12 +235,25 @@ pub fn spawn(config: ServerConfig) -> std::io::Result<ServerHandle> {
     Ok(ServerHandle { addr, closer, stop: Some(stop_tx), thread: Some(thread) })
 }
 
-/// Counts a session while it lives.
-struct SessionSlot(Arc<Shared>);
+/// Keeps a session in the server's table while it lives.
+struct SessionSlot(Arc<Shared>, u64);
+
+impl SessionSlot {
+    /// Registers `info`, unless the server is at its session limit.
+    fn claim(shared: &Arc<Shared>, info: SessionInfo) -> Option<SessionSlot> {
+        let mut sessions = shared.sessions.lock();
+        if sessions.len() >= shared.config.max_sessions {
+            return None;
+        }
+        let value = info.id.value;
+        sessions.insert(value, info);
+        Some(SessionSlot(shared.clone(), value))
+    }
+}
 
 impl Drop for SessionSlot {
     fn drop(&mut self) {
-        self.0.sessions.fetch_sub(1, Ordering::SeqCst);
+        self.0.sessions.lock().remove(&self.1);
     }
 }
 
@@ -227,14 +262,22 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let config = &shared.config;
     let limit = config.max_frame_size as usize + FRAME_HEADER_LEN;
     let ws_config = WebSocketConfig::default().max_message_size(Some(limit)).max_frame_size(Some(limit));
-    let paths = config.paths.clone();
+    let gate = shared.clone();
     let check_path = move |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
-        if paths.iter().any(|p| p == request.uri().path()) {
-            Ok(response)
-        } else {
-            let mut refusal = ErrorResponse::new(Some("no session endpoint at this path\n".into()));
-            *refusal.status_mut() = StatusCode::NOT_FOUND;
+        let refuse = |status: StatusCode, body: &str| {
+            let mut refusal = ErrorResponse::new(Some(body.into()));
+            *refusal.status_mut() = status;
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                refusal.headers_mut().insert("retry-after", "1".parse().expect("valid header value"));
+            }
             Err(refusal)
+        };
+        if !gate.config.paths.iter().any(|p| p == request.uri().path()) {
+            refuse(StatusCode::NOT_FOUND, "no session endpoint at this path\n")
+        } else if gate.sessions.lock().len() >= gate.config.max_sessions {
+            refuse(StatusCode::SERVICE_UNAVAILABLE, "server is at its session limit; try later\n")
+        } else {
+            Ok(response)
         }
     };
     let upgraded = timeout(
@@ -267,13 +310,13 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
             return;
         }
     };
-    let active = shared.sessions.fetch_add(1, Ordering::SeqCst) + 1;
-    let slot = SessionSlot(shared.clone());
     let mut decision = authenticate(config, &request);
-    if decision.accepted() && active > config.max_sessions {
+    let id = SessionId { server_instance: config.server_instance, value: shared.next_session.fetch_add(1, Ordering::SeqCst) };
+    let info = SessionInfo { id, principal: request.principal.clone(), properties: request.properties.clone() };
+    let slot = if decision.accepted() { SessionSlot::claim(&shared, info) } else { None };
+    if decision.accepted() && slot.is_none() {
         decision = Decision::rejected(protocol::ResponseCode::Rejected, "server is at its session limit");
     }
-    let id = SessionId { server_instance: config.server_instance, value: shared.next_session.fetch_add(1, Ordering::SeqCst) };
     let response = decision.response(config, id);
     if send(&mut ws, &Frame::ConnectResponse(response)).await.is_err() || !decision.accepted() {
         tracing::info!(%peer, principal = %request.principal, reason = decision.reason(), "session refused");

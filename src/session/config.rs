@@ -2,33 +2,113 @@
 
 use std::time::Duration;
 
-use super::url::ServerUrl;
+use super::url::{ServerUrl, DEFAULT_REQUEST_PATH};
 use crate::error::{Error, ErrorCode, Result};
 use crate::protocol::{Credentials, DEFAULT_MAX_FRAME_SIZE, MIN_MAX_FRAME_SIZE};
+use crate::retry::RetryStrategy;
 
 /// Default bound on one connection attempt (TCP connect, upgrade and handshake).
 pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default bound on one write.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest connection or write timeout accepted.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Default socket buffer sizes.
+pub const DEFAULT_BUFFER_SIZE: u32 = 131_072;
+/// Smallest buffer size or maximum message size accepted.
+pub const MIN_BUFFER_SIZE: u32 = MIN_MAX_FRAME_SIZE;
+/// Default bound on messages waiting to be sent.
+pub const DEFAULT_MAXIMUM_QUEUE_SIZE: u32 = 1000;
+/// Default number of sent messages kept for recovery.
+pub const DEFAULT_RECOVERY_BUFFER_SIZE: u32 = 128;
+/// Default time a session tries to reconnect after losing its connection.
+pub const DEFAULT_RECONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A session's settings. Build with [`SessionConfig::new`] and adjust the public fields.
-#[derive(Debug, Clone)]
-pub struct SessionConfig {
-    /// Where to connect.
-    pub url: ServerUrl,
+/// Everything about a session except where it connects. `Default` gives the documented defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionOptions {
     /// Who the client says it is; empty for anonymous.
     pub principal: String,
     /// Proof of identity.
     pub credentials: Credentials,
-    /// Session properties proposed to the server.
+    /// Session properties proposed to the server, in the order set; keys are unique.
     pub properties: Vec<(String, String)>,
     /// Bound on one connection attempt.
     pub connection_timeout: Duration,
-    /// Largest protocol frame this client accepts from the server.
+    /// Bound on one write.
+    pub write_timeout: Duration,
+    /// Largest protocol frame accepted from the server.
     pub maximum_message_size: u32,
+    /// Socket receive buffer size.
+    pub input_buffer_size: u32,
+    /// Socket send buffer size.
+    pub output_buffer_size: u32,
+    /// Messages that may wait to be sent.
+    pub maximum_queue_size: u32,
+    /// Sent messages kept for recovery after a reconnection.
+    pub recovery_buffer_size: u32,
+    /// How long to try to reconnect after losing the connection; `None` disables reconnection.
+    pub reconnection_timeout: Option<Duration>,
+    /// Retries of session establishment after transient failures.
+    pub initial_retry: RetryStrategy,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            principal: String::new(),
+            credentials: Credentials::None,
+            properties: Vec::new(),
+            connection_timeout: DEFAULT_CONNECTION_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            maximum_message_size: DEFAULT_MAX_FRAME_SIZE,
+            input_buffer_size: DEFAULT_BUFFER_SIZE,
+            output_buffer_size: DEFAULT_BUFFER_SIZE,
+            maximum_queue_size: DEFAULT_MAXIMUM_QUEUE_SIZE,
+            recovery_buffer_size: DEFAULT_RECOVERY_BUFFER_SIZE,
+            reconnection_timeout: Some(DEFAULT_RECONNECTION_TIMEOUT),
+            initial_retry: RetryStrategy::None,
+        }
+    }
+}
+
+impl SessionOptions {
+    /// Sets property `key` to `value`, replacing an earlier value of the same key.
+    pub fn set_property(&mut self, key: &str, value: &str) {
+        match self.properties.iter_mut().find(|(k, _)| k == key) {
+            Some(entry) => entry.1 = value.to_string(),
+            None => self.properties.push((key.to_string(), value.to_string())),
+        }
+    }
+
+    /// Removes property `key`.
+    pub fn remove_property(&mut self, key: &str) {
+        self.properties.retain(|(k, _)| k != key);
+    }
+
+    /// The frame size limit actually applied: never below what control frames need.
+    pub fn frame_limit(&self) -> u32 {
+        self.maximum_message_size.max(MIN_MAX_FRAME_SIZE)
+    }
+}
+
+/// A session's settings: where to connect, and how.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Where to connect.
+    pub url: ServerUrl,
+    /// How.
+    pub options: SessionOptions,
 }
 
 impl SessionConfig {
-    /// Settings for `url` with defaults for everything else.
+    /// Settings for `url` with default options.
     pub fn new(url: &str) -> Result<SessionConfig> {
+        SessionConfig::with_options(url, SessionOptions::default())
+    }
+
+    /// Settings for `url` with `options`.
+    pub fn with_options(url: &str, options: SessionOptions) -> Result<SessionConfig> {
         let url = ServerUrl::parse(url)?;
         if url.secure {
             return Err(Error::new(
@@ -36,18 +116,105 @@ impl SessionConfig {
                 format!("TLS (wss://) is not yet supported; cannot connect to {}", url.authority()),
             ));
         }
-        Ok(SessionConfig {
-            url,
-            principal: String::new(),
-            credentials: Credentials::None,
-            properties: Vec::new(),
-            connection_timeout: DEFAULT_CONNECTION_TIMEOUT,
-            maximum_message_size: DEFAULT_MAX_FRAME_SIZE,
-        })
+        Ok(SessionConfig { url, options })
+    }
+}
+
+/// A reusable template for sessions: options plus the parts of a URL to use when none is given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionFactory {
+    /// Options every session created from this factory starts with.
+    pub options: SessionOptions,
+    /// Server host for sessions created without a URL.
+    pub server_host: Option<String>,
+    /// Server port for sessions created without a URL (default 80, or 443 when secure).
+    pub server_port: Option<u16>,
+    /// Whether sessions created without a URL use TLS.
+    pub secure: bool,
+    /// Request path for sessions created without a URL (default `/diffusion`).
+    pub request_path: Option<String>,
+}
+
+impl SessionFactory {
+    /// The settings for one session: `url` when given (it wins over host, port, secure and path),
+    /// otherwise a URL built from them.
+    pub fn config(&self, url: Option<&str>) -> Result<SessionConfig> {
+        match url {
+            Some(url) => SessionConfig::with_options(url, self.options.clone()),
+            None => SessionConfig::with_options(&self.url()?, self.options.clone()),
+        }
     }
 
-    /// The frame size limit actually applied: never below what control frames need.
-    pub fn frame_limit(&self) -> u32 {
-        self.maximum_message_size.max(MIN_MAX_FRAME_SIZE)
+    fn url(&self) -> Result<String> {
+        let host = self.server_host.as_deref().filter(|h| !h.is_empty()).ok_or_else(|| {
+            Error::new(ErrorCode::ParseUrl, "no URL was given and the session factory has no server host")
+        })?;
+        let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
+        let port = self.server_port.unwrap_or(if self.secure { 443 } else { 80 });
+        let path = self.request_path.as_deref().unwrap_or(DEFAULT_REQUEST_PATH);
+        super::url::validate_request_path(path)?;
+        Ok(format!("{}://{host}:{port}{path}", if self.secure { "wss" } else { "ws" }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_replace_earlier_values_of_the_same_key() {
+        let mut o = SessionOptions::default();
+        o.set_property("a", "1");
+        o.set_property("b", "2");
+        o.set_property("a", "3");
+        assert_eq!(o.properties, vec![("a".into(), "3".into()), ("b".into(), "2".into())]);
+        o.remove_property("a");
+        assert_eq!(o.properties, vec![("b".into(), "2".into())]);
+    }
+
+    #[test]
+    fn a_factory_builds_the_url_from_host_port_and_path() {
+        let f = SessionFactory {
+            server_host: Some("example.com".into()),
+            server_port: Some(8080),
+            request_path: Some("/a/diffusion".into()),
+            ..Default::default()
+        };
+        assert_eq!(f.config(None).unwrap().url.to_url_string(), "ws://example.com:8080/a/diffusion");
+    }
+
+    #[test]
+    fn a_given_url_wins_over_the_factory() {
+        let f = SessionFactory { server_host: Some("example.com".into()), server_port: Some(1), ..Default::default() };
+        assert_eq!(f.config(Some("ws://other:2")).unwrap().url.authority(), "other:2");
+    }
+
+    #[test]
+    fn no_url_and_no_host_is_a_clear_error() {
+        let e = SessionFactory::default().config(None).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::ParseUrl);
+        assert!(e.message().contains("server host"));
+    }
+
+    #[test]
+    fn defaults_follow_the_api_reference() {
+        let f = SessionFactory { server_host: Some("::1".into()), ..Default::default() };
+        let c = f.config(None).unwrap();
+        assert_eq!((c.url.port, c.url.path.as_str()), (80, "/diffusion"));
+        let o = c.options;
+        assert_eq!(o.connection_timeout, Duration::from_secs(2));
+        assert_eq!(o.maximum_queue_size, 1000);
+        assert_eq!(o.recovery_buffer_size, 128);
+        assert_eq!((o.input_buffer_size, o.output_buffer_size), (131_072, 131_072));
+    }
+
+    #[test]
+    fn an_invalid_factory_path_fails_at_creation_naming_it() {
+        let f = SessionFactory {
+            server_host: Some("h".into()),
+            request_path: Some("/nope".into()),
+            ..Default::default()
+        };
+        assert!(f.config(None).unwrap_err().message().contains("/nope"));
     }
 }

@@ -20,11 +20,12 @@ pub(crate) async fn drive(shared: Arc<Shared>, mut commands: mpsc::UnboundedRece
     if !shared.transition(State::Connecting) {
         return;
     }
-    let attempt = tokio::select! {
-        attempt = connect(&shared) => attempt,
+    let established = tokio::select! {
+        result = establish(&shared) => result,
+        // Closed by the application: `close` has already reported it.
         _ = commands.recv() => return,
     };
-    let (mut conn, established) = match attempt {
+    let (mut conn, established) = match established {
         Ok(ok) => ok,
         Err(e) => {
             tracing::info!(url = %shared.config.url.to_url_string(), error = %e, "session creation failed");
@@ -54,18 +55,44 @@ pub(crate) async fn drive(shared: Arc<Shared>, mut commands: mpsc::UnboundedRece
     }
 }
 
+/// Connection attempts as the initial retry strategy allows: the first at once, then one after
+/// each delay, for transient failures only.
+async fn establish(shared: &Shared) -> Result<(WsConnection, Established)> {
+    let strategy = shared.config.options.initial_retry;
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let error = match connect(shared).await {
+            Ok(ok) => return Ok(ok),
+            Err(e) if !e.is_transient() => return Err(e),
+            Err(e) => e,
+        };
+        let delay = strategy.delay_before(attempts, &mut rand::thread_rng());
+        let Some(delay) = delay else {
+            return Err(if attempts > 1 {
+                Error::new(error.code(), format!("{error} (gave up after {attempts} attempts)"))
+            } else {
+                error
+            });
+        };
+        tracing::debug!(attempt = attempts, error = %error, ?delay, "connection attempt failed; retrying");
+        tokio::time::sleep(delay).await;
+    }
+}
+
 /// One connection attempt, bounded by the connection timeout.
 async fn connect(shared: &Shared) -> Result<(WsConnection, Established)> {
     let config = &shared.config;
+    let options = &config.options;
     let authority = config.url.authority();
     let attempt = async {
-        let mut conn = WsConnection::open(&config.url, config.frame_limit()).await?;
+        let mut conn = WsConnection::open(&config.url, options).await?;
         let handshake = ClientHandshake::new(
             ConnectRequest {
-                principal: config.principal.clone(),
-                credentials: config.credentials.clone(),
-                properties: config.properties.clone(),
-                max_frame_size: config.frame_limit(),
+                principal: options.principal.clone(),
+                credentials: options.credentials.clone(),
+                properties: options.properties.clone(),
+                max_frame_size: options.frame_limit(),
                 ..Default::default()
             },
             authority.clone(),
@@ -80,13 +107,13 @@ async fn connect(shared: &Shared) -> Result<(WsConnection, Established)> {
         let established = handshake.on_frame(reply)?;
         Ok((conn, established))
     };
-    match timeout(config.connection_timeout, attempt).await {
+    match timeout(options.connection_timeout, attempt).await {
         Ok(result) => result,
         Err(_) => Err(Error::new(
             ErrorCode::RequestTimeOut,
             format!(
                 "no session established with {authority} within the connection timeout of {} ms",
-                config.connection_timeout.as_millis()
+                options.connection_timeout.as_millis()
             ),
         )),
     }

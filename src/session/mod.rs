@@ -20,7 +20,7 @@ use once_cell::sync::OnceCell;
 use parking_lot::{Condvar, Mutex, ReentrantMutex};
 use tokio::sync::mpsc;
 
-pub use config::SessionConfig;
+pub use config::{SessionConfig, SessionFactory, SessionOptions};
 pub use state::State;
 
 use crate::error::{Error, ErrorCode, Result};

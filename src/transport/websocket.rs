@@ -10,6 +10,7 @@ use tokio_tungstenite::WebSocketStream;
 use crate::error::{Error, ErrorCode, Result};
 use crate::protocol::{self, Frame, FRAME_HEADER_LEN};
 use crate::session::url::ServerUrl;
+use crate::session::SessionOptions;
 
 /// An open WebSocket to the server carrying protocol frames.
 #[derive(Debug)]
@@ -17,15 +18,17 @@ pub struct WsConnection {
     ws: WebSocketStream<TcpStream>,
     pending: VecDeque<Frame>,
     max_frame_size: u32,
+    write_timeout: std::time::Duration,
     peer: String,
 }
 
 impl WsConnection {
-    /// Connects TCP and performs the WebSocket upgrade on `url`'s request path.
-    /// Frames larger than `max_frame_size` are refused when received.
-    pub async fn open(url: &ServerUrl, max_frame_size: u32) -> Result<WsConnection> {
+    /// Connects TCP and performs the WebSocket upgrade on `url`'s request path. Frames larger
+    /// than the options' maximum message size are refused when received.
+    pub async fn open(url: &ServerUrl, options: &SessionOptions) -> Result<WsConnection> {
         let peer = url.authority();
-        let stream = super::connect_tcp(&url.host, url.port, &peer).await?;
+        let max_frame_size = options.frame_limit();
+        let stream = super::connect_tcp(&url.host, url.port, &peer, options).await?;
         let request = url
             .to_url_string()
             .into_client_request()
@@ -37,7 +40,7 @@ impl WsConnection {
         let (ws, _response) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
             .await
             .map_err(|e| upgrade_error(&peer, &url.path, e))?;
-        Ok(WsConnection { ws, pending: VecDeque::new(), max_frame_size, peer })
+        Ok(WsConnection { ws, pending: VecDeque::new(), max_frame_size, write_timeout: options.write_timeout, peer })
     }
 
     /// `host:port` of the server.
@@ -45,12 +48,17 @@ impl WsConnection {
         &self.peer
     }
 
-    /// Sends one frame.
+    /// Sends one frame, within the write timeout.
     pub async fn send(&mut self, frame: &Frame) -> Result<()> {
-        self.ws
-            .send(Message::binary(protocol::encode(frame)))
-            .await
-            .map_err(|e| Error::new(ErrorCode::SocketWriteFail, format!("cannot send to {}: {e}", self.peer)))
+        let peer = &self.peer;
+        match tokio::time::timeout(self.write_timeout, self.ws.send(Message::binary(protocol::encode(frame)))).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::new(ErrorCode::SocketWriteFail, format!("cannot send to {peer}: {e}"))),
+            Err(_) => Err(Error::new(
+                ErrorCode::SocketWriteFail,
+                format!("cannot send to {peer}: write not completed within {} ms", self.write_timeout.as_millis()),
+            )),
+        }
     }
 
     /// The next frame; `Ok(None)` when the server closed the WebSocket. Cancel-safe.
@@ -93,14 +101,19 @@ fn upgrade_error(peer: &str, path: &str, e: tungstenite::Error) -> Error {
     match e {
         tungstenite::Error::Http(response) => {
             let status = response.status();
-            Error::new(
+            let error = Error::new(
                 ErrorCode::HandshakeRecvFail,
                 format!(
                     "server {peer} answered the WebSocket upgrade on '{path}' with HTTP {} {}",
                     status.as_u16(),
                     status.canonical_reason().unwrap_or("")
                 ),
-            )
+            );
+            if matches!(status.as_u16(), 502..=504) {
+                error.try_later()
+            } else {
+                error
+            }
         }
         tungstenite::Error::Io(io) => Error::new(
             ErrorCode::HandshakeRecvFail,
