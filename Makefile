@@ -18,6 +18,7 @@ all: build
 
 build:
 	$(CARGO) build --release
+	ln -sf libsession.so $(RELEASE)/libsession.so.0
 
 header:
 	SESSION_UPDATE_HEADER=1 $(CARGO) build --release

@@ -14,7 +14,7 @@ trap cleanup EXIT INT TERM
 cc -std=c99 -Wall -Wextra -Werror -Iinclude examples-c/state_listener.c -o "$tmp/state_listener" \
     -L"$release" -lsession -lpthread -Wl,-rpath,"$(cd "$release" && pwd)"
 
-"$release/session-server" --listen 127.0.0.1:0 --port-file "$tmp/port" --user demo:demo-password \
+"$release/session-server" --listen 127.0.0.1:0 --port-file "$tmp/port" --user alice:secret \
     --allow-anonymous &
 server_pid=$!
 i=0

@@ -1,0 +1,114 @@
+#!/bin/sh
+# Starts or stops the bundled session server for the example tests.
+#
+#   server.sh start <server-binary> <state-dir>
+#   server.sh stop  <server-binary> <state-dir>
+#
+# start launches the server on a free port, records its PID in <state-dir>/pid and waits until
+# the server has written <state-dir>/port. stop terminates the recorded server and waits for it.
+set -eu
+
+usage() {
+    echo "usage: $0 start|stop <server-binary> <state-dir>" >&2
+    exit 2
+}
+
+[ $# -eq 3 ] || usage
+action=$1
+server=$2
+state_dir=$3
+pid_file=$state_dir/pid
+port_file=$state_dir/port
+log_file=$state_dir/server.log
+
+# Poll in tenths of a second where sleep supports it, else in whole seconds.
+if sleep 0.1 2>/dev/null; then
+    step=0.1
+    ticks_per_10s=100
+else
+    step=1
+    ticks_per_10s=10
+fi
+
+# True while the process exists and is not a zombie waiting to be reaped.
+is_running() {
+    kill -0 "$1" 2>/dev/null || return 1
+    [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" != Z ]
+}
+
+# True if the PID belongs to the server binary, so a recycled PID is never signalled.
+is_server() {
+    name=$(basename "$server" | cut -c1-15)
+    [ "$(ps -o comm= -p "$1" 2>/dev/null)" = "$name" ]
+}
+
+# Sends SIGTERM and waits up to 10 s for the process to exit, then resorts to SIGKILL.
+terminate() {
+    kill -TERM "$1" 2>/dev/null || return 0
+    ticks=0
+    while is_running "$1"; do
+        if [ "$ticks" -ge "$ticks_per_10s" ]; then
+            kill -KILL "$1" 2>/dev/null || true
+            echo "server (PID $1) ignored SIGTERM for 10 s; killed" >&2
+            return 1
+        fi
+        sleep "$step"
+        ticks=$((ticks + 1))
+    done
+}
+
+stop_server() {
+    [ -f "$pid_file" ] || { echo "no server recorded in $pid_file"; return 0; }
+    pid=$(cat "$pid_file")
+    rm -f "$pid_file" "$port_file"
+    if ! is_running "$pid" || ! is_server "$pid"; then
+        echo "server (PID $pid) is no longer running"
+        return 0
+    fi
+    terminate "$pid" || return 1
+    echo "server (PID $pid) stopped"
+}
+
+start_server() {
+    if [ ! -x "$server" ]; then
+        echo "server binary not found or not executable: $server (run cargo build --release)" >&2
+        exit 1
+    fi
+    mkdir -p "$state_dir"
+    # A server left over from an interrupted run would hold stale state.
+    stop_server >/dev/null
+    rm -f "$port_file"
+
+    # Output goes to a log file: ctest waits for every holder of its pipes to exit.
+    "$server" --listen 127.0.0.1:0 --port-file "$port_file" \
+        --user alice:secret --allow-anonymous \
+        </dev/null >"$log_file" 2>&1 &
+    pid=$!
+    echo "$pid" >"$pid_file"
+
+    ticks=0
+    while [ ! -s "$port_file" ]; do
+        if ! is_running "$pid"; then
+            echo "server exited before listening; its log ($log_file):" >&2
+            cat "$log_file" >&2
+            rm -f "$pid_file"
+            exit 1
+        fi
+        if [ "$ticks" -ge "$ticks_per_10s" ]; then
+            echo "server (PID $pid) wrote no port file within 10 s; its log ($log_file):" >&2
+            cat "$log_file" >&2
+            rm -f "$pid_file"
+            terminate "$pid" || true
+            exit 1
+        fi
+        sleep "$step"
+        ticks=$((ticks + 1))
+    done
+    echo "server (PID $pid) listening on 127.0.0.1:$(cat "$port_file")"
+}
+
+case $action in
+    start) start_server ;;
+    stop) stop_server ;;
+    *) usage ;;
+esac
