@@ -204,6 +204,24 @@ typedef enum {
 typedef struct CREDENTIALS_T CREDENTIALS_T;
 
 /**
+ * Opaque error of the retry strategy constructors.
+ */
+typedef struct DIFFUSION_API_ERROR_T DIFFUSION_API_ERROR_T;
+
+/**
+ * How session establishment is retried after transient failures. Create with a
+ * `diffusion_retry_strategy_*` function, release with `diffusion_retry_strategy_free`. A factory
+ * copies the strategy, so it may be freed once set.
+ */
+typedef struct DIFFUSION_RETRY_STRATEGY_T DIFFUSION_RETRY_STRATEGY_T;
+
+/**
+ * A session factory. Create with `diffusion_session_factory_init`, release with
+ * `diffusion_session_factory_free`.
+ */
+typedef struct DIFFUSION_SESSION_FACTORY_T DIFFUSION_SESSION_FACTORY_T;
+
+/**
  * Reconnection strategy. Accepted by the create functions; NULL means the default.
  */
 typedef struct RECONNECTION_STRATEGY_T RECONNECTION_STRATEGY_T;
@@ -263,6 +281,12 @@ typedef struct {
 } SESSION_CREATE_CALLBACK_T;
 
 /**
+ * Handle to an API error: read with `get_diffusion_api_error_code` and
+ * `get_diffusion_api_error_description`, release with `diffusion_api_error_free`.
+ */
+typedef DIFFUSION_API_ERROR_T *DIFFUSION_API_ERROR;
+
+/**
  * A session's identity: the server instance that holds it and its number there.
  */
 typedef struct {
@@ -314,6 +338,262 @@ void credentials_free(CREDENTIALS_T *credentials);
  * Thread-safe for distinct errors.
  */
 void diffusion_error_free(DIFFUSION_ERROR_T *error);
+
+/**
+ * Creates a factory with the default settings. Owned by the caller
+ * (`diffusion_session_factory_free`).
+ */
+DIFFUSION_SESSION_FACTORY_T *diffusion_session_factory_init(void);
+
+/**
+ * Frees a factory. Sessions created from it are not affected. NULL does nothing.
+ */
+void diffusion_session_factory_free(DIFFUSION_SESSION_FACTORY_T *factory);
+
+/**
+ * Sets the listener of sessions created from now on (the struct is copied); NULL removes it.
+ * NULL factory: no-op.
+ */
+void diffusion_session_factory_session_listener(const DIFFUSION_SESSION_FACTORY_T *factory,
+                                                SESSION_LISTENER_T *listener);
+
+/**
+ * Sets the user context of sessions created from now on (never dereferenced). NULL factory: no-op.
+ */
+void diffusion_session_factory_user_context(const DIFFUSION_SESSION_FACTORY_T *factory,
+                                            void *user_context);
+
+/**
+ * Sets the principal (copied); NULL means anonymous. Invalid UTF-8: no-op. NULL factory: no-op.
+ */
+void diffusion_session_factory_principal(const DIFFUSION_SESSION_FACTORY_T *factory,
+                                         const char *principal);
+
+/**
+ * Sets credentials to none (the default). NULL factory: no-op.
+ */
+void diffusion_session_factory_no_credentials(const DIFFUSION_SESSION_FACTORY_T *factory);
+
+/**
+ * Sets the credentials (copied). NULL credentials or factory: no-op.
+ */
+void diffusion_session_factory_credentials(const DIFFUSION_SESSION_FACTORY_T *factory,
+                                           const CREDENTIALS_T *credentials);
+
+/**
+ * Sets password credentials (copied). NULL password or factory: no-op.
+ */
+void diffusion_session_factory_password(const DIFFUSION_SESSION_FACTORY_T *factory,
+                                        const char *password);
+
+/**
+ * Sets custom credentials: `len` bytes at `data` (copied). NULL `data` with a non-zero `len`,
+ * or NULL factory: no-op.
+ */
+void diffusion_session_factory_custom_credentials(const DIFFUSION_SESSION_FACTORY_T *factory,
+                                                  const char *data,
+                                                  unsigned long len);
+
+/**
+ * Bounds each connection attempt (TCP connect, upgrade, handshake), in milliseconds; default
+ * 2000. 0: no-op. Values over one hour are capped at one hour. NULL factory: no-op.
+ */
+void diffusion_session_factory_connection_timeout(const DIFFUSION_SESSION_FACTORY_T *factory,
+                                                  uint32_t connection_timeout);
+
+/**
+ * Bounds each write, in milliseconds; default 2000. 0: no-op. Capped at one hour. NULL factory:
+ * no-op.
+ */
+void diffusion_session_factory_write_timeout(const DIFFUSION_SESSION_FACTORY_T *factory,
+                                             uint32_t write_timeout);
+
+/**
+ * Sets how session establishment is retried (copied; the strategy may be freed afterwards).
+ * NULL restores the default, no retry. NULL factory: no-op.
+ */
+void diffusion_session_factory_initial_retry_strategy(const DIFFUSION_SESSION_FACTORY_T *factory,
+                                                      const DIFFUSION_RETRY_STRATEGY_T *strategy);
+
+/**
+ * Sets the reconnection strategy of sessions created from now on. Accepted for compatibility;
+ * reconnection is not implemented in this version, so it has no effect yet.
+ */
+void diffusion_session_factory_reconnection_strategy(const DIFFUSION_SESSION_FACTORY_T *factory,
+                                                     RECONNECTION_STRATEGY_T *_reconnection_strategy);
+
+/**
+ * Disables reconnection (same as a reconnection timeout of 0). NULL factory: no-op.
+ */
+void diffusion_session_factory_no_reconnection(const DIFFUSION_SESSION_FACTORY_T *factory);
+
+/**
+ * Sets how long a session tries to reconnect, in milliseconds (default 60000); 0 or less
+ * disables reconnection. NULL factory: no-op.
+ */
+void diffusion_session_factory_reconnection_timeout(const DIFFUSION_SESSION_FACTORY_T *factory,
+                                                    int reconnection_timeout);
+
+/**
+ * Sets the largest message accepted from the server, in bytes (default INT_MAX); a larger one
+ * fails the session with DIFF_ERR_CONNECTION_PROTOCOL_ERROR. Below 1024: no-op. NULL factory:
+ * no-op.
+ */
+void diffusion_session_factory_maximum_message_size(const DIFFUSION_SESSION_FACTORY_T *factory,
+                                                    uint32_t maximum_message_size);
+
+/**
+ * Sets the socket receive buffer size in bytes (default 131072). Below 1024: no-op. NULL
+ * factory: no-op.
+ */
+void diffusion_session_factory_input_buffer_size(const DIFFUSION_SESSION_FACTORY_T *factory,
+                                                 uint32_t input_buffer_size);
+
+/**
+ * Sets the socket send buffer size in bytes (default 131072). Below 1024: no-op. NULL factory:
+ * no-op.
+ */
+void diffusion_session_factory_output_buffer_size(const DIFFUSION_SESSION_FACTORY_T *factory,
+                                                  uint32_t output_buffer_size);
+
+/**
+ * Sets how many messages may wait to be sent (default 1000). 0: no-op. NULL factory: no-op.
+ */
+void diffusion_session_factory_maximum_queue_size(const DIFFUSION_SESSION_FACTORY_T *factory,
+                                                  uint32_t maximum_queue_size);
+
+/**
+ * Sets how many sent messages are kept for recovery (default 128; 0 allowed). NULL factory:
+ * no-op.
+ */
+void diffusion_session_factory_recovery_buffer_size(const DIFFUSION_SESSION_FACTORY_T *factory,
+                                                    uint32_t recovery_buffer_size);
+
+/**
+ * Sets the server host used when a session is created without a URL (copied); NULL unsets it.
+ * NULL factory: no-op.
+ */
+void diffusion_session_factory_server_host(const DIFFUSION_SESSION_FACTORY_T *factory,
+                                           const char *server_host);
+
+/**
+ * Sets the server port used when a session is created without a URL. Outside 1..65535: no-op.
+ * NULL factory: no-op.
+ */
+void diffusion_session_factory_server_port(const DIFFUSION_SESSION_FACTORY_T *factory,
+                                           int server_port);
+
+/**
+ * Chooses wss (true) or ws (false) when a session is created without a URL. NULL factory: no-op.
+ */
+void diffusion_session_factory_secure_transport(const DIFFUSION_SESSION_FACTORY_T *factory,
+                                                bool secure_transport);
+
+/**
+ * Sets the request path used when a session is created without a URL (copied; default
+ * "/diffusion"); NULL restores the default. A path that does not begin with '/' and end with
+ * '/diffusion' makes those creations fail with DIFF_ERR_PARSE_URL naming it. NULL factory: no-op.
+ */
+void diffusion_session_factory_request_path(const DIFFUSION_SESSION_FACTORY_T *factory,
+                                            const char *request_path);
+
+/**
+ * Sets session property `key` to `value` (both copied), replacing an earlier value; a NULL
+ * `value` removes the key. NULL `key` or factory: no-op.
+ */
+void diffusion_session_factory_property(const DIFFUSION_SESSION_FACTORY_T *factory,
+                                        const char *key,
+                                        const char *value);
+
+/**
+ * Opens a session with the factory's settings and blocks until it is CONNECTED_ACTIVE or has
+ * failed (after the factory's initial retry strategy is exhausted).
+ *
+ * `url_str` wins over the factory's host, port, secure transport and request path; NULL builds
+ * the URL from them (and fails if no host is set). Returns the session, owned by the caller, or
+ * NULL on failure: `session_last_error` then tells why. Called inside a libsession callback it
+ * fails with DIFF_ERR_ILLEGAL_STATE.
+ */
+SESSION_T *session_create_with_session_factory(const DIFFUSION_SESSION_FACTORY_T *factory,
+                                               const char *url_str);
+
+/**
+ * Starts opening a session with the factory's settings and returns at once; exactly one of
+ * `callbacks->on_connected` / `on_error` runs later (`callbacks` is required and copied).
+ *
+ * Returns the handle, owned by the caller, or NULL when the arguments are invalid (no callback
+ * runs then; `session_last_error` tells why).
+ */
+SESSION_T *session_create_async_with_session_factory(const DIFFUSION_SESSION_FACTORY_T *factory,
+                                                     SESSION_CREATE_CALLBACK_T *callbacks,
+                                                     const char *url_str);
+
+/**
+ * Retries `attempts` times, `interval` milliseconds apart (also the wait before the first retry).
+ *
+ * Returns a new strategy owned by the caller, or NULL when `interval` or `attempts` is 0; then
+ * `*api_error` (when `api_error` is not NULL) receives an error to release with
+ * `diffusion_api_error_free`, and is set to NULL on success.
+ */
+DIFFUSION_RETRY_STRATEGY_T *diffusion_retry_strategy_create(uint32_t interval,
+                                                            uint32_t attempts,
+                                                            DIFFUSION_API_ERROR *api_error);
+
+/**
+ * Retries every `interval` milliseconds until the session is closed.
+ *
+ * Returns a new strategy owned by the caller, or NULL when `interval` is 0 (see
+ * `diffusion_retry_strategy_create` for `api_error`).
+ */
+DIFFUSION_RETRY_STRATEGY_T *diffusion_retry_strategy_create_interval_only(uint32_t interval,
+                                                                          DIFFUSION_API_ERROR *api_error);
+
+/**
+ * Exponential backoff with full jitter: retry n waits a random time between 0 and
+ * `min(max_ms, initial_ms * 2^(n-1))`, so clients do not retry in step after an outage.
+ *
+ * Returns a new strategy owned by the caller, or NULL when `initial_ms` or `attempts` is 0 or
+ * `max_ms < initial_ms` (see `diffusion_retry_strategy_create` for `api_error`).
+ */
+DIFFUSION_RETRY_STRATEGY_T *diffusion_retry_strategy_create_backoff(uint32_t initial_ms,
+                                                                    uint32_t max_ms,
+                                                                    uint32_t attempts,
+                                                                    DIFFUSION_API_ERROR *api_error);
+
+/**
+ * A strategy that never retries (the default). Owned by the caller.
+ */
+DIFFUSION_RETRY_STRATEGY_T *diffusion_retry_strategy_no_retry(void);
+
+/**
+ * The interval in milliseconds (the initial delay for backoff); 0 for no retry or NULL.
+ */
+uint32_t diffusion_retry_strategy_get_interval(DIFFUSION_RETRY_STRATEGY_T *strategy);
+
+/**
+ * The number of retries; 0 for no retry or NULL, UINT32_MAX for retrying until closed.
+ */
+uint32_t diffusion_retry_strategy_get_attempts(DIFFUSION_RETRY_STRATEGY_T *strategy);
+
+/**
+ * Frees a strategy. NULL does nothing.
+ */
+void diffusion_retry_strategy_free(DIFFUSION_RETRY_STRATEGY_T *strategy);
+
+/**
+ * The error's code (an ERROR_CODE_T value); 0 for NULL.
+ */
+int get_diffusion_api_error_code(DIFFUSION_API_ERROR error);
+
+/**
+ * The error's description, valid until `diffusion_api_error_free`; NULL for NULL.
+ */
+const char *get_diffusion_api_error_description(DIFFUSION_API_ERROR error);
+
+/**
+ * Frees an API error. NULL does nothing.
+ */
+void diffusion_api_error_free(DIFFUSION_API_ERROR error);
 
 /**
  * Opens a session and blocks until it is CONNECTED_ACTIVE or has failed.
@@ -397,11 +677,6 @@ void session_free(SESSION_T *session);
 SESSION_STATE_T session_state_get(SESSION_T *session);
 
 /**
- * The state's name ("CONNECTED_ACTIVE", ...) as a static string; never NULL, never to be freed.
- */
-const char *session_state_as_string(SESSION_STATE_T state);
-
-/**
  * 1 if the session is CONNECTED_ACTIVE, else 0 (also for NULL). Thread-safe.
  */
 int session_is_connected(const SESSION_T *session);
@@ -437,6 +712,15 @@ void *session_get_user_context(const SESSION_T *session);
 int session_get_error(const SESSION_T *session, DIFFUSION_ERROR_T *error);
 
 /**
+ * Fills `*error` with why the most recent session create call on this thread returned NULL
+ * (`session_create*`, including the factory forms, which have no error parameter).
+ *
+ * Returns 1 and fills `*error` (free `error->message`) when that call failed; returns 0 and
+ * leaves `*error` untouched when it succeeded, when there was none, or when `error` is NULL.
+ */
+int session_last_error(DIFFUSION_ERROR_T *error);
+
+/**
  * Formats a session id as 32 hex digits, `server_instance-value`.
  *
  * Returns a string from malloc for the caller to `free()`, or NULL when `session_id` is NULL.
@@ -446,5 +730,20 @@ char *session_id_to_string(const SESSION_ID_T *session_id);
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/**
+ * The name of `state` ("CONNECTED_ACTIVE", ...) as a static string; "UNKNOWN" for
+ * SESSION_STATE_UNKNOWN and for values outside SESSION_STATE_T. Never NULL, never to be freed.
+ * Thread-safe.
+ */
+const char *session_state_as_string(const SESSION_STATE_T state);
+
+#ifdef __cplusplus
+}  // extern "C"
+#endif
 
 #endif  /* LIBSESSION_SESSION_H */

@@ -104,15 +104,15 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         self.try_later
             || matches!(
-            self.code,
-            ErrorCode::AddrLookupFail
-                | ErrorCode::SocketConnectFail
-                | ErrorCode::RequestTimeOut
-                | ErrorCode::CommunicationError
-                | ErrorCode::SocketReadFail
-                | ErrorCode::SocketWriteFail
-                | ErrorCode::HandshakeSendFail
-        )
+                self.code,
+                ErrorCode::AddrLookupFail
+                    | ErrorCode::SocketConnectFail
+                    | ErrorCode::RequestTimeOut
+                    | ErrorCode::CommunicationError
+                    | ErrorCode::SocketReadFail
+                    | ErrorCode::SocketWriteFail
+                    | ErrorCode::HandshakeSendFail
+            )
     }
 }
 

@@ -24,7 +24,11 @@ fn message(error: &DIFFUSION_ERROR_T) -> String {
 }
 
 /// session_create with a URL; returns the session or the error.
-fn create(url: &CStr, principal: *const c_char, creds: *mut CREDENTIALS_T) -> Result<*mut SESSION_T, (ERROR_CODE_T, String)> {
+fn create(
+    url: &CStr,
+    principal: *const c_char,
+    creds: *mut CREDENTIALS_T,
+) -> Result<*mut SESSION_T, (ERROR_CODE_T, String)> {
     let mut error = empty_error();
     let session = unsafe { session_create(url.as_ptr(), principal, creds, null_mut(), null_mut(), &mut error) };
     if session.is_null() {
@@ -73,7 +77,8 @@ fn wrong_password_is_authentication_failed_and_the_message_is_malloced() {
     unsafe {
         let creds = credentials_create_password(password.as_ptr());
         let mut error = empty_error();
-        let session = session_create(url_of(&server).as_ptr(), principal.as_ptr(), creds, null_mut(), null_mut(), &mut error);
+        let session =
+            session_create(url_of(&server).as_ptr(), principal.as_ptr(), creds, null_mut(), null_mut(), &mut error);
         credentials_free(creds);
         assert!(session.is_null());
         assert_eq!(error.code, ERROR_CODE_T::DIFF_ERR_AUTHENTICATION_FAILED);
@@ -106,8 +111,15 @@ fn null_and_invalid_arguments_are_illegal_argument_errors() {
         diffusion_error_free(&mut error);
 
         let bad_utf8 = [b'w', b's', b':', b'/', b'/', 0xff, 0];
-        assert!(session_create(bad_utf8.as_ptr() as *const c_char, null(), null_mut(), null_mut(), null_mut(), &mut error)
-            .is_null());
+        assert!(session_create(
+            bad_utf8.as_ptr() as *const c_char,
+            null(),
+            null_mut(),
+            null_mut(),
+            null_mut(),
+            &mut error
+        )
+        .is_null());
         assert_eq!(error.code, ERROR_CODE_T::DIFF_ERR_ILLEGAL_ARGUMENT);
         assert!(message(&error).contains("UTF-8"));
         diffusion_error_free(&mut error);
@@ -154,10 +166,14 @@ fn accessors_accept_null() {
 
 #[test]
 fn state_names_match_the_c_enum() {
-    let name = |s| unsafe { CStr::from_ptr(session_state_as_string(s)) }.to_str().unwrap().to_string();
+    let name = |s: SESSION_STATE_T| {
+        unsafe { CStr::from_ptr(session_state_as_string(s as c_int)) }.to_str().unwrap().to_string()
+    };
     assert_eq!(name(SESSION_STATE_T::CONNECTED_ACTIVE), "CONNECTED_ACTIVE");
     assert_eq!(name(SESSION_STATE_T::CLOSED_FAILED), "CLOSED_FAILED");
     assert_eq!(name(SESSION_STATE_T::SESSION_STATE_UNKNOWN), "UNKNOWN");
+    let out_of_range = unsafe { CStr::from_ptr(session_state_as_string(99)) };
+    assert_eq!(out_of_range.to_str().unwrap(), "UNKNOWN");
     assert_eq!(SESSION_STATE_T::CLOSED_FAILED as i32, 7);
     assert_eq!(ERROR_CODE_T::DIFF_ERR_ILLEGAL_ARGUMENT as i32, 48);
     assert_eq!(ERROR_CODE_T::DIFF_ERR_REQUEST_TIME_OUT as i32, 102);
@@ -170,7 +186,13 @@ fn user_context_is_returned_unchanged() {
     let context = &mut marker as *mut u32 as *mut libc::c_void;
     unsafe {
         let session = session_create_with_user_context(
-            url_of(&server).as_ptr(), null(), null_mut(), null_mut(), null_mut(), context, null_mut(),
+            url_of(&server).as_ptr(),
+            null(),
+            null_mut(),
+            null_mut(),
+            null_mut(),
+            context,
+            null_mut(),
         );
         assert!(!session.is_null());
         assert_eq!(session_get_user_context(session), context);
@@ -234,7 +256,15 @@ fn async_create_calls_exactly_one_callback() {
     let server = start_server();
     let mut callbacks = SESSION_CREATE_CALLBACK_T { on_connected: Some(count_connected), on_error: Some(count_error) };
     unsafe {
-        let session = session_create_async(url_of(&server).as_ptr(), null(), null_mut(), null_mut(), null_mut(), &mut callbacks, null_mut());
+        let session = session_create_async(
+            url_of(&server).as_ptr(),
+            null(),
+            null_mut(),
+            null_mut(),
+            null_mut(),
+            &mut callbacks,
+            null_mut(),
+        );
         assert!(!session.is_null());
         assert!(wait_until(Duration::from_secs(5), || CONNECTED.load(Ordering::SeqCst) == 1));
         session_close(session, null_mut());
@@ -243,7 +273,15 @@ fn async_create_calls_exactly_one_callback() {
         assert_eq!((CONNECTED.load(Ordering::SeqCst), ERRORS.load(Ordering::SeqCst)), (1, 0));
 
         let refused = CString::new(format!("ws://127.0.0.1:{}", closed_port())).unwrap();
-        let session = session_create_async(refused.as_ptr(), null(), null_mut(), null_mut(), null_mut(), &mut callbacks, null_mut());
+        let session = session_create_async(
+            refused.as_ptr(),
+            null(),
+            null_mut(),
+            null_mut(),
+            null_mut(),
+            &mut callbacks,
+            null_mut(),
+        );
         assert!(!session.is_null(), "the handle is returned even though creation will fail");
         assert!(wait_until(Duration::from_secs(5), || ERRORS.load(Ordering::SeqCst) == 1));
         assert_eq!(*LAST_ERROR.lock().unwrap(), Some(ERROR_CODE_T::DIFF_ERR_SOCKET_CONNECT_FAIL));
@@ -257,7 +295,8 @@ static REENTRANT_RESULT: Mutex<Option<ERROR_CODE_T>> = Mutex::new(None);
 
 unsafe extern "C" fn create_inside_callback(session: *mut SESSION_T) -> c_int {
     let url = CString::new("ws://127.0.0.1:1").unwrap();
-    let mut error = DIFFUSION_ERROR_T { code: ERROR_CODE_T::DIFF_ERR_SUCCESS, message: null_mut(), context: null_mut() };
+    let mut error =
+        DIFFUSION_ERROR_T { code: ERROR_CODE_T::DIFF_ERR_SUCCESS, message: null_mut(), context: null_mut() };
     let nested = session_create(url.as_ptr(), null(), null_mut(), null_mut(), null_mut(), &mut error);
     assert!(nested.is_null());
     *REENTRANT_RESULT.lock().unwrap() = Some(error.code);
@@ -273,7 +312,15 @@ fn blocking_create_inside_a_callback_is_illegal_state_and_close_free_inside_work
     let server = start_server();
     let mut callbacks = SESSION_CREATE_CALLBACK_T { on_connected: Some(create_inside_callback), on_error: None };
     unsafe {
-        let session = session_create_async(url_of(&server).as_ptr(), null(), null_mut(), null_mut(), null_mut(), &mut callbacks, null_mut());
+        let session = session_create_async(
+            url_of(&server).as_ptr(),
+            null(),
+            null_mut(),
+            null_mut(),
+            null_mut(),
+            &mut callbacks,
+            null_mut(),
+        );
         assert!(!session.is_null());
     }
     assert!(wait_until(Duration::from_secs(5), || REENTRANT_RESULT.lock().unwrap().is_some()));
@@ -297,8 +344,15 @@ fn the_listener_may_free_its_session() {
     let mut listener = SESSION_LISTENER_T { on_state_changed: Some(record_and_free_on_close), on_handler_error: None };
     let mut callbacks = SESSION_CREATE_CALLBACK_T { on_connected: None, on_error: None };
     unsafe {
-        let session =
-            session_create_async(url_of(&server).as_ptr(), null(), null_mut(), &mut listener, null_mut(), &mut callbacks, null_mut());
+        let session = session_create_async(
+            url_of(&server).as_ptr(),
+            null(),
+            null_mut(),
+            &mut listener,
+            null_mut(),
+            &mut callbacks,
+            null_mut(),
+        );
         assert!(!session.is_null());
     }
     assert!(wait_until(Duration::from_secs(5), || LISTENED.lock().unwrap().len() == 3));

@@ -77,7 +77,9 @@ fn a_bad_first_frame_is_answered_with_close_protocol_error() {
 fn authentication_failure_is_answered_and_leaves_no_session() {
     let server = start_server();
     let frames = ws_client(server.url(), |mut ws| async move {
-        ws.send(Message::binary(protocol::encode(&request(USER, Credentials::Password(b"nope".to_vec()))))).await.unwrap();
+        ws.send(Message::binary(protocol::encode(&request(USER, Credentials::Password(b"nope".to_vec())))))
+            .await
+            .unwrap();
         next_frames(&mut ws).await
     });
     match frames.as_slice() {

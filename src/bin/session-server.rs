@@ -58,7 +58,12 @@ fn split_pair(text: &str) -> Result<(String, String), String> {
 fn main() -> std::process::ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env(session::logging::LOG_ENV)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
     let args = Args::parse();
     for path in &args.paths {
         if let Err(e) = session::session::url::validate_request_path(path) {
@@ -110,7 +115,8 @@ fn main() -> std::process::ExitCode {
         if let Some(file) = &args.port_file {
             // Write then rename, so a reader never sees a half-written port.
             let tmp = file.with_extension("tmp");
-            if let Err(e) = std::fs::write(&tmp, format!("{}\n", addr.port())).and_then(|_| std::fs::rename(&tmp, file)) {
+            if let Err(e) = std::fs::write(&tmp, format!("{}\n", addr.port())).and_then(|_| std::fs::rename(&tmp, file))
+            {
                 eprintln!("session-server: cannot write {}: {e}", file.display());
                 return std::process::ExitCode::FAILURE;
             }

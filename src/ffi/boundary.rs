@@ -26,10 +26,7 @@ pub(crate) unsafe fn optional_str<'a>(ptr: *const c_char, what: &str) -> Result<
     if ptr.is_null() {
         return Ok(None);
     }
-    CStr::from_ptr(ptr)
-        .to_str()
-        .map(Some)
-        .map_err(|_| Error::illegal_argument(format!("{what} is not valid UTF-8")))
+    CStr::from_ptr(ptr).to_str().map(Some).map_err(|_| Error::illegal_argument(format!("{what} is not valid UTF-8")))
 }
 
 /// A copy of `text` in memory from `malloc`, for the caller to `free()`. Interior NULs end the string.
@@ -50,7 +47,8 @@ pub(crate) fn malloc_string(text: &str) -> *mut c_char {
 
 /// Fills `*out` (when not NULL) with `error`; the message is `malloc`ed.
 pub(crate) unsafe fn report(out: *mut DIFFUSION_ERROR_T, error: &Error) {
-    if let Some(out) = out.as_mut() {
-        *out = DIFFUSION_ERROR_T::from_error(error);
+    // Written without reading: the caller's struct may be uninitialised.
+    if !out.is_null() {
+        out.write(DIFFUSION_ERROR_T::from_error(error));
     }
 }

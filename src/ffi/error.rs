@@ -10,11 +10,14 @@ use super::types::DIFFUSION_ERROR_T;
 #[no_mangle]
 pub unsafe extern "C" fn diffusion_error_free(error: *mut DIFFUSION_ERROR_T) {
     guard((), || {
-        if let Some(error) = error.as_mut() {
-            if !error.message.is_null() {
-                libc::free(error.message as *mut libc::c_void);
-                error.message = std::ptr::null_mut();
-            }
+        if error.is_null() {
+            return;
+        }
+        // Touch only the message field: the caller's `code` may hold any int.
+        let message = std::ptr::addr_of_mut!((*error).message);
+        if !(*message).is_null() {
+            libc::free(*message as *mut libc::c_void);
+            *message = std::ptr::null_mut();
         }
     })
 }

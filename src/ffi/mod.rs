@@ -7,6 +7,8 @@
 mod boundary;
 pub mod credentials;
 pub mod error;
+pub mod factory;
+pub mod retry;
 pub mod session;
 pub mod types;
 

@@ -66,9 +66,11 @@ impl HandlePtr {
     }
 }
 
-struct CreateArgs {
-    config: SessionConfig,
-    listener: Option<SESSION_LISTENER_T>,
+/// What a create call needs besides its callbacks.
+pub(crate) struct CreateArgs {
+    pub(crate) config: SessionConfig,
+    pub(crate) listener: Option<SESSION_LISTENER_T>,
+    pub(crate) user_context: *mut c_void,
 }
 
 unsafe fn create_args(
@@ -76,11 +78,12 @@ unsafe fn create_args(
     principal: *const c_char,
     credentials: *mut CREDENTIALS_T,
     listener: *mut SESSION_LISTENER_T,
+    user_context: *mut c_void,
 ) -> Result<CreateArgs> {
     let mut config = SessionConfig::new(required_str(url, "url")?)?;
     config.options.principal = optional_str(principal, "principal")?.unwrap_or_default().to_string();
     config.options.credentials = credentials.as_ref().map(|c| c.inner.clone()).unwrap_or(Credentials::None);
-    Ok(CreateArgs { config, listener: listener.as_ref().copied() })
+    Ok(CreateArgs { config, listener: listener.as_ref().copied(), user_context })
 }
 
 fn state_listener(listener: Option<SESSION_LISTENER_T>, handle: HandlePtr) -> Option<StateListener> {
@@ -112,52 +115,60 @@ fn creation_callback(callbacks: SESSION_CREATE_CALLBACK_T, handle: HandlePtr) ->
     })
 }
 
-/// Allocates the handle and starts the session. For a blocking create, waits for the outcome and
-/// frees the handle on failure.
-unsafe fn create(
-    args: Result<CreateArgs>,
+thread_local! {
+    static LAST_CREATE_ERROR: std::cell::RefCell<Option<Error>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Allocates the handle and starts the session; with no `callbacks` (a blocking create), waits
+/// for the outcome and frees the handle on failure. Records the outcome for `session_last_error`.
+/// `args` runs inside the panic guard too.
+pub(crate) fn create(
+    args: impl FnOnce() -> Result<CreateArgs>,
     callbacks: Option<SESSION_CREATE_CALLBACK_T>,
-    user_context: *mut c_void,
-    error: *mut DIFFUSION_ERROR_T,
-) -> *mut SESSION_T {
+) -> Result<*mut SESSION_T> {
+    let result = guard(Err(internal_error()), || start(args(), callbacks));
+    LAST_CREATE_ERROR.with(|last| *last.borrow_mut() = result.as_ref().err().cloned());
+    result
+}
+
+fn start(args: Result<CreateArgs>, callbacks: Option<SESSION_CREATE_CALLBACK_T>) -> Result<*mut SESSION_T> {
+    let args = args?;
     let blocking = callbacks.is_none();
-    let started = args.and_then(|args| {
-        if blocking && runtime::on_io_thread() {
-            return Err(Error::illegal_state(
-                "session_create blocks, and was called from a libsession callback where it would deadlock; \
-                 use session_create_async",
-            ));
-        }
-        let session = Arc::new(Session::new(args.config));
-        let handle = Box::into_raw(Box::new(SESSION_T { session: session.clone(), user_context, id: OnceCell::new() }));
-        let ptr = HandlePtr(handle as usize);
-        let events = Events {
-            on_state_changed: state_listener(args.listener, ptr),
-            on_created: callbacks.map(|c| creation_callback(c, ptr)),
-        };
-        let outcome = session.start(events).and_then(|()| if blocking { session.wait_connected() } else { Ok(()) });
-        match outcome {
-            Ok(()) => Ok(handle),
-            Err(e) => {
-                drop(Box::from_raw(handle));
-                Err(e)
-            }
-        }
-    });
-    match started {
-        Ok(handle) => handle,
+    if blocking && runtime::on_io_thread() {
+        return Err(Error::illegal_state(
+            "a blocking session create was called from a libsession callback, where it would deadlock; \
+             use the asynchronous create",
+        ));
+    }
+    let session = Arc::new(Session::new(args.config));
+    let handle = Box::into_raw(Box::new(SESSION_T {
+        session: session.clone(),
+        user_context: args.user_context,
+        id: OnceCell::new(),
+    }));
+    let ptr = HandlePtr(handle as usize);
+    let events = Events {
+        on_state_changed: state_listener(args.listener, ptr),
+        on_created: callbacks.map(|c| creation_callback(c, ptr)),
+    };
+    let outcome = session.start(events).and_then(|()| if blocking { session.wait_connected() } else { Ok(()) });
+    match outcome {
+        Ok(()) => Ok(handle),
         Err(e) => {
-            report(error, &e);
-            std::ptr::null_mut()
+            // SAFETY: `handle` came from Box::into_raw above and was not handed to the caller.
+            drop(unsafe { Box::from_raw(handle) });
+            Err(e)
         }
     }
 }
 
-fn create_guarded(error: *mut DIFFUSION_ERROR_T, body: impl FnOnce() -> *mut SESSION_T) -> *mut SESSION_T {
-    let created = guard(None, || Some(body()));
-    created.unwrap_or_else(|| {
-        // SAFETY: `error` is the caller's pointer, NULL or valid.
-        unsafe { report(error, &internal_error()) };
+/// Returns the session, or NULL after filling `*error` (when not NULL).
+pub(crate) unsafe fn session_or_report(
+    created: Result<*mut SESSION_T>,
+    error: *mut DIFFUSION_ERROR_T,
+) -> *mut SESSION_T {
+    created.unwrap_or_else(|e| {
+        report(error, &e);
         std::ptr::null_mut()
     })
 }
@@ -181,7 +192,15 @@ pub unsafe extern "C" fn session_create(
     reconnection_strategy: *mut RECONNECTION_STRATEGY_T,
     error: *mut DIFFUSION_ERROR_T,
 ) -> *mut SESSION_T {
-    session_create_with_user_context(url_str, principal, credentials, listener, reconnection_strategy, std::ptr::null_mut(), error)
+    session_create_with_user_context(
+        url_str,
+        principal,
+        credentials,
+        listener,
+        reconnection_strategy,
+        std::ptr::null_mut(),
+        error,
+    )
 }
 
 /// As `session_create`, storing `user_context` for `session_get_user_context`.
@@ -196,9 +215,8 @@ pub unsafe extern "C" fn session_create_with_user_context(
     user_context: *mut c_void,
     error: *mut DIFFUSION_ERROR_T,
 ) -> *mut SESSION_T {
-    create_guarded(error, || {
-        create(create_args(url_str, principal, credentials, listener), None, user_context, error)
-    })
+    let args = || create_args(url_str, principal, credentials, listener, user_context);
+    session_or_report(create(args, None), error)
 }
 
 /// Starts opening a session and returns at once.
@@ -243,13 +261,12 @@ pub unsafe extern "C" fn session_create_async_with_user_context(
     user_context: *mut c_void,
     error: *mut DIFFUSION_ERROR_T,
 ) -> *mut SESSION_T {
-    create_guarded(error, || {
-        let Some(callbacks) = callbacks.as_ref().copied() else {
-            report(error, &Error::illegal_argument("callbacks is NULL"));
-            return std::ptr::null_mut();
-        };
-        create(create_args(url_str, principal, credentials, listener), Some(callbacks), user_context, error)
-    })
+    let args = || create_args(url_str, principal, credentials, listener, user_context);
+    let created = match callbacks.as_ref().copied() {
+        Some(callbacks) => create(args, Some(callbacks)),
+        None => create(|| Err(Error::illegal_argument("callbacks is NULL")), None),
+    };
+    session_or_report(created, error)
 }
 
 /// Closes the session. The listener sees CLOSED_BY_CLIENT on the calling thread before this
@@ -293,19 +310,21 @@ pub unsafe extern "C" fn session_state_get(session: *mut SESSION_T) -> SESSION_S
     })
 }
 
-/// The state's name ("CONNECTED_ACTIVE", ...) as a static string; never NULL, never to be freed.
+/// The state's name ("CONNECTED_ACTIVE", ...); declared in the header with a SESSION_STATE_T
+/// parameter (see cbindgen.toml). Taking the int here keeps values outside the enum defined.
 #[no_mangle]
-pub extern "C" fn session_state_as_string(state: SESSION_STATE_T) -> *const c_char {
+pub extern "C" fn session_state_as_string(state: c_int) -> *const c_char {
+    use SESSION_STATE_T::*;
     let name: &'static [u8] = match state {
-        SESSION_STATE_T::SESSION_STATE_UNKNOWN => b"UNKNOWN\0",
-        SESSION_STATE_T::CONNECTING => b"CONNECTING\0",
-        SESSION_STATE_T::CONNECTED_INITIALISING => b"CONNECTED_INITIALISING\0",
-        SESSION_STATE_T::CONNECTED_ACTIVE => b"CONNECTED_ACTIVE\0",
-        SESSION_STATE_T::RECOVERING_RECONNECT => b"RECOVERING_RECONNECT\0",
-        SESSION_STATE_T::RECOVERING_FAILOVER => b"RECOVERING_FAILOVER\0",
-        SESSION_STATE_T::CLOSED_BY_CLIENT => b"CLOSED_BY_CLIENT\0",
-        SESSION_STATE_T::CLOSED_BY_SERVER => b"CLOSED_BY_SERVER\0",
-        SESSION_STATE_T::CLOSED_FAILED => b"CLOSED_FAILED\0",
+        s if s == CONNECTING as c_int => b"CONNECTING\0",
+        s if s == CONNECTED_INITIALISING as c_int => b"CONNECTED_INITIALISING\0",
+        s if s == CONNECTED_ACTIVE as c_int => b"CONNECTED_ACTIVE\0",
+        s if s == RECOVERING_RECONNECT as c_int => b"RECOVERING_RECONNECT\0",
+        s if s == RECOVERING_FAILOVER as c_int => b"RECOVERING_FAILOVER\0",
+        s if s == CLOSED_BY_CLIENT as c_int => b"CLOSED_BY_CLIENT\0",
+        s if s == CLOSED_BY_SERVER as c_int => b"CLOSED_BY_SERVER\0",
+        s if s == CLOSED_FAILED as c_int => b"CLOSED_FAILED\0",
+        _ => b"UNKNOWN\0",
     };
     name.as_ptr() as *const c_char
 }
@@ -338,8 +357,12 @@ pub unsafe extern "C" fn session_is_closed(session: *const SESSION_T) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn session_get_id(session: *const SESSION_T) -> *const SESSION_ID_T {
     guard(std::ptr::null(), || {
-        let Some(handle) = session.as_ref() else { return std::ptr::null() };
-        let Some(id) = handle.session.id() else { return std::ptr::null() };
+        let Some(handle) = session.as_ref() else {
+            return std::ptr::null();
+        };
+        let Some(id) = handle.session.id() else {
+            return std::ptr::null();
+        };
         handle.id.get_or_init(|| (*id).into()) as *const SESSION_ID_T
     })
 }
@@ -358,7 +381,9 @@ pub unsafe extern "C" fn session_get_user_context(session: *const SESSION_T) -> 
 #[no_mangle]
 pub unsafe extern "C" fn session_get_error(session: *const SESSION_T, error: *mut DIFFUSION_ERROR_T) -> c_int {
     guard(0, || {
-        let (Some(handle), false) = (session.as_ref(), error.is_null()) else { return 0 };
+        let (Some(handle), false) = (session.as_ref(), error.is_null()) else {
+            return 0;
+        };
         match handle.session.error() {
             Some(e) => {
                 report(error, &e);
@@ -366,6 +391,27 @@ pub unsafe extern "C" fn session_get_error(session: *const SESSION_T, error: *mu
             }
             None => 0,
         }
+    })
+}
+
+/// Fills `*error` with why the most recent session create call on this thread returned NULL
+/// (`session_create*`, including the factory forms, which have no error parameter).
+///
+/// Returns 1 and fills `*error` (free `error->message`) when that call failed; returns 0 and
+/// leaves `*error` untouched when it succeeded, when there was none, or when `error` is NULL.
+#[no_mangle]
+pub unsafe extern "C" fn session_last_error(error: *mut DIFFUSION_ERROR_T) -> c_int {
+    guard(0, || {
+        if error.is_null() {
+            return 0;
+        }
+        LAST_CREATE_ERROR.with(|last| match last.borrow().as_ref() {
+            Some(e) => {
+                report(error, e);
+                1
+            }
+            None => 0,
+        })
     })
 }
 

@@ -3,8 +3,8 @@
 use bytes::{Buf, BufMut, BytesMut};
 
 use super::{
-    frame_type as ft, CloseReason, ConnectRequest, ConnectResponse, Credentials, DecodeError, Frame,
-    ResponseCode, SessionId, FRAME_HEADER_LEN,
+    frame_type as ft, CloseReason, ConnectRequest, ConnectResponse, Credentials, DecodeError, Frame, ResponseCode,
+    SessionId, FRAME_HEADER_LEN,
 };
 
 const CREDENTIALS_NONE: u8 = 0;
@@ -168,8 +168,8 @@ fn decode_body(kind: u8, b: &mut BytesMut) -> Result<Frame, DecodeError> {
         }
         ft::CONNECT_RESPONSE => {
             let version = get_u8(b)?;
-            let code = ResponseCode::from_wire(get_u8(b)?)
-                .ok_or(DecodeError::Malformed("unknown connect response code"))?;
+            let code =
+                ResponseCode::from_wire(get_u8(b)?).ok_or(DecodeError::Malformed("unknown connect response code"))?;
             let session_id = SessionId { server_instance: get_u64(b)?, value: get_u64(b)? };
             Frame::ConnectResponse(ConnectResponse {
                 version,

@@ -60,11 +60,7 @@ impl ClientHandshake {
                 ))
             }
         };
-        let detail = if response.message.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", response.message)
-        };
+        let detail = if response.message.is_empty() { String::new() } else { format!(": {}", response.message) };
         let version_ok = (MIN_VERSION..=MAX_VERSION).contains(&response.version);
         match response.code {
             ResponseCode::Ok | ResponseCode::Reconnected if version_ok => {
@@ -168,7 +164,9 @@ mod tests {
     #[test]
     fn request_announces_the_supported_versions() {
         match handshake().request_frame() {
-            Frame::ConnectRequest(r) => assert_eq!((r.min_version, r.max_version), (MIN_VERSION, MAX_VERSION)),
+            Frame::ConnectRequest(r) => {
+                assert_eq!((r.min_version, r.max_version), (MIN_VERSION, MAX_VERSION))
+            }
             other => panic!("unexpected {other:?}"),
         }
     }

@@ -1,7 +1,9 @@
 //! The server's decision on a connect request, without I/O.
 
 use super::ServerConfig;
-use crate::protocol::{ConnectRequest, ConnectResponse, Credentials, ResponseCode, SessionId, MAX_VERSION, MIN_VERSION};
+use crate::protocol::{
+    ConnectRequest, ConnectResponse, Credentials, ResponseCode, SessionId, MAX_VERSION, MIN_VERSION,
+};
 
 /// Accept or refuse, with the reason logged and sent to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +56,10 @@ impl Decision {
 
 /// Decides on a connect request: version first, then principal and credentials.
 pub fn authenticate(config: &ServerConfig, request: &ConnectRequest) -> Decision {
-    if request.min_version > request.max_version || request.max_version < MIN_VERSION || request.min_version > MAX_VERSION {
+    if request.min_version > request.max_version
+        || request.max_version < MIN_VERSION
+        || request.min_version > MAX_VERSION
+    {
         return Decision::rejected(ResponseCode::Error, "no protocol version in common");
     }
     let version = request.max_version.min(MAX_VERSION);
@@ -75,7 +80,9 @@ pub fn authenticate(config: &ServerConfig, request: &ConnectRequest) -> Decision
 
 /// Compares secrets in time that does not depend on where they differ.
 fn matches(expected: Option<&Vec<u8>>, given: &[u8]) -> bool {
-    let Some(expected) = expected else { return false };
+    let Some(expected) = expected else {
+        return false;
+    };
     expected.len() == given.len() && expected.iter().zip(given).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
@@ -91,7 +98,13 @@ mod tests {
     }
 
     fn request(principal: &str, credentials: Credentials) -> ConnectRequest {
-        ConnectRequest { min_version: 1, max_version: 1, principal: principal.into(), credentials, ..Default::default() }
+        ConnectRequest {
+            min_version: 1,
+            max_version: 1,
+            principal: principal.into(),
+            credentials,
+            ..Default::default()
+        }
     }
 
     #[test]

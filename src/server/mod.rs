@@ -103,7 +103,12 @@ impl Server {
         let (shutdown, _) = watch::channel(None);
         Ok(Server {
             listener,
-            shared: Arc::new(Shared { config, next_session: AtomicU64::new(1), sessions: Mutex::new(HashMap::new()), shutdown }),
+            shared: Arc::new(Shared {
+                config,
+                next_session: AtomicU64::new(1),
+                sessions: Mutex::new(HashMap::new()),
+                shutdown,
+            }),
         })
     }
 
@@ -311,13 +316,18 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         }
     };
     let mut decision = authenticate(config, &request);
-    let id = SessionId { server_instance: config.server_instance, value: shared.next_session.fetch_add(1, Ordering::SeqCst) };
+    let id = SessionId {
+        server_instance: config.server_instance,
+        value: shared.next_session.fetch_add(1, Ordering::SeqCst),
+    };
     let info = SessionInfo { id, principal: request.principal.clone(), properties: request.properties.clone() };
     let slot = if decision.accepted() { SessionSlot::claim(&shared, info) } else { None };
     if decision.accepted() && slot.is_none() {
         decision = Decision::rejected(protocol::ResponseCode::Rejected, "server is at its session limit");
     }
     let response = decision.response(config, id);
+    // Subscribe before the client learns it is connected, so no close_all can slip in between.
+    let shutdown = shared.shutdown.subscribe();
     if send(&mut ws, &Frame::ConnectResponse(response)).await.is_err() || !decision.accepted() {
         tracing::info!(%peer, principal = %request.principal, reason = decision.reason(), "session refused");
         let _ = ws.close(None).await;
@@ -325,7 +335,7 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     }
     let properties: Vec<String> = request.properties.iter().map(|(k, v)| format!("{k}={v}")).collect();
     tracing::info!(session = %id, %peer, principal = %request.principal, properties = ?properties, "session opened");
-    let reason = serve_session(&shared, &mut ws).await;
+    let reason = serve_session(&shared, &mut ws, shutdown).await;
     tracing::info!(session = %id, %peer, %reason, "session closed");
     drop(slot);
 }
@@ -354,9 +364,12 @@ async fn send(ws: &mut WebSocketStream<TcpStream>, frame: &Frame) -> Result<(), 
 }
 
 /// Serves an accepted session until it ends; returns why it ended.
-async fn serve_session(shared: &Shared, ws: &mut WebSocketStream<TcpStream>) -> String {
+async fn serve_session(
+    shared: &Shared,
+    ws: &mut WebSocketStream<TcpStream>,
+    mut shutdown: watch::Receiver<Shutdown>,
+) -> String {
     let config = &shared.config;
-    let mut shutdown = shared.shutdown.subscribe();
     let silence_limit = config.ping_interval * 2 + Duration::from_millis(500);
     let mut deadline = Instant::now() + silence_limit;
     let mut pings = interval_at(Instant::now() + config.ping_interval, config.ping_interval);

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::url::{ServerUrl, DEFAULT_REQUEST_PATH};
 use crate::error::{Error, ErrorCode, Result};
-use crate::protocol::{Credentials, DEFAULT_MAX_FRAME_SIZE, MIN_MAX_FRAME_SIZE};
+use crate::protocol::{Credentials, MIN_MAX_FRAME_SIZE};
 use crate::retry::RetryStrategy;
 
 /// Default bound on one connection attempt (TCP connect, upgrade and handshake).
@@ -13,6 +13,8 @@ pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest connection or write timeout accepted.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Default largest message accepted from the server: unconstrained in practice (INT_MAX).
+pub const DEFAULT_MAXIMUM_MESSAGE_SIZE: u32 = i32::MAX as u32;
 /// Default socket buffer sizes.
 pub const DEFAULT_BUFFER_SIZE: u32 = 131_072;
 /// Smallest buffer size or maximum message size accepted.
@@ -61,7 +63,7 @@ impl Default for SessionOptions {
             properties: Vec::new(),
             connection_timeout: DEFAULT_CONNECTION_TIMEOUT,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
-            maximum_message_size: DEFAULT_MAX_FRAME_SIZE,
+            maximum_message_size: DEFAULT_MAXIMUM_MESSAGE_SIZE,
             input_buffer_size: DEFAULT_BUFFER_SIZE,
             output_buffer_size: DEFAULT_BUFFER_SIZE,
             maximum_queue_size: DEFAULT_MAXIMUM_QUEUE_SIZE,
@@ -210,11 +212,8 @@ mod tests {
 
     #[test]
     fn an_invalid_factory_path_fails_at_creation_naming_it() {
-        let f = SessionFactory {
-            server_host: Some("h".into()),
-            request_path: Some("/nope".into()),
-            ..Default::default()
-        };
+        let f =
+            SessionFactory { server_host: Some("h".into()), request_path: Some("/nope".into()), ..Default::default() };
         assert!(f.config(None).unwrap_err().message().contains("/nope"));
     }
 }

@@ -42,7 +42,10 @@ pub(crate) async fn drive(shared: Arc<Shared>, mut commands: mpsc::UnboundedRece
     shared.created();
     let outcome = run(&mut conn, &established, &mut commands).await;
     match outcome {
-        Ended::ByClient => close_connection(conn).await,
+        Ended::ByClient(flushed) => {
+            close_connection(conn).await;
+            drop(flushed);
+        }
         Ended::ByServer(e) => {
             tracing::info!(session = %established.session_id, reason = %e, "session closed by the server");
             shared.finish(State::ClosedByServer, Some(e.clone()), e);
@@ -120,7 +123,7 @@ async fn connect(shared: &Shared) -> Result<(WsConnection, Established)> {
 }
 
 enum Ended {
-    ByClient,
+    ByClient(Option<std::sync::mpsc::SyncSender<()>>),
     ByServer(Error),
     Failed(Error),
 }
@@ -180,7 +183,10 @@ async fn run(
                     ),
                 ));
             }
-            _ = commands.recv() => return Ended::ByClient,
+            command = commands.recv() => {
+                let Some(Command::Close(flushed)) = command else { return Ended::ByClient(None) };
+                return Ended::ByClient(flushed);
+            }
         }
     }
 }
@@ -193,4 +199,3 @@ async fn close_connection(mut conn: WsConnection) {
     })
     .await;
 }
-

@@ -44,8 +44,13 @@ pub struct Events {
 /// Instructions from the application to the session's task.
 #[derive(Debug)]
 pub(crate) enum Command {
-    Close,
+    /// Close the connection politely; the sender, if any, is dropped once the CLOSE frame is out.
+    Close(Option<std::sync::mpsc::SyncSender<()>>),
 }
+
+/// How long `close` waits for the CLOSE frame to be sent, so that a program that exits right
+/// after closing still ends its session cleanly on the server.
+const CLOSE_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A client session.
 pub struct Session {
@@ -55,7 +60,10 @@ pub struct Session {
 pub(crate) struct Shared {
     config: SessionConfig,
     state: Mutex<State>,
-    state_changed: Condvar,
+    /// The last state the listener has been told about; blocking waits watch this, so that a
+    /// blocking create returns only after the listener has seen CONNECTED_ACTIVE.
+    reported: Mutex<State>,
+    reported_changed: Condvar,
     /// Held while any callback of this session runs; re-entrant so callbacks may close the session.
     callbacks: ReentrantMutex<()>,
     listener: OnceCell<Option<StateListener>>,
@@ -74,7 +82,8 @@ impl Session {
             shared: Arc::new(Shared {
                 config,
                 state: Mutex::new(State::Unknown),
-                state_changed: Condvar::new(),
+                reported: Mutex::new(State::Unknown),
+                reported_changed: Condvar::new(),
                 callbacks: ReentrantMutex::new(()),
                 listener: OnceCell::new(),
                 on_created: Mutex::new(None),
@@ -112,17 +121,17 @@ impl Session {
                  use the asynchronous form",
             ));
         }
-        let mut state = self.shared.state.lock();
+        let mut reported = self.shared.reported.lock();
         loop {
-            match *state {
+            match *reported {
                 State::ConnectedActive | State::RecoveringReconnect => return Ok(()),
                 s if s.is_closed() => {
-                    drop(state);
+                    drop(reported);
                     return Err(self.shared.error().unwrap_or_else(|| {
                         Error::new(ErrorCode::SessionClosed, "the session was closed before it connected")
                     }));
                 }
-                _ => self.shared.state_changed.wait(&mut state),
+                _ => self.shared.reported_changed.wait(&mut reported),
             }
         }
     }
@@ -142,7 +151,8 @@ impl Session {
     }
 
     /// Closes the session: CLOSED_BY_CLIENT is reported to the listener on the calling thread before
-    /// this returns. Closing a closed session does nothing.
+    /// this returns. Outside the library's threads it also waits (up to 1 s) until the server has
+    /// been told. Closing a closed session does nothing.
     pub fn close(&self) {
         let closed = self.shared.finish(
             State::ClosedByClient,
@@ -150,7 +160,14 @@ impl Session {
             Error::new(ErrorCode::SessionClosed, "the session was closed by the application before it connected"),
         );
         if closed {
-            let _ = self.shared.commands.send(Command::Close);
+            if runtime::on_io_thread() {
+                let _ = self.shared.commands.send(Command::Close(None));
+            } else {
+                let (flushed, wait) = std::sync::mpsc::sync_channel(1);
+                if self.shared.commands.send(Command::Close(Some(flushed))).is_ok() {
+                    let _ = wait.recv_timeout(CLOSE_FLUSH_TIMEOUT);
+                }
+            }
         }
     }
 
@@ -204,7 +221,9 @@ impl Shared {
     /// listener. Returns whether the move happened.
     fn transition(&self, to: State) -> bool {
         let _callbacks = self.callbacks.lock();
-        let Some(from) = self.set_state(to) else { return false };
+        let Some(from) = self.set_state(to) else {
+            return false;
+        };
         self.notify(from, to);
         true
     }
@@ -220,7 +239,9 @@ impl Shared {
         if let Some(e) = &error {
             *self.error.lock() = Some(e.clone());
         }
-        let Some(from) = self.set_state(to) else { return false };
+        let Some(from) = self.set_state(to) else {
+            return false;
+        };
         self.notify(from, to);
         let pending = self.on_created.lock().take();
         if let Some(on_created) = pending {
@@ -253,7 +274,6 @@ impl Shared {
             return None;
         }
         *state = to;
-        self.state_changed.notify_all();
         Some(from)
     }
 
@@ -262,5 +282,11 @@ impl Shared {
         if let Some(Some(listener)) = self.listener.get() {
             listener(from, to);
         }
+        // A listener that closes the session reports the closed state first; closed is terminal.
+        let mut reported = self.reported.lock();
+        if !reported.is_closed() {
+            *reported = to;
+        }
+        self.reported_changed.notify_all();
     }
 }

@@ -23,9 +23,8 @@ pub(crate) async fn connect_tcp(host: &str, port: u16, authority: &str, options:
     }
     let mut last = None;
     for addr in addrs {
-        let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(|e| {
-            Error::new(ErrorCode::Unknown, format!("cannot create a socket for {authority}: {e}"))
-        })?;
+        let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
+            .map_err(|e| Error::new(ErrorCode::Unknown, format!("cannot create a socket for {authority}: {e}")))?;
         // Buffer sizes are hints the kernel may adjust; failing to apply them is not fatal.
         let _ = socket.set_recv_buffer_size(options.input_buffer_size);
         let _ = socket.set_send_buffer_size(options.output_buffer_size);

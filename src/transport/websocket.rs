@@ -29,14 +29,12 @@ impl WsConnection {
         let peer = url.authority();
         let max_frame_size = options.frame_limit();
         let stream = super::connect_tcp(&url.host, url.port, &peer, options).await?;
-        let request = url
-            .to_url_string()
-            .into_client_request()
-            .map_err(|e| Error::new(ErrorCode::ParseUrl, format!("cannot build the upgrade request for {peer}: {e}")))?;
+        let request = url.to_url_string().into_client_request().map_err(|e| {
+            Error::new(ErrorCode::ParseUrl, format!("cannot build the upgrade request for {peer}: {e}"))
+        })?;
         let message_limit = max_frame_size as usize + FRAME_HEADER_LEN;
-        let config = WebSocketConfig::default()
-            .max_message_size(Some(message_limit))
-            .max_frame_size(Some(message_limit));
+        let config =
+            WebSocketConfig::default().max_message_size(Some(message_limit)).max_frame_size(Some(message_limit));
         let (ws, _response) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
             .await
             .map_err(|e| upgrade_error(&peer, &url.path, e))?;
@@ -75,7 +73,10 @@ impl WsConnection {
             match message {
                 Message::Binary(bytes) => {
                     let frames = protocol::decode_all(&bytes, self.max_frame_size).map_err(|e| {
-                        Error::new(ErrorCode::ConnectionProtocolError, format!("server {} sent a bad frame: {e}", self.peer))
+                        Error::new(
+                            ErrorCode::ConnectionProtocolError,
+                            format!("server {} sent a bad frame: {e}", self.peer),
+                        )
                     })?;
                     self.pending.extend(frames);
                 }
@@ -140,10 +141,9 @@ fn read_error(peer: &str, e: tungstenite::Error) -> Error {
             ErrorCode::CommunicationError,
             format!("connection to {peer} lost: reset without a closing handshake"),
         ),
-        tungstenite::Error::Protocol(p) => Error::new(
-            ErrorCode::ConnectionProtocolError,
-            format!("server {peer} broke the WebSocket protocol: {p}"),
-        ),
+        tungstenite::Error::Protocol(p) => {
+            Error::new(ErrorCode::ConnectionProtocolError, format!("server {peer} broke the WebSocket protocol: {p}"))
+        }
         other => Error::new(ErrorCode::CommunicationError, format!("connection to {peer} lost: {other}")),
     }
 }
