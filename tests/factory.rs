@@ -19,7 +19,8 @@ fn c(text: &str) -> CString {
 }
 
 fn last_error() -> (ERROR_CODE_T, String) {
-    let mut error = DIFFUSION_ERROR_T { code: ERROR_CODE_T::DIFF_ERR_SUCCESS, message: null_mut(), context: null_mut() };
+    let mut error =
+        DIFFUSION_ERROR_T { code: ERROR_CODE_T::DIFF_ERR_SUCCESS, message: null_mut(), context: null_mut() };
     assert_eq!(unsafe { session_last_error(&mut error) }, 1, "a failure was recorded");
     let text = unsafe { CStr::from_ptr(error.message) }.to_string_lossy().into_owned();
     unsafe { diffusion_error_free(&mut error) };
@@ -294,19 +295,13 @@ fn async_creation_retries_like_sync_and_stops_when_closed() {
         session_free(session);
 
         // A server that comes up during the retries is reached.
+        let server = start_server_later(port, Duration::from_millis(300));
         let session = session_create_async_with_session_factory(factory, &mut callbacks, url.as_ptr());
-        std::thread::sleep(Duration::from_millis(300));
-        let server = session::server::spawn(session::server::ServerConfig {
-            listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-            allow_anonymous: true,
-            ..Default::default()
-        })
-        .unwrap();
         assert_eq!(wait_for_outcomes(2), vec![Err(ERROR_CODE_T::DIFF_ERR_SESSION_CLOSED), Ok(())]);
         assert_eq!(session_is_connected(session), 1);
         session_free(session);
         diffusion_session_factory_free(factory);
-        drop(server);
+        drop(server.join().unwrap());
     }
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(ASYNC_OUTCOMES.lock().unwrap().len(), 2, "exactly one callback per creation");

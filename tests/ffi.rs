@@ -41,6 +41,11 @@ fn create(
     }
 }
 
+/// session_create_async with only a URL and callbacks.
+unsafe fn create_async(url: *const c_char, callbacks: &mut SESSION_CREATE_CALLBACK_T) -> *mut SESSION_T {
+    session_create_async(url, null(), null_mut(), null_mut(), null_mut(), callbacks, null_mut())
+}
+
 fn url_of(server: &session::server::ServerHandle) -> CString {
     CString::new(server.url()).unwrap()
 }
@@ -256,15 +261,7 @@ fn async_create_calls_exactly_one_callback() {
     let server = start_server();
     let mut callbacks = SESSION_CREATE_CALLBACK_T { on_connected: Some(count_connected), on_error: Some(count_error) };
     unsafe {
-        let session = session_create_async(
-            url_of(&server).as_ptr(),
-            null(),
-            null_mut(),
-            null_mut(),
-            null_mut(),
-            &mut callbacks,
-            null_mut(),
-        );
+        let session = create_async(url_of(&server).as_ptr(), &mut callbacks);
         assert!(!session.is_null());
         assert!(wait_until(Duration::from_secs(5), || CONNECTED.load(Ordering::SeqCst) == 1));
         session_close(session, null_mut());
@@ -273,15 +270,7 @@ fn async_create_calls_exactly_one_callback() {
         assert_eq!((CONNECTED.load(Ordering::SeqCst), ERRORS.load(Ordering::SeqCst)), (1, 0));
 
         let refused = CString::new(format!("ws://127.0.0.1:{}", closed_port())).unwrap();
-        let session = session_create_async(
-            refused.as_ptr(),
-            null(),
-            null_mut(),
-            null_mut(),
-            null_mut(),
-            &mut callbacks,
-            null_mut(),
-        );
+        let session = create_async(refused.as_ptr(), &mut callbacks);
         assert!(!session.is_null(), "the handle is returned even though creation will fail");
         assert!(wait_until(Duration::from_secs(5), || ERRORS.load(Ordering::SeqCst) == 1));
         assert_eq!(*LAST_ERROR.lock().unwrap(), Some(ERROR_CODE_T::DIFF_ERR_SOCKET_CONNECT_FAIL));
@@ -312,15 +301,7 @@ fn blocking_create_inside_a_callback_is_illegal_state_and_close_free_inside_work
     let server = start_server();
     let mut callbacks = SESSION_CREATE_CALLBACK_T { on_connected: Some(create_inside_callback), on_error: None };
     unsafe {
-        let session = session_create_async(
-            url_of(&server).as_ptr(),
-            null(),
-            null_mut(),
-            null_mut(),
-            null_mut(),
-            &mut callbacks,
-            null_mut(),
-        );
+        let session = create_async(url_of(&server).as_ptr(), &mut callbacks);
         assert!(!session.is_null());
     }
     assert!(wait_until(Duration::from_secs(5), || REENTRANT_RESULT.lock().unwrap().is_some()));

@@ -2,12 +2,10 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
 use session::protocol::Credentials;
-use session::server::{self, ServerConfig};
 use session::{ErrorCode, RetryStrategy, Session, State};
 
 fn with_retry(url: &str, strategy: RetryStrategy) -> session::SessionConfig {
@@ -19,15 +17,7 @@ fn with_retry(url: &str, strategy: RetryStrategy) -> session::SessionConfig {
 #[test]
 fn a_server_starting_after_the_client_is_reached_by_retrying() {
     let port = closed_port();
-    let starter = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(300));
-        let config = ServerConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], port)),
-            allow_anonymous: true,
-            ..ServerConfig::default()
-        };
-        server::spawn(config).expect("server starts on the reserved port")
-    });
+    let starter = start_server_later(port, Duration::from_millis(300));
     let log = Transitions::default();
     let start = Instant::now();
     let cfg = with_retry(&format!("ws://127.0.0.1:{port}"), RetryStrategy::fixed(100, 10).unwrap());
@@ -114,15 +104,7 @@ fn a_server_saying_try_later_is_retried() {
 #[test]
 fn backoff_retries_until_the_server_is_up() {
     let port = closed_port();
-    let starter = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(200));
-        let config = ServerConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], port)),
-            allow_anonymous: true,
-            ..Default::default()
-        };
-        server::spawn(config).unwrap()
-    });
+    let starter = start_server_later(port, Duration::from_millis(200));
     let cfg = with_retry(&format!("ws://127.0.0.1:{port}"), RetryStrategy::backoff(20, 200, 50).unwrap());
     Session::connect(cfg, None).expect("connects").close();
     drop(starter.join().unwrap());

@@ -262,6 +262,8 @@ impl Drop for SessionSlot {
     }
 }
 
+// The upgrade callback's result type is tungstenite's.
+#[allow(clippy::result_large_err)]
 async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let config = &shared.config;

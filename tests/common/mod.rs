@@ -34,6 +34,19 @@ pub fn start_server_with(adjust: impl FnOnce(&mut ServerConfig)) -> ServerHandle
     server::spawn(config).expect("server starts")
 }
 
+/// Starts an anonymous-friendly server on `port` after `delay`, on another thread.
+pub fn start_server_later(port: u16, delay: Duration) -> std::thread::JoinHandle<ServerHandle> {
+    std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        let config = ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], port)),
+            allow_anonymous: true,
+            ..ServerConfig::default()
+        };
+        server::spawn(config).expect("server starts on the reserved port")
+    })
+}
+
 pub fn config(url: &str) -> SessionConfig {
     SessionConfig::new(url).expect("valid url")
 }
