@@ -152,6 +152,26 @@ typedef enum {
    * Access was denied.
    */
   DIFF_ERR_ACCESS_DENIED = 103,
+  /**
+   * libsession: the proxy could not be reached (refused, unreachable, unresolved). Retried by
+   * the initial retry strategy.
+   */
+  DIFF_ERR_PROXY_UNREACHABLE = 200,
+  /**
+   * libsession: the proxy refused the proxy credentials (407, or 401 from some proxies), asked
+   * for credentials that were not configured, or kept challenging past the conversation bound.
+   * The message names the proxy, its status line and the schemes it offered. Never retried.
+   */
+  DIFF_ERR_PROXY_AUTHENTICATION_FAILED = 201,
+  /**
+   * libsession: the proxy refused to open the tunnel (403 or another status, or a SOCKS5
+   * refusal); the message has the proxy's status line or reply.
+   */
+  DIFF_ERR_PROXY_TUNNEL_REFUSED = 202,
+  /**
+   * libsession: the proxy's answer was malformed, larger than 64 KiB of headers, or cut short.
+   */
+  DIFF_ERR_PROXY_PROTOCOL_ERROR = 203,
 } ERROR_CODE_T;
 
 /**
@@ -207,6 +227,18 @@ typedef struct CREDENTIALS_T CREDENTIALS_T;
  * Opaque error of the retry strategy constructors.
  */
 typedef struct DIFFUSION_API_ERROR_T DIFFUSION_API_ERROR_T;
+
+/**
+ * How to authenticate to an HTTP proxy. Create with a `diffusion_proxy_authentication_*`
+ * function, release with `diffusion_proxy_authentication_free`. Factories keep what they need,
+ * so it may be freed once set.
+ */
+typedef struct DIFFUSION_PROXY_AUTHENTICATION_T DIFFUSION_PROXY_AUTHENTICATION_T;
+
+/**
+ * Collects the headers a custom handler wants on the next CONNECT.
+ */
+typedef struct DIFFUSION_PROXY_RESPONSE_T DIFFUSION_PROXY_RESPONSE_T;
 
 /**
  * How session establishment is retried after transient failures. Create with a
@@ -279,6 +311,80 @@ typedef struct {
    */
   int (*on_error)(SESSION_T *session, DIFFUSION_ERROR_T *error);
 } SESSION_CREATE_CALLBACK_T;
+
+/**
+ * One HTTP header: NUL-terminated name and value.
+ */
+typedef struct {
+  /**
+   * Header name as the proxy sent it.
+   */
+  const char *name;
+  /**
+   * Header value, leading and trailing spaces removed.
+   */
+  const char *value;
+} DIFFUSION_HTTP_HEADER_T;
+
+/**
+ * A proxy's challenge, as a custom handler sees it. Valid only during the call.
+ */
+typedef struct {
+  /**
+   * 0 before the first CONNECT (add headers to authenticate preemptively), then 1, 2, ... for
+   * each challenge.
+   */
+  uint32_t round;
+  /**
+   * 407, or 401 from proxies that challenge with it; 0 in round 0.
+   */
+  int status_code;
+  /**
+   * The status line, e.g. "HTTP/1.1 407 Proxy Authentication Required"; "" in round 0.
+   */
+  const char *status_line;
+  /**
+   * Every response header, in order (Proxy-Authenticate among them).
+   */
+  const DIFFUSION_HTTP_HEADER_T *headers;
+  /**
+   * Number of entries in `headers`.
+   */
+  size_t header_count;
+  /**
+   * Whether the proxy kept the connection open: the next CONNECT goes on the same connection.
+   * Connection-bound schemes (NTLM, Negotiate) must restart when it is false.
+   */
+  bool connection_kept_alive;
+} DIFFUSION_PROXY_CHALLENGE_T;
+
+/**
+ * A custom proxy authentication scheme. The struct is copied.
+ */
+typedef struct {
+  /**
+   * Called for round 0 and for every challenge, on a libsession I/O thread; never for two
+   * rounds at once. Add headers with `diffusion_proxy_response_add_header` and return
+   * HANDLER_SUCCESS to send another CONNECT, or return HANDLER_FAILURE to give up (the session
+   * fails with DIFF_ERR_PROXY_AUTHENTICATION_FAILED). Required.
+   */
+  int (*on_challenge)(const DIFFUSION_PROXY_CHALLENGE_T *challenge,
+                      DIFFUSION_PROXY_RESPONSE_T *response,
+                      void *context);
+  /**
+   * Most challenges answered before authentication fails; 0 means the default, 3.
+   */
+  uint32_t maximum_conversations;
+  /**
+   * Passed to every call; never dereferenced by the library.
+   */
+  void *context;
+  /**
+   * Optional: called exactly once with `context`, after the last call, when the
+   * authentication object and every factory and session using it are gone.
+   */
+  void (*free_context)(void *context);
+} DIFFUSION_PROXY_CHALLENGE_HANDLER_T;
 
 /**
  * Handle to an API error: read with `get_diffusion_api_error_code` and
@@ -527,6 +633,93 @@ SESSION_T *session_create_with_session_factory(const DIFFUSION_SESSION_FACTORY_T
 SESSION_T *session_create_async_with_session_factory(const DIFFUSION_SESSION_FACTORY_T *factory,
                                                      SESSION_CREATE_CALLBACK_T *callbacks,
                                                      const char *url_str);
+
+/**
+ * Basic authentication, sent with the first CONNECT (to the proxy only, never to the server).
+ *
+ * Returns a new object owned by the caller, or NULL when `user` is NULL or either string is not
+ * UTF-8 (a NULL password is empty).
+ */
+DIFFUSION_PROXY_AUTHENTICATION_T *diffusion_proxy_authentication_basic(const char *user,
+                                                                       const char *password);
+
+/**
+ * Digest authentication (RFC 7616: MD5 or SHA-256, qop=auth), in answer to the proxy's
+ * challenge. Arguments and result as for `diffusion_proxy_authentication_basic`.
+ */
+DIFFUSION_PROXY_AUTHENTICATION_T *diffusion_proxy_authentication_digest(const char *user,
+                                                                        const char *password);
+
+/**
+ * Answers whichever of Basic or Digest the proxy asks for, preferring Digest. Arguments and
+ * result as for `diffusion_proxy_authentication_basic`.
+ */
+DIFFUSION_PROXY_AUTHENTICATION_T *diffusion_proxy_authentication_any(const char *user,
+                                                                     const char *password);
+
+/**
+ * Authentication by a custom handler (for schemes such as NTLM or Negotiate). `handler` is
+ * copied; its context is released through `free_context` exactly once, after the last call.
+ *
+ * Returns a new object owned by the caller, or NULL when `handler` or `handler->on_challenge`
+ * is NULL (then `free_context` is not called).
+ */
+DIFFUSION_PROXY_AUTHENTICATION_T *diffusion_proxy_authentication_custom(const DIFFUSION_PROXY_CHALLENGE_HANDLER_T *handler);
+
+/**
+ * Frees an authentication object. Factories that were given it keep their own reference.
+ * NULL does nothing.
+ */
+void diffusion_proxy_authentication_free(DIFFUSION_PROXY_AUTHENTICATION_T *auth);
+
+/**
+ * Adds a header to the next CONNECT, from inside `on_challenge`. Both strings are copied.
+ *
+ * Returns 1, or 0 (header not added) when an argument is NULL or not UTF-8, the name is not a
+ * valid header name, or either contains CR or LF.
+ */
+int diffusion_proxy_response_add_header(DIFFUSION_PROXY_RESPONSE_T *response,
+                                        const char *name,
+                                        const char *value);
+
+/**
+ * Sends sessions through the HTTP proxy `host`:`port` with CONNECT; `auth` (copied) may be NULL.
+ *
+ * A NULL or non-UTF-8 host or a port outside 1..65535 makes sessions created from the factory
+ * fail with DIFF_ERR_ILLEGAL_ARGUMENT instead of connecting without the proxy. NULL factory:
+ * no-op.
+ */
+void diffusion_session_factory_http_proxy(const DIFFUSION_SESSION_FACTORY_T *factory,
+                                          const char *host,
+                                          int port,
+                                          const DIFFUSION_PROXY_AUTHENTICATION_T *auth);
+
+/**
+ * Sends sessions through the SOCKS5 proxy `host`:`port`, which resolves the server's name
+ * (as socks5h://). `user` may be NULL for no authentication; otherwise user and password
+ * (1 to 255 bytes) are sent with RFC 1929. Invalid arguments as for
+ * `diffusion_session_factory_http_proxy`.
+ */
+void diffusion_session_factory_socks5_proxy(const DIFFUSION_SESSION_FACTORY_T *factory,
+                                            const char *host,
+                                            int port,
+                                            const char *user,
+                                            const char *password);
+
+/**
+ * Sets the proxy from a URL: `http://[user:password@]host[:port]`, `socks5://...` (the client
+ * resolves the server's name) or `socks5h://...` (the proxy does). User information is
+ * percent-decoded (`%40` for `@`, `%3A` for `:`); HTTP proxy credentials answer Basic or Digest.
+ * No port means 1080. An invalid URL makes sessions created from the factory fail with
+ * DIFF_ERR_PARSE_URL. NULL factory: no-op.
+ */
+void diffusion_session_factory_proxy_url(const DIFFUSION_SESSION_FACTORY_T *factory,
+                                         const char *url);
+
+/**
+ * Connects directly, ignoring any proxy the environment names. NULL factory: no-op.
+ */
+void diffusion_session_factory_no_proxy(const DIFFUSION_SESSION_FACTORY_T *factory);
 
 /**
  * Retries `attempts` times, `interval` milliseconds apart (also the wait before the first retry).

@@ -56,6 +56,14 @@ pub enum ErrorCode {
     SessionClosed,
     /// The server did not answer in time.
     RequestTimeOut,
+    /// The proxy could not be reached (refused, unreachable, unresolved).
+    ProxyUnreachable,
+    /// The proxy refused the proxy credentials, or asked for ones that were not configured.
+    ProxyAuthenticationFailed,
+    /// The proxy refused to open the tunnel (403 and other statuses, or a SOCKS refusal).
+    ProxyTunnelRefused,
+    /// The proxy's answer was malformed, oversized or cut short.
+    ProxyProtocolError,
 }
 
 /// A failure reported by the library.
@@ -105,7 +113,8 @@ impl Error {
         self.try_later
             || matches!(
                 self.code,
-                ErrorCode::AddrLookupFail
+                ErrorCode::ProxyUnreachable
+                    | ErrorCode::AddrLookupFail
                     | ErrorCode::SocketConnectFail
                     | ErrorCode::RequestTimeOut
                     | ErrorCode::CommunicationError

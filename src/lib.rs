@@ -8,6 +8,7 @@ pub mod error;
 pub mod ffi;
 pub mod logging;
 pub mod protocol;
+pub mod proxy;
 pub mod retry;
 pub mod runtime;
 pub mod server;

@@ -44,7 +44,10 @@ unsafe fn with_state(factory: *const DIFFUSION_SESSION_FACTORY_T, change: impl F
     })
 }
 
-unsafe fn with_options(factory: *const DIFFUSION_SESSION_FACTORY_T, change: impl FnOnce(&mut SessionOptions)) {
+pub(crate) unsafe fn with_options(
+    factory: *const DIFFUSION_SESSION_FACTORY_T,
+    change: impl FnOnce(&mut SessionOptions),
+) {
     with_state(factory, |state| change(&mut state.factory.options));
 }
 

@@ -8,6 +8,7 @@ mod boundary;
 pub mod credentials;
 pub mod error;
 pub mod factory;
+pub mod proxy;
 pub mod retry;
 pub mod session;
 pub mod types;

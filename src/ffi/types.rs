@@ -76,6 +76,18 @@ pub enum ERROR_CODE_T {
     DIFF_ERR_REQUEST_TIME_OUT = 102,
     /// Access was denied.
     DIFF_ERR_ACCESS_DENIED = 103,
+    /// libsession: the proxy could not be reached (refused, unreachable, unresolved). Retried by
+    /// the initial retry strategy.
+    DIFF_ERR_PROXY_UNREACHABLE = 200,
+    /// libsession: the proxy refused the proxy credentials (407, or 401 from some proxies), asked
+    /// for credentials that were not configured, or kept challenging past the conversation bound.
+    /// The message names the proxy, its status line and the schemes it offered. Never retried.
+    DIFF_ERR_PROXY_AUTHENTICATION_FAILED = 201,
+    /// libsession: the proxy refused to open the tunnel (403 or another status, or a SOCKS5
+    /// refusal); the message has the proxy's status line or reply.
+    DIFF_ERR_PROXY_TUNNEL_REFUSED = 202,
+    /// libsession: the proxy's answer was malformed, larger than 64 KiB of headers, or cut short.
+    DIFF_ERR_PROXY_PROTOCOL_ERROR = 203,
 }
 
 impl From<ErrorCode> for ERROR_CODE_T {
@@ -105,6 +117,10 @@ impl From<ErrorCode> for ERROR_CODE_T {
             ErrorCode::CommunicationError => DIFF_ERR_COMMUNICATION_ERROR,
             ErrorCode::SessionClosed => DIFF_ERR_SESSION_CLOSED,
             ErrorCode::RequestTimeOut => DIFF_ERR_REQUEST_TIME_OUT,
+            ErrorCode::ProxyUnreachable => DIFF_ERR_PROXY_UNREACHABLE,
+            ErrorCode::ProxyAuthenticationFailed => DIFF_ERR_PROXY_AUTHENTICATION_FAILED,
+            ErrorCode::ProxyTunnelRefused => DIFF_ERR_PROXY_TUNNEL_REFUSED,
+            ErrorCode::ProxyProtocolError => DIFF_ERR_PROXY_PROTOCOL_ERROR,
         }
     }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use super::url::{ServerUrl, DEFAULT_REQUEST_PATH};
 use crate::error::{Error, ErrorCode, Result};
 use crate::protocol::{Credentials, MIN_MAX_FRAME_SIZE};
+use crate::proxy::ProxySetting;
 use crate::retry::RetryStrategy;
 
 /// Default bound on one connection attempt (TCP connect, upgrade and handshake).
@@ -27,7 +28,7 @@ pub const DEFAULT_RECOVERY_BUFFER_SIZE: u32 = 128;
 pub const DEFAULT_RECONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Everything about a session except where it connects. `Default` gives the documented defaults.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct SessionOptions {
     /// Who the client says it is; empty for anonymous.
     pub principal: String,
@@ -53,6 +54,8 @@ pub struct SessionOptions {
     pub reconnection_timeout: Option<Duration>,
     /// Retries of session establishment after transient failures.
     pub initial_retry: RetryStrategy,
+    /// The proxy to go through; by default the one the environment names.
+    pub proxy: ProxySetting,
 }
 
 impl Default for SessionOptions {
@@ -70,6 +73,7 @@ impl Default for SessionOptions {
             recovery_buffer_size: DEFAULT_RECOVERY_BUFFER_SIZE,
             reconnection_timeout: Some(DEFAULT_RECONNECTION_TIMEOUT),
             initial_retry: RetryStrategy::None,
+            proxy: ProxySetting::FromEnvironment,
         }
     }
 }
@@ -123,7 +127,7 @@ impl SessionConfig {
 }
 
 /// A reusable template for sessions: options plus the parts of a URL to use when none is given.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct SessionFactory {
     /// Options every session created from this factory starts with.
     pub options: SessionOptions,

@@ -28,7 +28,15 @@ impl WsConnection {
     pub async fn open(url: &ServerUrl, options: &SessionOptions) -> Result<WsConnection> {
         let peer = url.authority();
         let max_frame_size = options.frame_limit();
-        let stream = super::connect_tcp(&url.host, url.port, &peer, options).await?;
+        let deadline = tokio::time::Instant::now() + options.connection_timeout;
+        let proxy = options.proxy.resolve(url.secure, &url.host, url.port, |name| std::env::var(name).ok())?;
+        let stream = match &proxy {
+            Some(proxy) => {
+                tracing::debug!(proxy = %proxy.authority(), server = %peer, "connecting through a proxy");
+                crate::proxy::tunnel(proxy, &url.host, url.port, options, deadline).await?
+            }
+            None => super::connect_tcp(&url.host, url.port, &peer, options).await?,
+        };
         let request = url.to_url_string().into_client_request().map_err(|e| {
             Error::new(ErrorCode::ParseUrl, format!("cannot build the upgrade request for {peer}: {e}"))
         })?;

@@ -2,6 +2,8 @@
 //! cannot do (silence, malformed or hostile answers).
 #![allow(dead_code)]
 
+pub mod external;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
