@@ -3,7 +3,9 @@
 #
 #   run-example.sh <state-dir> <example-binary> [extra args]
 #
-# The example gets ws://127.0.0.1:PORT/diffusion as its first argument, then the extra args.
+# The example gets ws://127.0.0.1:PORT/diffusion as its first argument, then the extra args; an
+# extra arg @NAME stands for the contents of <state-dir>/NAME (e.g. @proxy-port). When such a file
+# is missing because its fixture skipped, the example is skipped (exit 77).
 set -eu
 
 if [ $# -lt 2 ]; then
@@ -27,4 +29,19 @@ case $port in
         ;;
 esac
 
-exec "$example" "ws://127.0.0.1:$port/diffusion" "$@"
+url="ws://127.0.0.1:$port/diffusion"
+for arg in "$@"; do
+    shift
+    case $arg in
+        @*)
+            file=$state_dir/${arg#@}
+            if [ ! -s "$file" ]; then
+                echo "skipped: $file is missing (its fixture did not start; see its output)"
+                exit 77
+            fi
+            set -- "$@" "$(cat "$file")"
+            ;;
+        *) set -- "$@" "$arg" ;;
+    esac
+done
+exec "$example" "$url" "$@"

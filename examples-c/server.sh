@@ -21,47 +21,13 @@ pid_file=$state_dir/pid
 port_file=$state_dir/port
 log_file=$state_dir/server.log
 
-# Poll in tenths of a second where sleep supports it, else in whole seconds.
-if sleep 0.1 2>/dev/null; then
-    step=0.1
-    ticks_per_10s=100
-else
-    step=1
-    ticks_per_10s=10
-fi
-
-# True while the process exists and is not a zombie waiting to be reaped.
-is_running() {
-    kill -0 "$1" 2>/dev/null || return 1
-    [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" != Z ]
-}
-
-# True if the PID belongs to the server binary, so a recycled PID is never signalled.
-is_server() {
-    name=$(basename "$server" | cut -c1-15)
-    [ "$(ps -o comm= -p "$1" 2>/dev/null)" = "$name" ]
-}
-
-# Sends SIGTERM and waits up to 10 s for the process to exit, then resorts to SIGKILL.
-terminate() {
-    kill -TERM "$1" 2>/dev/null || return 0
-    ticks=0
-    while is_running "$1"; do
-        if [ "$ticks" -ge "$ticks_per_10s" ]; then
-            kill -KILL "$1" 2>/dev/null || true
-            echo "server (PID $1) ignored SIGTERM for 10 s; killed" >&2
-            return 1
-        fi
-        sleep "$step"
-        ticks=$((ticks + 1))
-    done
-}
+. "$(dirname "$0")/process.sh"
 
 stop_server() {
     [ -f "$pid_file" ] || { echo "no server recorded in $pid_file"; return 0; }
     pid=$(cat "$pid_file")
     rm -f "$pid_file" "$port_file"
-    if ! is_running "$pid" || ! is_server "$pid"; then
+    if ! is_running "$pid" || ! is_program "$pid" "$server"; then
         echo "server (PID $pid) is no longer running"
         return 0
     fi

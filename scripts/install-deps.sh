@@ -4,7 +4,7 @@
 set -eu
 
 # command:package pairs.
-needed="cmake:cmake pkg-config:pkgconf cc:gcc"
+needed="cmake:cmake pkg-config:pkgconf cc:gcc tinyproxy:tinyproxy squid:squid microsocks:microsocks htpasswd:apache2-utils"
 
 missing=""
 for pair in $needed; do

@@ -112,6 +112,14 @@ fn squid_with_digest_authentication() {
     assert!(message.contains("Digest"), "{message}");
 }
 
+#[test]
+fn proxy_urls_with_percent_encoded_at_and_colon_in_the_password() {
+    let server = start_server();
+    let Some(proxy) = squid(server.addr().port(), SquidAuth::Basic, ("url@user", "p@ss:w0rd")) else { return };
+    let url = format!("http://url%40user:p%40ss%3Aw0rd@127.0.0.1:{}", proxy.port);
+    connects(via(&server.url(), Proxy::parse_url(&url).unwrap()));
+}
+
 // --- microsocks ----------------------------------------------------------------------------
 
 fn socks(port: u16, credentials: Option<(&str, &str)>) -> Proxy {
