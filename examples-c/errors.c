@@ -66,8 +66,8 @@ int main(int argc, char **argv)
         expect_create_error(NULL, DIFF_ERR_ILLEGAL_ARGUMENT, "DIFF_ERR_ILLEGAL_ARGUMENT");
         expect_create_error("http://x", DIFF_ERR_UNKNOWN_TRANSPORT, "DIFF_ERR_UNKNOWN_TRANSPORT");
         expect_create_error("ws://h/bad", DIFF_ERR_PARSE_URL, "DIFF_ERR_PARSE_URL");
-        expect_create_error("wss://127.0.0.1:1", DIFF_ERR_CONNECTION_UNSUPPORTED,
-                            "DIFF_ERR_CONNECTION_UNSUPPORTED");
+        expect_create_error("wss://127.0.0.1:1", DIFF_ERR_SOCKET_CONNECT_FAIL,
+                            "DIFF_ERR_SOCKET_CONNECT_FAIL");
         // Port 1 on the loopback interface has no listener, so the connect is refused.
         expect_create_error("ws://127.0.0.1:1/diffusion", DIFF_ERR_SOCKET_CONNECT_FAIL,
                             "DIFF_ERR_SOCKET_CONNECT_FAIL");

@@ -1,13 +1,19 @@
 #!/bin/sh
 # Runs an example against the server started by server.sh.
 #
-#   run-example.sh <state-dir> <example-binary> [extra args]
+#   run-example.sh [--scheme wss] <state-dir> <example-binary> [extra args]
 #
-# The example gets ws://127.0.0.1:PORT/diffusion as its first argument, then the extra args; an
+# The example gets ws://127.0.0.1:PORT/diffusion (or wss://) as its first argument, then the
+# extra args; an
 # extra arg @NAME stands for the contents of <state-dir>/NAME (e.g. @proxy-port). When such a file
 # is missing because its fixture skipped, the example is skipped (exit 77).
 set -eu
 
+scheme=ws
+if [ "${1:-}" = --scheme ]; then
+    scheme=$2
+    shift 2
+fi
 if [ $# -lt 2 ]; then
     echo "usage: $0 <state-dir> <example-binary> [extra args]" >&2
     exit 2
@@ -29,7 +35,7 @@ case $port in
         ;;
 esac
 
-url="ws://127.0.0.1:$port/diffusion"
+url="$scheme://127.0.0.1:$port/diffusion"
 for arg in "$@"; do
     shift
     case $arg in

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Starts or stops the bundled session server for the example tests.
 #
-#   server.sh start <server-binary> <state-dir>
+#   server.sh start <server-binary> <state-dir> [server options...]
 #   server.sh stop  <server-binary> <state-dir>
 #
 # start launches the server on a free port, records its PID in <state-dir>/pid and waits until
@@ -9,14 +9,15 @@
 set -eu
 
 usage() {
-    echo "usage: $0 start|stop <server-binary> <state-dir>" >&2
+    echo "usage: $0 start|stop <server-binary> <state-dir> [server options...]" >&2
     exit 2
 }
 
-[ $# -eq 3 ] || usage
+[ $# -ge 3 ] || usage
 action=$1
 server=$2
 state_dir=$3
+shift 3
 pid_file=$state_dir/pid
 port_file=$state_dir/port
 log_file=$state_dir/server.log
@@ -47,7 +48,7 @@ start_server() {
 
     # Output goes to a log file: ctest waits for every holder of its pipes to exit.
     "$server" --listen 127.0.0.1:0 --port-file "$port_file" \
-        --user alice:secret --allow-anonymous \
+        --user alice:secret --allow-anonymous "$@" \
         </dev/null >"$log_file" 2>&1 &
     pid=$!
     echo "$pid" >"$pid_file"
@@ -74,7 +75,7 @@ start_server() {
 }
 
 case $action in
-    start) start_server ;;
+    start) start_server "$@" ;;
     stop) stop_server ;;
     *) usage ;;
 esac

@@ -22,6 +22,16 @@
 #include <stdint.h>
 
 /**
+ * Returned by a certificate validation callback to accept the connection.
+ */
+#define DIFFUSION_CERTIFICATE_ACCEPT 1
+
+/**
+ * Returned by a certificate validation callback to reject the connection.
+ */
+#define DIFFUSION_CERTIFICATE_REJECT 0
+
+/**
  * Value a callback returns when it handled the event.
  */
 #define HANDLER_SUCCESS 0
@@ -172,6 +182,32 @@ typedef enum {
    * libsession: the proxy's answer was malformed, larger than 64 KiB of headers, or cut short.
    */
   DIFF_ERR_PROXY_PROTOCOL_ERROR = 203,
+  /**
+   * libsession: the server's certificate does not chain to a trusted CA (unknown issuer, bad
+   * signature). Trust its CA with diffusion_session_factory_certificate_authority.
+   */
+  DIFF_ERR_TLS_CERTIFICATE_UNTRUSTED = 210,
+  /**
+   * libsession: the server's certificate has expired or is not valid yet.
+   */
+  DIFF_ERR_TLS_CERTIFICATE_EXPIRED = 211,
+  /**
+   * libsession: the server's certificate is not valid for the host name (or the name given
+   * with diffusion_session_factory_tls_server_name); the message lists the names it has.
+   */
+  DIFF_ERR_TLS_CERTIFICATE_NAME_MISMATCH = 212,
+  /**
+   * libsession: the TLS handshake failed, e.g. the peer sent an alert (named in the message).
+   */
+  DIFF_ERR_TLS_HANDSHAKE_FAILED = 213,
+  /**
+   * libsession: the peer answered the TLS handshake with plain text (a ws:// port, say).
+   */
+  DIFF_ERR_TLS_NOT_TLS = 214,
+  /**
+   * libsession: the certificate validation callback rejected the certificate.
+   */
+  DIFF_ERR_TLS_CERTIFICATE_REJECTED = 215,
 } ERROR_CODE_T;
 
 /**
@@ -405,6 +441,48 @@ typedef struct {
    */
   uint64_t value;
 } SESSION_ID_T;
+
+/**
+ * One certificate, DER-encoded. Valid only during the callback.
+ */
+typedef struct {
+  /**
+   * The DER bytes.
+   */
+  const uint8_t *der;
+  /**
+   * Their number.
+   */
+  size_t length;
+} DIFFUSION_CERTIFICATE_T;
+
+/**
+ * A certificate validation callback, like .NET's CertificateValidation. The struct is copied.
+ */
+typedef struct {
+  /**
+   * Decides on every TLS connection, on a libsession I/O thread: `host` is the name verified,
+   * `chain[0]` the server's certificate followed by the intermediates it sent, `verdict` the
+   * library's own verdict (DIFF_ERR_SUCCESS, or a DIFF_ERR_TLS_* code with `reason`, "" on
+   * success). Return DIFFUSION_CERTIFICATE_ACCEPT or DIFFUSION_CERTIFICATE_REJECT (rejection
+   * fails the session with DIFF_ERR_TLS_CERTIFICATE_REJECTED). Required.
+   */
+  int (*validate)(const char *host,
+                  const DIFFUSION_CERTIFICATE_T *chain,
+                  size_t chain_length,
+                  ERROR_CODE_T verdict,
+                  const char *reason,
+                  void *context);
+  /**
+   * Passed to every call; never dereferenced by the library.
+   */
+  void *context;
+  /**
+   * Optional: called exactly once with `context` when no factory or session uses the callback
+   * any more.
+   */
+  void (*free_context)(void *context);
+} DIFFUSION_CERTIFICATE_VALIDATION_T;
 
 #ifdef __cplusplus
 extern "C" {
@@ -707,7 +785,8 @@ void diffusion_session_factory_socks5_proxy(const DIFFUSION_SESSION_FACTORY_T *f
                                             const char *password);
 
 /**
- * Sets the proxy from a URL: `http://[user:password@]host[:port]`, `socks5://...` (the client
+ * Sets the proxy from a URL: `http://[user:password@]host[:port]`, `https://...` (TLS to the
+ * proxy itself, verified like servers are), `socks5://...` (the client
  * resolves the server's name) or `socks5h://...` (the proxy does). User information is
  * percent-decoded (`%40` for `@`, `%3A` for `:`); HTTP proxy credentials answer Basic or Digest.
  * No port means 1080. An invalid URL makes sessions created from the factory fail with
@@ -919,6 +998,39 @@ int session_last_error(DIFFUSION_ERROR_T *error);
  * Returns a string from malloc for the caller to `free()`, or NULL when `session_id` is NULL.
  */
 char *session_id_to_string(const SESSION_ID_T *session_id);
+
+/**
+ * Trusts the CA certificates in the PEM file at `pem_path`, in addition to the system's roots
+ * (or instead of them after `diffusion_session_factory_trust_system_roots(factory, false)`).
+ * May be called several times. The file is read at each connection; an unreadable file or one
+ * without certificates fails the session with DIFF_ERR_ILLEGAL_ARGUMENT naming it. NULL
+ * arguments: no-op.
+ */
+void diffusion_session_factory_certificate_authority(const DIFFUSION_SESSION_FACTORY_T *factory,
+                                                     const char *pem_path);
+
+/**
+ * Whether the system's root certificates are trusted (default true). With false, only the CAs
+ * given with `diffusion_session_factory_certificate_authority` are. NULL factory: no-op.
+ */
+void diffusion_session_factory_trust_system_roots(const DIFFUSION_SESSION_FACTORY_T *factory,
+                                                  bool trust);
+
+/**
+ * The name sent as SNI and checked against the server's certificate, instead of the URL's host
+ * (for connecting by IP address, or through an address that differs from the certificate's
+ * name); NULL restores the URL's host. NULL factory: no-op.
+ */
+void diffusion_session_factory_tls_server_name(const DIFFUSION_SESSION_FACTORY_T *factory,
+                                               const char *name);
+
+/**
+ * Sets the certificate validation callback (copied); NULL (or a NULL `validate`) removes it.
+ * Host name verification and expiry checks stay on unless the callback accepts. NULL factory:
+ * no-op (and `free_context` is not called).
+ */
+void diffusion_session_factory_certificate_validation(const DIFFUSION_SESSION_FACTORY_T *factory,
+                                                      const DIFFUSION_CERTIFICATE_VALIDATION_T *validation);
 
 #ifdef __cplusplus
 }  // extern "C"

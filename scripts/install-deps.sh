@@ -4,7 +4,7 @@
 set -eu
 
 # command:package pairs.
-needed="cmake:cmake pkg-config:pkgconf cc:gcc tinyproxy:tinyproxy squid:squid microsocks:microsocks htpasswd:apache2-utils"
+needed="cmake:cmake pkg-config:pkgconf cc:gcc openssl:openssl tinyproxy:tinyproxy squid:squid microsocks:microsocks htpasswd:apache2-utils haproxy:haproxy nginx:nginx"
 
 missing=""
 for pair in $needed; do

@@ -64,6 +64,18 @@ pub enum ErrorCode {
     ProxyTunnelRefused,
     /// The proxy's answer was malformed, oversized or cut short.
     ProxyProtocolError,
+    /// The server's certificate does not chain to a trusted CA.
+    TlsCertificateUntrusted,
+    /// The server's certificate has expired or is not valid yet.
+    TlsCertificateExpired,
+    /// The server's certificate is not valid for the host name.
+    TlsCertificateNameMismatch,
+    /// The TLS handshake failed (an alert from the peer, no common parameters, ...).
+    TlsHandshakeFailed,
+    /// The peer answered the TLS handshake with something that is not TLS.
+    TlsNotTls,
+    /// The application's certificate validation callback rejected the certificate.
+    TlsCertificateRejected,
 }
 
 /// A failure reported by the library.

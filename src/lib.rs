@@ -13,6 +13,7 @@ pub mod retry;
 pub mod runtime;
 pub mod server;
 pub mod session;
+pub mod tls;
 pub mod transport;
 
 pub use error::{Error, ErrorCode, Result};

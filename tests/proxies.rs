@@ -20,7 +20,7 @@ fn via(url: &str, proxy: Proxy) -> SessionConfig {
 }
 
 fn http(port: u16, auth: Option<ProxyAuth>) -> Proxy {
-    Proxy::Http { host: "127.0.0.1".into(), port, auth }
+    Proxy::Http { host: "127.0.0.1".into(), port, auth, tls: false }
 }
 
 fn basic(password: &str) -> Option<ProxyAuth> {
@@ -137,6 +137,8 @@ fn microsocks_with_and_without_credentials() {
     let url = format!("ws://localhost:{}/diffusion", server.addr().port());
     let Some(open) = microsocks(None) else { return };
     connects(via(&url, socks(open.port, None)));
+    // socks5:// resolves the server's name locally and sends the address.
+    connects(via(&url, Proxy::parse_url(&format!("socks5://127.0.0.1:{}", open.port)).unwrap()));
     let Some(guarded) = microsocks(Some((PROXY_USER, PROXY_PASSWORD))) else { return };
     connects(via(&url, socks(guarded.port, Some((PROXY_USER, PROXY_PASSWORD)))));
     fails(via(&url, socks(guarded.port, Some((PROXY_USER, "wrong-pw")))), ErrorCode::ProxyAuthenticationFailed);

@@ -60,12 +60,12 @@ fn no_credentials_in_trace_logs_or_errors() {
     let basic = |u, p| ProxyAuth::Basic { user: u, password: p };
     let digest = |u, p| ProxyAuth::Digest { user: u, password: p };
     if let Some(proxy) = tinyproxy(port, Some(("pu", "Pr0xy-Secret"))) {
-        let http = |auth| Proxy::Http { host: "127.0.0.1".into(), port: proxy.port, auth };
+        let http = |auth| Proxy::Http { host: "127.0.0.1".into(), port: proxy.port, auth, tls: false };
         through(http(user(basic, "Pr0xy-Secret")), "Sess10n-Secret").unwrap().close();
         errors.push(through(http(user(basic, "Pr0xy-Secret-not")), "Sess10n-Secret").unwrap_err());
     }
     if let Some(proxy) = squid(port, SquidAuth::Digest, ("pu", "Pr0xy-Secret")) {
-        let http = |auth| Proxy::Http { host: "127.0.0.1".into(), port: proxy.port, auth };
+        let http = |auth| Proxy::Http { host: "127.0.0.1".into(), port: proxy.port, auth, tls: false };
         through(http(user(digest, "Pr0xy-Secret")), "Sess10n-Secret").unwrap().close();
         errors.push(through(http(user(digest, "Pr0xy-Secret-not")), "Sess10n-Secret").unwrap_err());
     }

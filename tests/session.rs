@@ -230,13 +230,6 @@ fn closing_ends_the_session_on_the_server() {
 }
 
 #[test]
-fn wss_is_not_yet_supported() {
-    let err = session::SessionConfig::new("wss://127.0.0.1:1/diffusion").unwrap_err();
-    assert_eq!(err.code(), ErrorCode::ConnectionUnsupported);
-    assert!(err.message().contains("TLS"));
-}
-
-#[test]
 fn many_sessions_share_a_fixed_number_of_threads() {
     let server = start_server();
     let threads = || std::fs::read_dir("/proc/self/task").unwrap().count();

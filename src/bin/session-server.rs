@@ -43,6 +43,12 @@ struct Args {
     /// Server instance number used in session ids (default: random).
     #[arg(long)]
     instance: Option<u64>,
+    /// Serve wss:// with this PEM certificate chain (needs --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Write the bound port to this file once listening.
     #[arg(long, value_name = "FILE")]
     port_file: Option<PathBuf>,
@@ -85,6 +91,15 @@ fn main() -> std::process::ExitCode {
     if let Some(instance) = args.instance {
         config.server_instance = instance;
     }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        match session::tls::server_config(cert, key) {
+            Ok(tls) => config.tls = Some(tls),
+            Err(e) => {
+                eprintln!("session-server: cannot use the TLS certificate: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        }
+    }
     config.users = args.users.into_iter().map(|(n, p)| (n, p.into_bytes())).collect();
     config.custom_credentials = args.custom.into_iter().map(|(n, v)| (n, v.into_bytes())).collect();
 
@@ -98,6 +113,7 @@ fn main() -> std::process::ExitCode {
     runtime.block_on(async move {
         let paths = config.paths.join(", ");
         let instance = config.server_instance;
+        let secure = config.tls.is_some();
         let server = match Server::bind(config).await {
             Ok(server) => server,
             Err(e) => {
@@ -121,7 +137,7 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         }
-        tracing::info!(%addr, paths = %paths, instance = format!("{instance:016x}"), "listening");
+        tracing::info!(%addr, paths = %paths, tls = secure, instance = format!("{instance:016x}"), "listening");
         server.run(stop_signal()).await;
         tracing::info!("stopped");
         std::process::ExitCode::SUCCESS

@@ -45,10 +45,49 @@ pub(crate) fn malloc_string(text: &str) -> *mut c_char {
     }
 }
 
+/// A string for C, with any NUL turned into a space.
+pub(crate) fn c_string(text: &str) -> std::ffi::CString {
+    std::ffi::CString::new(text.replace('\0', " ")).unwrap_or_default()
+}
+
 /// Fills `*out` (when not NULL) with `error`; the message is `malloc`ed.
 pub(crate) unsafe fn report(out: *mut DIFFUSION_ERROR_T, error: &Error) {
     // Written without reading: the caller's struct may be uninitialised.
     if !out.is_null() {
         out.write(DIFFUSION_ERROR_T::from_error(error));
+    }
+}
+
+/// A caller's context pointer with its optional release function, called exactly once when the
+/// last owner is dropped (after every callback that uses it has returned).
+pub(crate) struct OwnedContext {
+    context: *mut std::ffi::c_void,
+    free: Option<unsafe extern "C" fn(context: *mut std::ffi::c_void)>,
+}
+
+// SAFETY: the pointer is only handed back to the caller's own functions; the API documents that
+// they run on libsession threads.
+unsafe impl Send for OwnedContext {}
+unsafe impl Sync for OwnedContext {}
+
+impl OwnedContext {
+    pub(crate) fn new(
+        context: *mut std::ffi::c_void,
+        free: Option<unsafe extern "C" fn(context: *mut std::ffi::c_void)>,
+    ) -> Self {
+        OwnedContext { context, free }
+    }
+
+    pub(crate) fn get(&self) -> *mut std::ffi::c_void {
+        self.context
+    }
+}
+
+impl Drop for OwnedContext {
+    fn drop(&mut self) {
+        if let Some(free) = self.free {
+            // SAFETY: the caller's function with the caller's context, called once.
+            unsafe { free(self.context) };
+        }
     }
 }

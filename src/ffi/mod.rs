@@ -11,6 +11,7 @@ pub mod factory;
 pub mod proxy;
 pub mod retry;
 pub mod session;
+pub mod tls;
 pub mod types;
 
 #[cfg(test)]

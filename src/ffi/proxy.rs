@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::boundary::{guard, optional_str, required_str};
+use super::boundary::{c_string, guard, optional_str, required_str, OwnedContext};
 use super::factory::{with_options, DIFFUSION_SESSION_FACTORY_T};
 use super::types::HANDLER_SUCCESS;
 use crate::error::{Error, Result};
@@ -77,24 +77,19 @@ pub struct DIFFUSION_PROXY_CHALLENGE_HANDLER_T {
 
 /// A C handler as a [`ChallengeHandler`].
 struct CHandler {
-    handler: DIFFUSION_PROXY_CHALLENGE_HANDLER_T,
+    on_challenge: unsafe extern "C" fn(
+        challenge: *const DIFFUSION_PROXY_CHALLENGE_T,
+        response: *mut DIFFUSION_PROXY_RESPONSE_T,
+        context: *mut c_void,
+    ) -> c_int,
+    maximum_conversations: u32,
+    context: OwnedContext,
     /// One round at a time, whichever sessions share the handler.
     calls: Mutex<()>,
 }
 
-// SAFETY: the context pointer is only handed back to the caller's functions, one call at a time;
-// the caller promises it may be used from the library's threads.
-unsafe impl Send for CHandler {}
-unsafe impl Sync for CHandler {}
-
-/// A string for C, with any NUL turned into a space.
-fn c_string(text: &str) -> CString {
-    CString::new(text.replace('\0', " ")).unwrap_or_default()
-}
-
 impl ChallengeHandler for CHandler {
     fn respond(&self, challenge: &Challenge<'_>) -> Option<Vec<(String, String)>> {
-        let on_challenge = self.handler.on_challenge?;
         let strings: Vec<(CString, CString)> =
             challenge.headers.iter().map(|(n, v)| (c_string(n), c_string(v))).collect();
         let headers: Vec<DIFFUSION_HTTP_HEADER_T> =
@@ -111,24 +106,14 @@ impl ChallengeHandler for CHandler {
         let mut response = DIFFUSION_PROXY_RESPONSE_T { headers: Vec::new() };
         let _one_at_a_time = self.calls.lock();
         // SAFETY: every pointer in `view` and `response` outlives the call.
-        let verdict = unsafe { on_challenge(&view, &mut response, self.handler.context) };
+        let verdict = unsafe { (self.on_challenge)(&view, &mut response, self.context.get()) };
         (verdict == HANDLER_SUCCESS).then_some(response.headers)
     }
 
     fn maximum_conversations(&self) -> u32 {
-        match self.handler.maximum_conversations {
+        match self.maximum_conversations {
             0 => DEFAULT_MAXIMUM_CONVERSATIONS,
             n => n,
-        }
-    }
-}
-
-impl Drop for CHandler {
-    fn drop(&mut self) {
-        if let Some(free_context) = self.handler.free_context {
-            // SAFETY: the caller's function, with the caller's context, called once: this is the
-            // last reference to the handler.
-            unsafe { free_context(self.handler.context) };
         }
     }
 }
@@ -194,9 +179,17 @@ pub unsafe extern "C" fn diffusion_proxy_authentication_custom(
     handler: *const DIFFUSION_PROXY_CHALLENGE_HANDLER_T,
 ) -> *mut DIFFUSION_PROXY_AUTHENTICATION_T {
     guard(std::ptr::null_mut(), || match handler.as_ref() {
-        Some(handler) if handler.on_challenge.is_some() => {
-            boxed(ProxyAuth::Custom(Arc::new(CHandler { handler: *handler, calls: Mutex::new(()) })))
-        }
+        Some(&DIFFUSION_PROXY_CHALLENGE_HANDLER_T {
+            on_challenge: Some(on_challenge),
+            maximum_conversations,
+            context,
+            free_context,
+        }) => boxed(ProxyAuth::Custom(Arc::new(CHandler {
+            on_challenge,
+            maximum_conversations,
+            context: OwnedContext::new(context, free_context),
+            calls: Mutex::new(()),
+        }))),
         _ => std::ptr::null_mut(),
     })
 }
@@ -268,6 +261,7 @@ pub unsafe extern "C" fn diffusion_session_factory_http_proxy(
             host: host.to_string(),
             port: proxy_port(port)?,
             auth: auth.as_ref().map(|a| a.inner.clone()),
+            tls: false,
         })
     });
     set_proxy(factory, proxy);
@@ -295,7 +289,8 @@ pub unsafe extern "C" fn diffusion_session_factory_socks5_proxy(
     set_proxy(factory, proxy);
 }
 
-/// Sets the proxy from a URL: `http://[user:password@]host[:port]`, `socks5://...` (the client
+/// Sets the proxy from a URL: `http://[user:password@]host[:port]`, `https://...` (TLS to the
+/// proxy itself, verified like servers are), `socks5://...` (the client
 /// resolves the server's name) or `socks5h://...` (the proxy does). User information is
 /// percent-decoded (`%40` for `@`, `%3A` for `:`); HTTP proxy credentials answer Basic or Digest.
 /// No port means 1080. An invalid URL makes sessions created from the factory fail with

@@ -88,6 +88,20 @@ pub enum ERROR_CODE_T {
     DIFF_ERR_PROXY_TUNNEL_REFUSED = 202,
     /// libsession: the proxy's answer was malformed, larger than 64 KiB of headers, or cut short.
     DIFF_ERR_PROXY_PROTOCOL_ERROR = 203,
+    /// libsession: the server's certificate does not chain to a trusted CA (unknown issuer, bad
+    /// signature). Trust its CA with diffusion_session_factory_certificate_authority.
+    DIFF_ERR_TLS_CERTIFICATE_UNTRUSTED = 210,
+    /// libsession: the server's certificate has expired or is not valid yet.
+    DIFF_ERR_TLS_CERTIFICATE_EXPIRED = 211,
+    /// libsession: the server's certificate is not valid for the host name (or the name given
+    /// with diffusion_session_factory_tls_server_name); the message lists the names it has.
+    DIFF_ERR_TLS_CERTIFICATE_NAME_MISMATCH = 212,
+    /// libsession: the TLS handshake failed, e.g. the peer sent an alert (named in the message).
+    DIFF_ERR_TLS_HANDSHAKE_FAILED = 213,
+    /// libsession: the peer answered the TLS handshake with plain text (a ws:// port, say).
+    DIFF_ERR_TLS_NOT_TLS = 214,
+    /// libsession: the certificate validation callback rejected the certificate.
+    DIFF_ERR_TLS_CERTIFICATE_REJECTED = 215,
 }
 
 impl From<ErrorCode> for ERROR_CODE_T {
@@ -121,6 +135,12 @@ impl From<ErrorCode> for ERROR_CODE_T {
             ErrorCode::ProxyAuthenticationFailed => DIFF_ERR_PROXY_AUTHENTICATION_FAILED,
             ErrorCode::ProxyTunnelRefused => DIFF_ERR_PROXY_TUNNEL_REFUSED,
             ErrorCode::ProxyProtocolError => DIFF_ERR_PROXY_PROTOCOL_ERROR,
+            ErrorCode::TlsCertificateUntrusted => DIFF_ERR_TLS_CERTIFICATE_UNTRUSTED,
+            ErrorCode::TlsCertificateExpired => DIFF_ERR_TLS_CERTIFICATE_EXPIRED,
+            ErrorCode::TlsCertificateNameMismatch => DIFF_ERR_TLS_CERTIFICATE_NAME_MISMATCH,
+            ErrorCode::TlsHandshakeFailed => DIFF_ERR_TLS_HANDSHAKE_FAILED,
+            ErrorCode::TlsNotTls => DIFF_ERR_TLS_NOT_TLS,
+            ErrorCode::TlsCertificateRejected => DIFF_ERR_TLS_CERTIFICATE_REJECTED,
         }
     }
 }

@@ -14,8 +14,9 @@ pub const DEFAULT_PROXY_PORT: u16 = 1080;
 /// A proxy to go through.
 #[derive(Clone)]
 pub enum Proxy {
-    /// An HTTP proxy, reached with CONNECT.
-    Http { host: String, port: u16, auth: Option<ProxyAuth> },
+    /// An HTTP proxy, reached with CONNECT; with `tls` (https:// proxy URLs) the connection to
+    /// the proxy itself is TLS, and TLS to a wss:// server runs inside it.
+    Http { host: String, port: u16, auth: Option<ProxyAuth>, tls: bool },
     /// A SOCKS5 proxy. With `remote_dns` (socks5h) the proxy resolves the server's name.
     Socks5 { host: String, port: u16, credentials: Option<(String, String)>, remote_dns: bool },
 }
@@ -59,18 +60,15 @@ impl Proxy {
             return Err(bad("a proxy URL has no path"));
         }
         match url.scheme() {
-            "http" => Ok(Proxy::Http {
+            "http" | "https" => Ok(Proxy::Http {
                 host,
                 port,
                 auth: credentials.map(|(user, password)| ProxyAuth::Any { user, password }),
+                tls: url.scheme() == "https",
             }),
             "socks5" | "socks5h" => {
                 Ok(Proxy::Socks5 { host, port, credentials, remote_dns: url.scheme() == "socks5h" })
             }
-            "https" => Err(Error::new(
-                ErrorCode::ConnectionUnsupported,
-                format!("TLS to the proxy (https:// proxy URLs) is not yet supported: {}", redact(&with_scheme)),
-            )),
             other => Err(bad(&format!("unsupported proxy scheme '{other}'; use http://, socks5:// or socks5h://"))),
         }
     }
@@ -80,7 +78,7 @@ impl fmt::Debug for Proxy {
     // Never print credentials.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Proxy::Http { auth, .. } => write!(f, "Http({}, auth={auth:?})", self.authority()),
+            Proxy::Http { auth, tls, .. } => write!(f, "Http({}, auth={auth:?}, tls={tls})", self.authority()),
             Proxy::Socks5 { credentials, remote_dns, .. } => write!(
                 f,
                 "Socks5({}, user={:?}, remote_dns={remote_dns})",
@@ -208,7 +206,7 @@ mod tests {
     #[test]
     fn proxy_urls_decode_user_information() {
         let p = Proxy::parse_url("http://us%40er:p%3Ass%40word@proxy.example:3128").unwrap();
-        let Proxy::Http { host, port, auth: Some(ProxyAuth::Any { user, password }) } = p else { panic!() };
+        let Proxy::Http { host, port, auth: Some(ProxyAuth::Any { user, password }), .. } = p else { panic!() };
         assert_eq!(
             (host.as_str(), port, user.as_str(), password.as_str()),
             ("proxy.example", 3128, "us@er", "p:ss@word")
@@ -225,7 +223,7 @@ mod tests {
         ));
         assert!(matches!(Proxy::parse_url("socks5://h:1").unwrap(), Proxy::Socks5 { remote_dns: false, .. }));
         assert_eq!(Proxy::parse_url("ftp://h").unwrap_err().code(), ErrorCode::ParseUrl);
-        assert_eq!(Proxy::parse_url("https://h").unwrap_err().code(), ErrorCode::ConnectionUnsupported);
+        assert!(matches!(Proxy::parse_url("https://h:3129").unwrap(), Proxy::Http { tls: true, .. }));
     }
 
     #[test]

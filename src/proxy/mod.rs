@@ -15,11 +15,11 @@ pub use config::{bypasses, Proxy, ProxySetting};
 pub(crate) use http_connect::valid_header;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::session::SessionOptions;
+use crate::transport::Stream;
 use http_connect::{ConnectConversation, Next};
 use response::ResponseReader;
 use socks5::{Socks5Handshake, Step, Target};
@@ -31,7 +31,7 @@ pub(crate) async fn tunnel(
     port: u16,
     options: &SessionOptions,
     deadline: Instant,
-) -> Result<TcpStream> {
+) -> Result<Stream> {
     let name = proxy.authority();
     let late = || {
         Error::new(
@@ -44,37 +44,59 @@ pub(crate) async fn tunnel(
     };
     let work = async {
         match proxy {
-            Proxy::Http { host: proxy_host, port: proxy_port, auth } => {
-                http_tunnel(proxy_host, *proxy_port, auth.clone(), host, port, options).await
+            Proxy::Http { host: proxy_host, port: proxy_port, auth, tls } => {
+                let proxy = ProxyAddress { host: proxy_host, port: *proxy_port, tls: *tls };
+                http_tunnel(&proxy, auth.clone(), host, port, options).await
             }
             Proxy::Socks5 { host: proxy_host, port: proxy_port, credentials, remote_dns } => {
-                socks5_tunnel(proxy_host, *proxy_port, credentials.clone(), *remote_dns, host, port, options).await
+                let proxy = ProxyAddress { host: proxy_host, port: *proxy_port, tls: false };
+                socks5_tunnel(&proxy, credentials.clone(), *remote_dns, host, port, options).await
             }
         }
     };
     timeout_at(deadline, work).await.unwrap_or_else(|_| Err(late()))
 }
 
-async fn connect_proxy(host: &str, port: u16, options: &SessionOptions) -> Result<TcpStream> {
-    let name = config::authority(host, port);
-    crate::transport::connect_tcp(host, port, &name, options)
+/// Where a proxy listens, and whether it speaks TLS (https:// proxy URLs).
+struct ProxyAddress<'a> {
+    host: &'a str,
+    port: u16,
+    tls: bool,
+}
+
+impl ProxyAddress<'_> {
+    fn authority(&self) -> String {
+        config::authority(self.host, self.port)
+    }
+}
+
+/// Connects to the proxy itself, with TLS for https:// proxies (verified like servers are).
+async fn connect_proxy(proxy: &ProxyAddress<'_>, options: &SessionOptions) -> Result<Stream> {
+    let name = proxy.authority();
+    let tcp = crate::transport::connect_tcp(proxy.host, proxy.port, &name, options)
         .await
-        .map_err(|e| Error::new(ErrorCode::ProxyUnreachable, format!("proxy unreachable: {}", e.message())))
+        .map_err(|e| Error::new(ErrorCode::ProxyUnreachable, format!("proxy unreachable: {}", e.message())))?;
+    if !proxy.tls {
+        return Ok(Box::new(tcp));
+    }
+    let tls_options = crate::tls::TlsOptions { server_name: None, ..options.tls.clone() };
+    crate::tls::connect(Box::new(tcp), proxy.host, &name, &tls_options)
+        .await
+        .map_err(|e| Error::new(e.code(), format!("TLS to proxy: {}", e.message())))
 }
 
 async fn http_tunnel(
-    proxy_host: &str,
-    proxy_port: u16,
+    proxy: &ProxyAddress<'_>,
     auth: Option<ProxyAuth>,
     host: &str,
     port: u16,
     options: &SessionOptions,
-) -> Result<TcpStream> {
-    let name = config::authority(proxy_host, proxy_port);
+) -> Result<Stream> {
+    let name = proxy.authority();
     let target = config::authority(host, port);
     let mut conversation = ConnectConversation::new(&target, &name, auth);
     let mut request = conversation.first_request()?;
-    let mut stream = connect_proxy(proxy_host, proxy_port, options).await?;
+    let mut stream = connect_proxy(proxy, options).await?;
     loop {
         stream.write_all(&request).await.map_err(|e| {
             Error::new(ErrorCode::ProxyUnreachable, format!("cannot send CONNECT to proxy {name}: {e}"))
@@ -92,7 +114,7 @@ async fn http_tunnel(
             Next::Retry(next) => {
                 request = next;
                 if !response.keep_alive {
-                    stream = connect_proxy(proxy_host, proxy_port, options).await?;
+                    stream = connect_proxy(proxy, options).await?;
                 }
             }
         }
@@ -100,7 +122,7 @@ async fn http_tunnel(
 }
 
 /// Reads one whole response to CONNECT; returns it with any bytes that followed it.
-async fn read_response(stream: &mut TcpStream, name: &str) -> Result<(response::ProxyResponse, Vec<u8>)> {
+async fn read_response(stream: &mut Stream, name: &str) -> Result<(response::ProxyResponse, Vec<u8>)> {
     let mut reader = ResponseReader::new(name, true);
     let mut buf = vec![0u8; 8192];
     loop {
@@ -119,15 +141,14 @@ async fn read_response(stream: &mut TcpStream, name: &str) -> Result<(response::
 }
 
 async fn socks5_tunnel(
-    proxy_host: &str,
-    proxy_port: u16,
+    proxy: &ProxyAddress<'_>,
     credentials: Option<(String, String)>,
     remote_dns: bool,
     host: &str,
     port: u16,
     options: &SessionOptions,
-) -> Result<TcpStream> {
-    let name = config::authority(proxy_host, proxy_port);
+) -> Result<Stream> {
+    let name = proxy.authority();
     let target = match host.parse() {
         Ok(ip) => Target::Ip(ip),
         Err(_) if remote_dns => Target::Domain(host.to_string()),
@@ -141,7 +162,7 @@ async fn socks5_tunnel(
         }
     };
     let (mut handshake, greeting) = Socks5Handshake::new(&name, target, port, credentials)?;
-    let mut stream = connect_proxy(proxy_host, proxy_port, options).await?;
+    let mut stream = connect_proxy(proxy, options).await?;
     let io_error = |e: std::io::Error| Error::new(ErrorCode::ProxyProtocolError, format!("SOCKS5 proxy {name}: {e}"));
     stream.write_all(&greeting).await.map_err(io_error)?;
     let mut input = Vec::new();

@@ -26,6 +26,7 @@ use tokio_tungstenite::WebSocketStream;
 pub use auth::{authenticate, Decision};
 
 use crate::protocol::{self, CloseReason, ConnectRequest, Frame, SessionId, DEFAULT_MAX_FRAME_SIZE, FRAME_HEADER_LEN};
+use crate::transport::Stream;
 
 /// How the server behaves.
 #[derive(Debug, Clone)]
@@ -50,6 +51,8 @@ pub struct ServerConfig {
     pub max_sessions: usize,
     /// This instance's number, the `server_instance` of every session id it assigns.
     pub server_instance: u64,
+    /// TLS certificate and key: when set, the listener speaks wss:// only.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ServerConfig {
@@ -65,6 +68,7 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(10),
             max_sessions: 100_000,
             server_instance: rand::random::<u64>() >> 1,
+            tls: None,
         }
     }
 }
@@ -173,6 +177,7 @@ impl Closer {
 /// A server running on its own thread, for tests and embedding. Dropping it stops the server.
 pub struct ServerHandle {
     addr: SocketAddr,
+    secure: bool,
     closer: Closer,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -184,9 +189,9 @@ impl ServerHandle {
         self.addr
     }
 
-    /// `ws://addr/diffusion`.
+    /// `ws://addr/diffusion`, or `wss://` when the server speaks TLS.
     pub fn url(&self) -> String {
-        format!("ws://{}/diffusion", self.addr)
+        format!("{}://{}/diffusion", if self.secure { "wss" } else { "ws" }, self.addr)
     }
 
     /// Closes every session with `reason`; the server keeps accepting new ones.
@@ -227,6 +232,7 @@ impl Drop for ServerHandle {
 
 /// Starts a server on a thread of its own.
 pub fn spawn(config: ServerConfig) -> std::io::Result<ServerHandle> {
+    let secure = config.tls.is_some();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let server = runtime.block_on(Server::bind(config))?;
     let addr = server.local_addr()?;
@@ -237,7 +243,7 @@ pub fn spawn(config: ServerConfig) -> std::io::Result<ServerHandle> {
             let _ = stop_rx.await;
         }))
     })?;
-    Ok(ServerHandle { addr, closer, stop: Some(stop_tx), thread: Some(thread) })
+    Ok(ServerHandle { addr, secure, closer, stop: Some(stop_tx), thread: Some(thread) })
 }
 
 /// Keeps a session in the server's table while it lives.
@@ -264,9 +270,27 @@ impl Drop for SessionSlot {
 
 // The upgrade callback's result type is tungstenite's.
 #[allow(clippy::result_large_err)]
-async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
-    let _ = stream.set_nodelay(true);
+async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+    let _ = tcp.set_nodelay(true);
     let config = &shared.config;
+    let stream: Stream = match &config.tls {
+        None => Box::new(tcp),
+        Some(tls) => {
+            let accepted =
+                timeout(config.handshake_timeout, tokio_rustls::TlsAcceptor::from(tls.clone()).accept(tcp)).await;
+            match accepted {
+                Ok(Ok(tls)) => Box::new(tls),
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            }
+        }
+    };
     let limit = config.max_frame_size as usize + FRAME_HEADER_LEN;
     let ws_config = WebSocketConfig::default().max_message_size(Some(limit)).max_frame_size(Some(limit));
     let gate = shared.clone();
@@ -343,7 +367,7 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
 }
 
 /// Reads the first frame, which must be a CONNECT_REQUEST. Errors are messages for the client.
-async fn first_frame(ws: &mut WebSocketStream<TcpStream>, limit: u32) -> Result<ConnectRequest, String> {
+async fn first_frame(ws: &mut WebSocketStream<Stream>, limit: u32) -> Result<ConnectRequest, String> {
     loop {
         match ws.next().await {
             Some(Ok(Message::Binary(bytes))) => {
@@ -361,14 +385,14 @@ async fn first_frame(ws: &mut WebSocketStream<TcpStream>, limit: u32) -> Result<
     }
 }
 
-async fn send(ws: &mut WebSocketStream<TcpStream>, frame: &Frame) -> Result<(), ()> {
+async fn send(ws: &mut WebSocketStream<Stream>, frame: &Frame) -> Result<(), ()> {
     ws.send(Message::binary(protocol::encode(frame))).await.map_err(|_| ())
 }
 
 /// Serves an accepted session until it ends; returns why it ended.
 async fn serve_session(
     shared: &Shared,
-    ws: &mut WebSocketStream<TcpStream>,
+    ws: &mut WebSocketStream<Stream>,
     mut shutdown: watch::Receiver<Shutdown>,
 ) -> String {
     let config = &shared.config;

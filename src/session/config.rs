@@ -7,6 +7,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::protocol::{Credentials, MIN_MAX_FRAME_SIZE};
 use crate::proxy::ProxySetting;
 use crate::retry::RetryStrategy;
+use crate::tls::TlsOptions;
 
 /// Default bound on one connection attempt (TCP connect, upgrade and handshake).
 pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
@@ -56,6 +57,8 @@ pub struct SessionOptions {
     pub initial_retry: RetryStrategy,
     /// The proxy to go through; by default the one the environment names.
     pub proxy: ProxySetting,
+    /// How wss:// servers (and https:// proxies) are verified.
+    pub tls: TlsOptions,
 }
 
 impl Default for SessionOptions {
@@ -74,6 +77,7 @@ impl Default for SessionOptions {
             reconnection_timeout: Some(DEFAULT_RECONNECTION_TIMEOUT),
             initial_retry: RetryStrategy::None,
             proxy: ProxySetting::FromEnvironment,
+            tls: TlsOptions::default(),
         }
     }
 }
@@ -115,14 +119,7 @@ impl SessionConfig {
 
     /// Settings for `url` with `options`.
     pub fn with_options(url: &str, options: SessionOptions) -> Result<SessionConfig> {
-        let url = ServerUrl::parse(url)?;
-        if url.secure {
-            return Err(Error::new(
-                ErrorCode::ConnectionUnsupported,
-                format!("TLS (wss://) is not yet supported; cannot connect to {}", url.authority()),
-            ));
-        }
-        Ok(SessionConfig { url, options })
+        Ok(SessionConfig { url: ServerUrl::parse(url)?, options })
     }
 }
 

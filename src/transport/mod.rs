@@ -6,10 +6,39 @@ pub use websocket::WsConnection;
 
 use std::net::SocketAddr;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::error::{Error, ErrorCode, Result};
+use crate::session::url::ServerUrl;
 use crate::session::SessionOptions;
+
+/// A byte stream: TCP, a proxy tunnel, TLS over either.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+/// The stream type every layer hands to the next.
+pub type Stream = Box<dyn Io>;
+
+/// Opens the byte stream to the server of `url`: directly or through the proxy the options name,
+/// then TLS for wss://.
+pub(crate) async fn open_stream(url: &ServerUrl, options: &SessionOptions) -> Result<Stream> {
+    let authority = url.authority();
+    let deadline = tokio::time::Instant::now() + options.connection_timeout;
+    let proxy = options.proxy.resolve(url.secure, &url.host, url.port, |name| std::env::var(name).ok())?;
+    let stream: Stream = match &proxy {
+        Some(proxy) => {
+            tracing::debug!(proxy = %proxy.authority(), server = %authority, "connecting through a proxy");
+            crate::proxy::tunnel(proxy, &url.host, url.port, options, deadline).await?
+        }
+        None => Box::new(connect_tcp(&url.host, url.port, &authority, options).await?),
+    };
+    if url.secure {
+        crate::tls::connect(stream, &url.host, &authority, &options.tls).await
+    } else {
+        Ok(stream)
+    }
+}
 
 /// Resolves `host` and connects to the first address that accepts, with the socket buffer sizes
 /// of `options`.

@@ -3,19 +3,18 @@
 use std::collections::VecDeque;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, protocol::WebSocketConfig, Message};
 use tokio_tungstenite::WebSocketStream;
 
+use super::Stream;
 use crate::error::{Error, ErrorCode, Result};
 use crate::protocol::{self, Frame, FRAME_HEADER_LEN};
 use crate::session::url::ServerUrl;
 use crate::session::SessionOptions;
 
 /// An open WebSocket to the server carrying protocol frames.
-#[derive(Debug)]
 pub struct WsConnection {
-    ws: WebSocketStream<TcpStream>,
+    ws: WebSocketStream<Stream>,
     pending: VecDeque<Frame>,
     max_frame_size: u32,
     write_timeout: std::time::Duration,
@@ -28,15 +27,7 @@ impl WsConnection {
     pub async fn open(url: &ServerUrl, options: &SessionOptions) -> Result<WsConnection> {
         let peer = url.authority();
         let max_frame_size = options.frame_limit();
-        let deadline = tokio::time::Instant::now() + options.connection_timeout;
-        let proxy = options.proxy.resolve(url.secure, &url.host, url.port, |name| std::env::var(name).ok())?;
-        let stream = match &proxy {
-            Some(proxy) => {
-                tracing::debug!(proxy = %proxy.authority(), server = %peer, "connecting through a proxy");
-                crate::proxy::tunnel(proxy, &url.host, url.port, options, deadline).await?
-            }
-            None => super::connect_tcp(&url.host, url.port, &peer, options).await?,
-        };
+        let stream = super::open_stream(url, options).await?;
         let request = url.to_url_string().into_client_request().map_err(|e| {
             Error::new(ErrorCode::ParseUrl, format!("cannot build the upgrade request for {peer}: {e}"))
         })?;

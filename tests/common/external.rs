@@ -179,3 +179,43 @@ pub fn microsocks(user: Option<(&str, &str)>) -> Option<External> {
     }
     Some(External::start("microsocks", &program, &args, port, dir))
 }
+
+/// haproxy running `sections` (frontends and backends; `{port}` stands for its listening port)
+/// after a common global and defaults section.
+pub fn haproxy(sections: &str) -> Option<External> {
+    let program = tool("haproxy")?;
+    let dir = shared_dir();
+    let port = free_port();
+    let conf = format!(
+        "global\n    maxconn 1000\n\ndefaults\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n    \
+         timeout tunnel 1h\n\n{}",
+        sections.replace("{port}", &port.to_string())
+    );
+    let conf = write(dir.path(), "haproxy.cfg", &conf);
+    Some(External::start("haproxy", &program, &["-db", "-f", conf.to_str().unwrap()], port, dir))
+}
+
+/// nginx running `servers` (server blocks of the http context; `{port}` stands for its port).
+pub fn nginx(servers: &str) -> Option<External> {
+    let program = tool("nginx")?;
+    let dir = shared_dir();
+    let port = free_port();
+    let d = dir.path().display();
+    let conf = format!(
+        "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
+         events {{ worker_connections 256; }}\n\
+         http {{\n    access_log {d}/access.log;\n    client_body_temp_path {d}/client_body;\n    proxy_temp_path {d}/proxy;\n    \
+         fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n{}\n}}\n",
+        servers.replace("{port}", &port.to_string())
+    );
+    let conf = write(dir.path(), "nginx.conf", &conf);
+    let prefix = format!("{d}/");
+    let error_log = format!("{d}/error.log");
+    Some(External::start(
+        "nginx",
+        &program,
+        &["-p", &prefix, "-e", &error_log, "-c", conf.to_str().unwrap()],
+        port,
+        dir,
+    ))
+}

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod external;
+pub mod pki;
 
 use std::future::Future;
 use std::net::SocketAddr;
