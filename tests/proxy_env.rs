@@ -43,9 +43,19 @@ fn proxies_from_the_environment() {
     environment(&[("ALL_PROXY", &format!("socks5h://127.0.0.1:{}", socks.port))]);
     connect().expect("through microsocks from ALL_PROXY");
 
-    // https_proxy is for wss:// only: a dead one does not affect ws://.
+    // https_proxy is for wss:// only: a dead one does not affect ws://...
     environment(&[("https_proxy", &dead)]);
     connect().expect("https_proxy is not used for ws://");
+    // ...and a live one carries wss://, with the TLS handshake inside the tunnel.
+    let pki = common::pki::pki();
+    let tls = pki.server_tls("server");
+    let secure = start_server_with(move |c| c.tls = Some(tls));
+    let Some(tls_proxy) = tinyproxy(secure.addr().port(), None) else { return };
+    environment(&[("https_proxy", &format!("http://127.0.0.1:{}", tls_proxy.port)), ("http_proxy", &dead)]);
+    let mut wss = config(&format!("wss://localhost:{}/diffusion", secure.addr().port()));
+    wss.options.tls.extra_roots.push(pki.ca());
+    Session::connect(wss, None).expect("wss:// through https_proxy").close();
+    assert!(tls_proxy.output().contains("CONNECT localhost:"), "{}", tls_proxy.output());
 
     // no_proxy bypasses: by name, by address, by CIDR range, by wildcard.
     for no_proxy in ["127.0.0.1", "127.0.0.0/8", "*", &format!("127.0.0.1:{port}"), "other.example,127.0.0.1"] {

@@ -339,3 +339,17 @@ mod c_api {
         }
     }
 }
+
+#[test]
+fn an_alert_from_the_server_is_named() {
+    // A peer that answers the ClientHello with a fatal handshake_failure alert.
+    let port = fake_peer(|mut stream| async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = [0u8; 2048];
+        let _ = stream.read(&mut buf).await;
+        let _ = stream.write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28]).await;
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    });
+    let message = fails(config(&format!("wss://localhost:{port}")), ErrorCode::TlsHandshakeFailed);
+    assert!(message.contains("HandshakeFailure"), "{message}");
+}
