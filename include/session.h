@@ -208,6 +208,16 @@ typedef enum {
    * libsession: the certificate validation callback rejected the certificate.
    */
   DIFF_ERR_TLS_CERTIFICATE_REJECTED = 215,
+  /**
+   * libsession: maximum_queue_size messages are already waiting to be sent; nothing was
+   * queued, nothing already queued is lost.
+   */
+  DIFF_ERR_QUEUE_FULL = 220,
+  /**
+   * libsession: the message exceeds the maximum message size (the client's, or the server's
+   * once connected).
+   */
+  DIFF_ERR_MESSAGE_TOO_LARGE = 221,
 } ERROR_CODE_T;
 
 /**

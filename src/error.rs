@@ -76,6 +76,10 @@ pub enum ErrorCode {
     TlsNotTls,
     /// The application's certificate validation callback rejected the certificate.
     TlsCertificateRejected,
+    /// Too many messages are waiting to be sent.
+    QueueFull,
+    /// A message is larger than the maximum message size.
+    MessageTooLarge,
 }
 
 /// A failure reported by the library.

@@ -9,6 +9,7 @@ pub mod ffi;
 pub mod logging;
 pub mod protocol;
 pub mod proxy;
+pub mod reconnect;
 pub mod retry;
 pub mod runtime;
 pub mod server;

@@ -119,12 +119,15 @@ fn a_client_that_never_sends_the_connect_request_is_dropped_after_the_handshake_
 }
 
 #[test]
-fn a_silent_client_is_closed_by_the_keep_alive_deadline() {
-    let server = start_server_with(|c| c.ping_interval = Duration::from_millis(50));
+fn a_silent_client_loses_its_connection_but_its_session_waits_then_expires() {
+    let server = start_server_with(|c| {
+        c.ping_interval = Duration::from_millis(50);
+        c.session_keep = Duration::from_millis(400);
+    });
     let frames = ws_client(server.url(), |mut ws| async move {
         ws.send(Message::binary(protocol::encode(&request("", Credentials::None)))).await.unwrap();
         let mut seen = Vec::new();
-        // Read without ever answering a PING.
+        // Read without ever answering a PING, until the server drops the connection.
         loop {
             let frames = next_frames(&mut ws).await;
             if frames.is_empty() {
@@ -134,7 +137,13 @@ fn a_silent_client_is_closed_by_the_keep_alive_deadline() {
         }
     });
     assert!(frames.iter().any(|f| matches!(f, Frame::Ping(_))));
-    assert!(matches!(frames.last(), Some(Frame::Close { reason: CloseReason::KeepAliveTimeout, .. })), "{frames:?}");
+    assert!(!frames.iter().any(|f| matches!(f, Frame::Close { .. })), "a dead link gets no CLOSE: {frames:?}");
+    assert_eq!((server.session_count(), server.connection_count()), (1, 0), "kept for a reconnection");
+    let start = std::time::Instant::now();
+    while server.session_count() > 0 && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(server.session_count(), 0, "expired after the keep time");
 }
 
 #[test]

@@ -175,8 +175,14 @@ fn server_closing_the_session_gives_closed_by_server_with_the_reason() {
     assert!(err.message().contains("maintenance window"), "{}", err.message());
 }
 
+fn without_reconnection(url: &str) -> session::SessionConfig {
+    let mut c = config(url);
+    c.options.reconnection = session::reconnect::ReconnectionStrategy::disabled();
+    c
+}
+
 #[test]
-fn a_dropped_connection_closes_the_session_as_failed() {
+fn without_reconnection_a_dropped_connection_closes_the_session_as_failed() {
     let port = fake_peer(|stream| async move {
         let mut ws = accept_ws(stream).await;
         send_frame(&mut ws, &ok_response(10_000)).await;
@@ -184,9 +190,11 @@ fn a_dropped_connection_closes_the_session_as_failed() {
         drop(ws);
     });
     let log = Transitions::default();
-    let session = Session::connect(config(&format!("ws://127.0.0.1:{port}")), Some(log.listener())).unwrap();
+    let session =
+        Session::connect(without_reconnection(&format!("ws://127.0.0.1:{port}")), Some(log.listener())).unwrap();
     assert!(log.wait_for(State::ClosedFailed, Duration::from_secs(5)));
     assert_eq!(session.error().unwrap().code(), ErrorCode::CommunicationError);
+    assert!(!log.states().contains(&State::RecoveringReconnect));
 }
 
 #[test]
@@ -198,7 +206,8 @@ fn a_silent_link_is_detected_by_the_keep_alive_deadline() {
     });
     let log = Transitions::default();
     let start = Instant::now();
-    let session = Session::connect(config(&format!("ws://127.0.0.1:{port}")), Some(log.listener())).unwrap();
+    let session =
+        Session::connect(without_reconnection(&format!("ws://127.0.0.1:{port}")), Some(log.listener())).unwrap();
     assert!(log.wait_for(State::ClosedFailed, Duration::from_secs(5)));
     // Deadline is 2 intervals + 500 ms of slack.
     assert!(start.elapsed() >= Duration::from_millis(600), "{:?}", start.elapsed());

@@ -205,7 +205,7 @@ pub unsafe extern "C" fn diffusion_session_factory_reconnection_strategy(
 /// Disables reconnection (same as a reconnection timeout of 0). NULL factory: no-op.
 #[no_mangle]
 pub unsafe extern "C" fn diffusion_session_factory_no_reconnection(factory: *const DIFFUSION_SESSION_FACTORY_T) {
-    with_options(factory, |o| o.reconnection_timeout = None);
+    with_options(factory, |o| o.reconnection.timeout = None);
 }
 
 /// Sets how long a session tries to reconnect, in milliseconds (default 60000); 0 or less
@@ -216,7 +216,7 @@ pub unsafe extern "C" fn diffusion_session_factory_reconnection_timeout(
     reconnection_timeout: c_int,
 ) {
     let timeout = (reconnection_timeout > 0).then(|| Duration::from_millis(reconnection_timeout as u64));
-    with_options(factory, |o| o.reconnection_timeout = timeout);
+    with_options(factory, |o| o.reconnection.timeout = timeout);
 }
 
 /// Sets the largest message accepted from the server, in bytes (default INT_MAX); a larger one

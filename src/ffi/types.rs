@@ -102,6 +102,12 @@ pub enum ERROR_CODE_T {
     DIFF_ERR_TLS_NOT_TLS = 214,
     /// libsession: the certificate validation callback rejected the certificate.
     DIFF_ERR_TLS_CERTIFICATE_REJECTED = 215,
+    /// libsession: maximum_queue_size messages are already waiting to be sent; nothing was
+    /// queued, nothing already queued is lost.
+    DIFF_ERR_QUEUE_FULL = 220,
+    /// libsession: the message exceeds the maximum message size (the client's, or the server's
+    /// once connected).
+    DIFF_ERR_MESSAGE_TOO_LARGE = 221,
 }
 
 impl From<ErrorCode> for ERROR_CODE_T {
@@ -141,6 +147,8 @@ impl From<ErrorCode> for ERROR_CODE_T {
             ErrorCode::TlsHandshakeFailed => DIFF_ERR_TLS_HANDSHAKE_FAILED,
             ErrorCode::TlsNotTls => DIFF_ERR_TLS_NOT_TLS,
             ErrorCode::TlsCertificateRejected => DIFF_ERR_TLS_CERTIFICATE_REJECTED,
+            ErrorCode::QueueFull => DIFF_ERR_QUEUE_FULL,
+            ErrorCode::MessageTooLarge => DIFF_ERR_MESSAGE_TOO_LARGE,
         }
     }
 }

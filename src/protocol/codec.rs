@@ -3,8 +3,8 @@
 use bytes::{Buf, BufMut, BytesMut};
 
 use super::{
-    frame_type as ft, CloseReason, ConnectRequest, ConnectResponse, Credentials, DecodeError, Frame, ResponseCode,
-    SessionId, FRAME_HEADER_LEN,
+    frame_type as ft, CloseReason, ConnectRequest, ConnectResponse, Credentials, DecodeError, Frame, Message,
+    ResponseCode, SessionId, FRAME_HEADER_LEN,
 };
 
 const CREDENTIALS_NONE: u8 = 0;
@@ -67,6 +67,26 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
             body.put_u8(reason.to_wire());
             put_str16(&mut body, message);
             ft::CLOSE
+        }
+        Frame::Message { seq, body: message } => {
+            body.put_u64(*seq);
+            put_str16(&mut body, message.path());
+            match message {
+                Message::Publish { data, .. } => {
+                    put_bytes32(&mut body, data);
+                    ft::PUBLISH
+                }
+                Message::Subscribe { .. } => ft::SUBSCRIBE,
+                Message::Unsubscribe { .. } => ft::UNSUBSCRIBE,
+                Message::Deliver { data, .. } => {
+                    put_bytes32(&mut body, data);
+                    ft::DELIVER
+                }
+            }
+        }
+        Frame::Ack(seq) => {
+            body.put_u64(*seq);
+            ft::ACK
         }
     };
     let mut out = Vec::with_capacity(FRAME_HEADER_LEN + body.len());
@@ -188,6 +208,18 @@ fn decode_body(kind: u8, b: &mut BytesMut) -> Result<Frame, DecodeError> {
             let reason = CloseReason::from_wire(get_u8(b)?);
             Frame::Close { reason, message: get_str16(b)? }
         }
+        ft::PUBLISH | ft::SUBSCRIBE | ft::UNSUBSCRIBE | ft::DELIVER => {
+            let seq = get_u64(b)?;
+            let path = get_str16(b)?;
+            let body = match kind {
+                ft::PUBLISH => Message::Publish { path, data: get_bytes32(b)? },
+                ft::SUBSCRIBE => Message::Subscribe { path },
+                ft::UNSUBSCRIBE => Message::Unsubscribe { path },
+                _ => Message::Deliver { path, data: get_bytes32(b)? },
+            };
+            Frame::Message { seq, body }
+        }
+        ft::ACK => Frame::Ack(get_u64(b)?),
         other => return Err(DecodeError::UnknownType(other)),
     };
     if b.has_remaining() {
@@ -288,6 +320,11 @@ mod tests {
             Frame::Ping(5),
             Frame::Pong(5),
             Frame::Close { reason: CloseReason::ServerShutdown, message: "bye".into() },
+            Frame::Message { seq: 1, body: Message::Publish { path: "a/b".into(), data: vec![0, 1, 2] } },
+            Frame::Message { seq: 2, body: Message::Subscribe { path: "a/".into() } },
+            Frame::Message { seq: 3, body: Message::Unsubscribe { path: "a/".into() } },
+            Frame::Message { seq: u64::MAX, body: Message::Deliver { path: "x".into(), data: Vec::new() } },
+            Frame::Ack(42),
         ]
     }
 

@@ -20,6 +20,8 @@ pub struct Established {
     pub server_max_frame_size: u32,
     /// Last message sequence the server received (resume).
     pub last_received: u64,
+    /// Whether the server resumed an existing session (RECONNECTED) rather than creating one.
+    pub resumed: bool,
 }
 
 /// Sends one CONNECT_REQUEST, then judges the first frame that comes back.
@@ -86,6 +88,7 @@ impl ClientHandshake {
                     ping_interval: Duration::from_millis(response.ping_interval_ms as u64),
                     server_max_frame_size: response.max_frame_size,
                     last_received: response.last_received,
+                    resumed: response.code == ResponseCode::Reconnected,
                 })
             }
             _ if !version_ok => Err(Error::new(
@@ -129,6 +132,11 @@ pub(crate) fn frame_name(frame: &Frame) -> &'static str {
         Frame::Ping(_) => "PING",
         Frame::Pong(_) => "PONG",
         Frame::Close { .. } => "CLOSE",
+        Frame::Message { body: super::Message::Publish { .. }, .. } => "PUBLISH",
+        Frame::Message { body: super::Message::Subscribe { .. }, .. } => "SUBSCRIBE",
+        Frame::Message { body: super::Message::Unsubscribe { .. }, .. } => "UNSUBSCRIBE",
+        Frame::Message { body: super::Message::Deliver { .. }, .. } => "DELIVER",
+        Frame::Ack(_) => "ACK",
     }
 }
 

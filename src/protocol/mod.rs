@@ -6,8 +6,10 @@
 
 mod codec;
 mod handshake;
+pub mod reliable;
 
 pub use codec::{decode_all, encode, FrameDecoder};
+pub(crate) use handshake::frame_name;
 pub use handshake::{ClientHandshake, Established};
 
 /// The protocol versions this build speaks.
@@ -120,6 +122,8 @@ pub enum CloseReason {
     KeepAliveTimeout,
     /// An administrator or the server application closed the session.
     ClosedByServer,
+    /// The session could not keep every message (its recovery buffer overflowed).
+    MessageLoss,
     /// A reason number this build does not know.
     Other(u8),
 }
@@ -134,6 +138,7 @@ impl CloseReason {
             CloseReason::FrameTooLarge => 3,
             CloseReason::KeepAliveTimeout => 4,
             CloseReason::ClosedByServer => 5,
+            CloseReason::MessageLoss => 6,
             CloseReason::Other(b) => b,
         }
     }
@@ -147,6 +152,7 @@ impl CloseReason {
             3 => CloseReason::FrameTooLarge,
             4 => CloseReason::KeepAliveTimeout,
             5 => CloseReason::ClosedByServer,
+            6 => CloseReason::MessageLoss,
             other => CloseReason::Other(other),
         }
     }
@@ -161,6 +167,7 @@ impl std::fmt::Display for CloseReason {
             CloseReason::FrameTooLarge => f.write_str("frame too large"),
             CloseReason::KeepAliveTimeout => f.write_str("keep-alive timeout"),
             CloseReason::ClosedByServer => f.write_str("closed by the server"),
+            CloseReason::MessageLoss => f.write_str("messages lost"),
             CloseReason::Other(n) => write!(f, "reason {n}"),
         }
     }
@@ -215,7 +222,63 @@ pub enum Frame {
     ConnectResponse(ConnectResponse),
     Ping(u64),
     Pong(u64),
-    Close { reason: CloseReason, message: String },
+    Close {
+        reason: CloseReason,
+        message: String,
+    },
+    /// A numbered message (client to server: publish, subscribe, unsubscribe; server to client:
+    /// deliver). Numbers start at 1 in each direction and survive reconnection.
+    Message {
+        seq: u64,
+        body: Message,
+    },
+    /// "Everything up to and including `seq` arrived": the sender may forget those messages.
+    Ack(u64),
+}
+
+/// What a numbered message carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// Client: deliver `data` to every subscriber of `path`.
+    Publish { path: String, data: Vec<u8> },
+    /// Client: deliver messages published on `path` (or below it, when it ends with `/`).
+    Subscribe { path: String },
+    /// Client: stop a subscription.
+    Unsubscribe { path: String },
+    /// Server: `data` was published on `path`.
+    Deliver { path: String, data: Vec<u8> },
+}
+
+impl Message {
+    /// The path the message is about.
+    pub fn path(&self) -> &str {
+        match self {
+            Message::Publish { path, .. }
+            | Message::Subscribe { path }
+            | Message::Unsubscribe { path }
+            | Message::Deliver { path, .. } => path,
+        }
+    }
+}
+
+/// Longest topic path, in bytes.
+pub const MAX_PATH_LEN: usize = 1024;
+
+/// Checks a topic path: 1 to 1024 bytes of UTF-8 without control characters. A trailing `/`
+/// in a subscription means "everything below".
+pub fn validate_path(path: &str) -> std::result::Result<(), String> {
+    if path.is_empty() || path.len() > MAX_PATH_LEN {
+        return Err(format!("a path has 1 to {MAX_PATH_LEN} bytes; this one has {}", path.len()));
+    }
+    if path.chars().any(char::is_control) {
+        return Err("a path must not contain control characters".into());
+    }
+    Ok(())
+}
+
+/// Whether a subscription to `subscription` covers a message on `path`.
+pub fn path_matches(subscription: &str, path: &str) -> bool {
+    subscription == path || (subscription.ends_with('/') && path.starts_with(subscription))
 }
 
 /// Frame type numbers on the wire.
@@ -225,6 +288,11 @@ pub(crate) mod frame_type {
     pub const PING: u8 = 3;
     pub const PONG: u8 = 4;
     pub const CLOSE: u8 = 5;
+    pub const PUBLISH: u8 = 6;
+    pub const SUBSCRIBE: u8 = 7;
+    pub const UNSUBSCRIBE: u8 = 8;
+    pub const DELIVER: u8 = 9;
+    pub const ACK: u8 = 10;
 }
 
 /// Why bytes could not be decoded into a frame.

@@ -38,17 +38,29 @@ impl Decision {
         &self.reason
     }
 
-    /// The CONNECT_RESPONSE for this decision; `id` is used only when accepted.
-    pub fn response(&self, config: &ServerConfig, id: SessionId) -> ConnectResponse {
-        let accepted = self.accepted();
+    /// The CONNECT_RESPONSE for a refusal: no session id, no token.
+    pub fn refusal(&self, config: &ServerConfig) -> ConnectResponse {
+        self.response(config, self.code, SessionId::default(), Vec::new(), 0)
+    }
+
+    /// A CONNECT_RESPONSE with `code` (OK or RECONNECTED) for the session `id` and its `token`;
+    /// `last_received` is the last message received from the client.
+    pub fn response(
+        &self,
+        config: &ServerConfig,
+        code: ResponseCode,
+        id: SessionId,
+        token: Vec<u8>,
+        last_received: u64,
+    ) -> ConnectResponse {
         ConnectResponse {
             version: self.version,
-            code: self.code,
-            session_id: if accepted { id } else { SessionId::default() },
-            token: if accepted { rand::random::<[u8; 16]>().to_vec() } else { Vec::new() },
+            code,
+            session_id: id,
+            token,
             ping_interval_ms: config.ping_interval.as_millis().clamp(1, u32::MAX as u128) as u32,
             max_frame_size: config.max_frame_size,
-            last_received: 0,
+            last_received,
             message: self.reason.clone(),
         }
     }
@@ -146,13 +158,13 @@ mod tests {
         r.max_version = 9;
         let d = authenticate(&config(), &r);
         assert_eq!(d.code(), ResponseCode::Error);
-        assert_eq!(d.response(&config(), SessionId::default()).version, MAX_VERSION);
+        assert_eq!(d.refusal(&config()).version, MAX_VERSION);
     }
 
     #[test]
     fn refusals_carry_no_session_id_or_token() {
         let d = authenticate(&config(), &request("bob", Credentials::None));
-        let r = d.response(&config(), SessionId { server_instance: 1, value: 1 });
+        let r = d.refusal(&config());
         assert_eq!(r.session_id, SessionId::default());
         assert!(r.token.is_empty());
     }

@@ -5,18 +5,19 @@
 //! [`spawn`].
 
 mod auth;
+mod connection;
+mod sessions;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use parking_lot::Mutex;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::time::{interval_at, sleep_until, timeout, Instant};
+use tokio::time::{timeout, Instant};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -53,6 +54,10 @@ pub struct ServerConfig {
     pub server_instance: u64,
     /// TLS certificate and key: when set, the listener speaks wss:// only.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// How long a session whose connection was lost waits for its client to reconnect.
+    pub session_keep: Duration,
+    /// Messages kept per session for recovery (sent but not acknowledged by the client).
+    pub recovery_buffer: usize,
 }
 
 impl Default for ServerConfig {
@@ -69,6 +74,8 @@ impl Default for ServerConfig {
             max_sessions: 100_000,
             server_instance: rand::random::<u64>() >> 1,
             tls: None,
+            session_keep: Duration::from_secs(60),
+            recovery_buffer: 100_000,
         }
     }
 }
@@ -90,7 +97,9 @@ type Shutdown = Option<(CloseReason, String)>;
 struct Shared {
     config: ServerConfig,
     next_session: AtomicU64,
-    sessions: Mutex<HashMap<u64, SessionInfo>>,
+    registry: sessions::Registry,
+    /// Connections serving a session right now.
+    attached: AtomicUsize,
     shutdown: watch::Sender<Shutdown>,
 }
 
@@ -110,7 +119,8 @@ impl Server {
             shared: Arc::new(Shared {
                 config,
                 next_session: AtomicU64::new(1),
-                sessions: Mutex::new(HashMap::new()),
+                registry: sessions::Registry::default(),
+                attached: AtomicUsize::new(0),
                 shutdown,
             }),
         })
@@ -130,8 +140,11 @@ impl Server {
     /// [`CloseReason::ServerShutdown`] and returns.
     pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
+        let keep = self.shared.config.session_keep;
+        let mut reaper = tokio::time::interval((keep / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)));
         loop {
             tokio::select! {
+                _ = reaper.tick() => self.shared.registry.reap(keep),
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let shared = self.shared.clone();
@@ -147,7 +160,7 @@ impl Server {
         }
         self.closer().close_all(CloseReason::ServerShutdown, "server shutting down");
         let deadline = Instant::now() + Duration::from_secs(2);
-        while !self.shared.sessions.lock().is_empty() && Instant::now() < deadline {
+        while self.shared.attached.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -163,14 +176,19 @@ impl Closer {
         self.0.shutdown.send_replace(Some((reason, message.to_string())));
     }
 
-    /// Sessions currently served.
+    /// Sessions the server holds: connected, or waiting for their client to reconnect.
     pub fn session_count(&self) -> usize {
-        self.0.sessions.lock().len()
+        self.0.registry.len()
     }
 
-    /// What the server knows about the sessions it serves, in no particular order.
+    /// What the server knows about the sessions it holds, in no particular order.
     pub fn sessions(&self) -> Vec<SessionInfo> {
-        self.0.sessions.lock().values().cloned().collect()
+        self.0.registry.infos()
+    }
+
+    /// Connections serving a session right now.
+    pub fn connection_count(&self) -> usize {
+        self.0.attached.load(Ordering::SeqCst)
     }
 }
 
@@ -204,9 +222,14 @@ impl ServerHandle {
         self.closer.session_count()
     }
 
-    /// What the server knows about the sessions it serves.
+    /// What the server knows about the sessions it holds.
     pub fn sessions(&self) -> Vec<SessionInfo> {
         self.closer.sessions()
+    }
+
+    /// Connections serving a session right now.
+    pub fn connection_count(&self) -> usize {
+        self.closer.connection_count()
     }
 
     /// Stops accepting, closes every session and waits for the server thread.
@@ -246,28 +269,6 @@ pub fn spawn(config: ServerConfig) -> std::io::Result<ServerHandle> {
     Ok(ServerHandle { addr, secure, closer, stop: Some(stop_tx), thread: Some(thread) })
 }
 
-/// Keeps a session in the server's table while it lives.
-struct SessionSlot(Arc<Shared>, u64);
-
-impl SessionSlot {
-    /// Registers `info`, unless the server is at its session limit.
-    fn claim(shared: &Arc<Shared>, info: SessionInfo) -> Option<SessionSlot> {
-        let mut sessions = shared.sessions.lock();
-        if sessions.len() >= shared.config.max_sessions {
-            return None;
-        }
-        let value = info.id.value;
-        sessions.insert(value, info);
-        Some(SessionSlot(shared.clone(), value))
-    }
-}
-
-impl Drop for SessionSlot {
-    fn drop(&mut self) {
-        self.0.sessions.lock().remove(&self.1);
-    }
-}
-
 // The upgrade callback's result type is tungstenite's.
 #[allow(clippy::result_large_err)]
 async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
@@ -305,7 +306,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
         };
         if !gate.config.paths.iter().any(|p| p == request.uri().path()) {
             refuse(StatusCode::NOT_FOUND, "no session endpoint at this path\n")
-        } else if gate.sessions.lock().len() >= gate.config.max_sessions {
+        } else if gate.registry.len() >= gate.config.max_sessions {
             refuse(StatusCode::SERVICE_UNAVAILABLE, "server is at its session limit; try later\n")
         } else {
             Ok(response)
@@ -341,29 +342,13 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             return;
         }
     };
-    let mut decision = authenticate(config, &request);
-    let id = SessionId {
-        server_instance: config.server_instance,
-        value: shared.next_session.fetch_add(1, Ordering::SeqCst),
-    };
-    let info = SessionInfo { id, principal: request.principal.clone(), properties: request.properties.clone() };
-    let slot = if decision.accepted() { SessionSlot::claim(&shared, info) } else { None };
-    if decision.accepted() && slot.is_none() {
-        decision = Decision::rejected(protocol::ResponseCode::Rejected, "server is at its session limit");
-    }
-    let response = decision.response(config, id);
     // Subscribe before the client learns it is connected, so no close_all can slip in between.
     let shutdown = shared.shutdown.subscribe();
-    if send(&mut ws, &Frame::ConnectResponse(response)).await.is_err() || !decision.accepted() {
-        tracing::info!(%peer, principal = %request.principal, reason = decision.reason(), "session refused");
+    let Some(attached) = connection::attach(&shared, &mut ws, &request, peer).await else {
         let _ = ws.close(None).await;
         return;
-    }
-    let properties: Vec<String> = request.properties.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    tracing::info!(session = %id, %peer, principal = %request.principal, properties = ?properties, "session opened");
-    let reason = serve_session(&shared, &mut ws, shutdown).await;
-    tracing::info!(session = %id, %peer, %reason, "session closed");
-    drop(slot);
+    };
+    connection::serve(&shared, ws, attached, shutdown, peer).await;
 }
 
 /// Reads the first frame, which must be a CONNECT_REQUEST. Errors are messages for the client.
@@ -387,89 +372,4 @@ async fn first_frame(ws: &mut WebSocketStream<Stream>, limit: u32) -> Result<Con
 
 async fn send(ws: &mut WebSocketStream<Stream>, frame: &Frame) -> Result<(), ()> {
     ws.send(Message::binary(protocol::encode(frame))).await.map_err(|_| ())
-}
-
-/// Serves an accepted session until it ends; returns why it ended.
-async fn serve_session(
-    shared: &Shared,
-    ws: &mut WebSocketStream<Stream>,
-    mut shutdown: watch::Receiver<Shutdown>,
-) -> String {
-    let config = &shared.config;
-    let silence_limit = config.ping_interval * 2 + Duration::from_millis(500);
-    let mut deadline = Instant::now() + silence_limit;
-    let mut pings = interval_at(Instant::now() + config.ping_interval, config.ping_interval);
-    let mut nonce = 0u64;
-    let close = |reason: CloseReason, message: String| Frame::Close { reason, message };
-    loop {
-        tokio::select! {
-            message = ws.next() => {
-                deadline = Instant::now() + silence_limit;
-                let bytes = match message {
-                    Some(Ok(Message::Binary(bytes))) => bytes,
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    Some(Ok(Message::Close(_))) | None => return "connection closed by the client".into(),
-                    Some(Ok(_)) => {
-                        let _ = send(ws, &close(CloseReason::ProtocolError, "binary messages only".into())).await;
-                        return "client sent a text message".into();
-                    }
-                    Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(e))) => {
-                        let _ = send(ws, &close(CloseReason::FrameTooLarge, e.to_string())).await;
-                        let _ = ws.close(None).await;
-                        return format!("client sent a message over the size limit: {e}");
-                    }
-                    Some(Err(e)) => return format!("connection failed: {e}"),
-                };
-                let frames = match protocol::decode_all(&bytes, config.max_frame_size) {
-                    Ok(frames) => frames,
-                    Err(e) => {
-                        let reason = match e {
-                            protocol::DecodeError::TooLarge { .. } => CloseReason::FrameTooLarge,
-                            _ => CloseReason::ProtocolError,
-                        };
-                        let _ = send(ws, &close(reason, e.to_string())).await;
-                        let _ = ws.close(None).await;
-                        return format!("client sent a bad frame: {e}");
-                    }
-                };
-                for frame in frames {
-                    match frame {
-                        Frame::Ping(n) => {
-                            if send(ws, &Frame::Pong(n)).await.is_err() {
-                                return "connection failed while answering a ping".into();
-                            }
-                        }
-                        Frame::Pong(_) => {}
-                        Frame::Close { reason, message } => {
-                            let _ = ws.close(None).await;
-                            return format!("closed by the client ({reason}: {message})");
-                        }
-                        other => {
-                            let _ = send(ws, &close(CloseReason::ProtocolError, "unexpected frame".into())).await;
-                            let _ = ws.close(None).await;
-                            return format!("client sent an unexpected frame: {other:?}");
-                        }
-                    }
-                }
-            }
-            _ = pings.tick() => {
-                nonce += 1;
-                if send(ws, &Frame::Ping(nonce)).await.is_err() {
-                    return "connection failed while sending a ping".into();
-                }
-            }
-            _ = sleep_until(deadline) => {
-                let _ = send(ws, &close(CloseReason::KeepAliveTimeout, "nothing received from the client".into())).await;
-                return format!("client silent for {} ms", silence_limit.as_millis());
-            }
-            changed = shutdown.changed() => {
-                let Some((reason, message)) = shutdown.borrow_and_update().clone().filter(|_| changed.is_ok()) else {
-                    continue;
-                };
-                let _ = send(ws, &close(reason, message.clone())).await;
-                let _ = ws.close(None).await;
-                return format!("closed by the server: {message}");
-            }
-        }
-    }
 }

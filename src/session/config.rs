@@ -6,6 +6,7 @@ use super::url::{ServerUrl, DEFAULT_REQUEST_PATH};
 use crate::error::{Error, ErrorCode, Result};
 use crate::protocol::{Credentials, MIN_MAX_FRAME_SIZE};
 use crate::proxy::ProxySetting;
+use crate::reconnect::ReconnectionStrategy;
 use crate::retry::RetryStrategy;
 use crate::tls::TlsOptions;
 
@@ -25,8 +26,6 @@ pub const MIN_BUFFER_SIZE: u32 = MIN_MAX_FRAME_SIZE;
 pub const DEFAULT_MAXIMUM_QUEUE_SIZE: u32 = 1000;
 /// Default number of sent messages kept for recovery.
 pub const DEFAULT_RECOVERY_BUFFER_SIZE: u32 = 128;
-/// Default time a session tries to reconnect after losing its connection.
-pub const DEFAULT_RECONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Everything about a session except where it connects. `Default` gives the documented defaults.
 #[derive(Debug, Clone)]
@@ -51,8 +50,8 @@ pub struct SessionOptions {
     pub maximum_queue_size: u32,
     /// Sent messages kept for recovery after a reconnection.
     pub recovery_buffer_size: u32,
-    /// How long to try to reconnect after losing the connection; `None` disables reconnection.
-    pub reconnection_timeout: Option<Duration>,
+    /// Whether and how to reconnect after losing the connection.
+    pub reconnection: ReconnectionStrategy,
     /// Retries of session establishment after transient failures.
     pub initial_retry: RetryStrategy,
     /// The proxy to go through; by default the one the environment names.
@@ -74,7 +73,7 @@ impl Default for SessionOptions {
             output_buffer_size: DEFAULT_BUFFER_SIZE,
             maximum_queue_size: DEFAULT_MAXIMUM_QUEUE_SIZE,
             recovery_buffer_size: DEFAULT_RECOVERY_BUFFER_SIZE,
-            reconnection_timeout: Some(DEFAULT_RECONNECTION_TIMEOUT),
+            reconnection: ReconnectionStrategy::default(),
             initial_retry: RetryStrategy::None,
             proxy: ProxySetting::FromEnvironment,
             tls: TlsOptions::default(),

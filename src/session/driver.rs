@@ -1,90 +1,200 @@
-//! The task that drives one session's connection: connect, handshake, keep-alive, close.
+//! The task that drives one session: connect (with the initial retry strategy), serve the
+//! connection (messages, acknowledgements, keep-alive), recover it after a loss (with the
+//! reconnection strategy), close.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio::time::{sleep_until, timeout, Instant};
+use tokio::time::{sleep, sleep_until, timeout, Instant};
 
 use super::{Command, Shared, State};
 use crate::error::{Error, ErrorCode, Result};
-use crate::protocol::{ClientHandshake, CloseReason, ConnectRequest, Established, Frame};
+use crate::protocol::reliable::{Incoming, Outgoing, Receipt};
+use crate::protocol::{self, ClientHandshake, CloseReason, ConnectRequest, Established, Frame, Message, SessionId};
+use crate::reconnect::ReconnectPolicy;
 use crate::transport::WsConnection;
 
 /// Silence from the server longer than this many keep-alive intervals means the link is dead.
 const KEEP_ALIVE_MISSES: u32 = 2;
 /// Extra slack on the keep-alive deadline for scheduling and network jitter.
 const KEEP_ALIVE_SLACK: Duration = Duration::from_millis(500);
+/// Longest wait before acknowledging received messages.
+const ACK_DELAY: Duration = Duration::from_millis(20);
+/// Frames are batched into WebSocket messages of up to this many bytes.
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// What survives from one connection to the next.
+struct Link {
+    out: Outgoing,
+    incoming: Incoming,
+    token: Vec<u8>,
+    id: SessionId,
+    /// The server's keep-alive interval, from the last handshake.
+    ping_interval: Duration,
+    /// The largest frame the server accepts, from the last handshake.
+    server_limit: u32,
+}
 
 pub(crate) async fn drive(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Command>) {
     if !shared.transition(State::Connecting) {
         return;
     }
+    let options = &shared.config.options;
+    let mut link = Link {
+        out: Outgoing::new(options.recovery_buffer_size as usize),
+        incoming: Incoming::default(),
+        token: Vec::new(),
+        id: SessionId::default(),
+        ping_interval: Duration::from_secs(10),
+        server_limit: 0,
+    };
     let established = tokio::select! {
-        result = establish(&shared) => result,
+        result = establish(&shared, &mut link) => result,
         // Closed by the application: `close` has already reported it.
         _ = commands.recv() => return,
     };
-    let (mut conn, established) = match established {
-        Ok(ok) => ok,
+    let mut conn = match established {
+        Ok(conn) => conn,
         Err(e) => {
             tracing::info!(url = %shared.config.url.to_url_string(), error = %e, "session creation failed");
             shared.fail(e);
             return;
         }
     };
-    let _ = shared.id.set(established.session_id);
-    tracing::info!(session = %established.session_id, server = conn.peer(), "session connected");
+    let _ = shared.id.set(link.id);
+    tracing::info!(session = %link.id, server = conn.peer(), "session connected");
     if !shared.transition(State::ConnectedActive) {
         close_connection(conn).await;
         return;
     }
     shared.created();
-    let outcome = run(&mut conn, &established, &mut commands).await;
-    match outcome {
-        Ended::ByClient(flushed) => {
-            close_connection(conn).await;
-            drop(flushed);
-        }
-        Ended::ByServer(e) => {
-            tracing::info!(session = %established.session_id, reason = %e, "session closed by the server");
-            shared.finish(State::ClosedByServer, Some(e.clone()), e);
-        }
-        Ended::Failed(e) => {
-            tracing::info!(session = %established.session_id, error = %e, "session failed");
-            conn.close().await;
-            shared.fail(e);
+    loop {
+        match serve(&shared, &mut conn, &mut link, &mut commands).await {
+            Ended::ByClient(flushed) => {
+                close_connection(conn).await;
+                drop(flushed);
+                return;
+            }
+            Ended::ByServer(e) => {
+                tracing::info!(session = %link.id, reason = %e, "session closed by the server");
+                shared.finish(State::ClosedByServer, Some(e.clone()), e);
+                return;
+            }
+            Ended::Failed(e) => {
+                tracing::info!(session = %link.id, error = %e, "session failed");
+                conn.close().await;
+                shared.fail(e);
+                return;
+            }
+            Ended::Lost(e) => {
+                tracing::info!(session = %link.id, error = %e, "connection lost");
+                drop(conn);
+                if !options.reconnection.enabled() {
+                    shared.fail(e);
+                    return;
+                }
+                if !shared.transition(State::RecoveringReconnect) {
+                    return;
+                }
+                let recovered = tokio::select! {
+                    result = recover(&shared, &mut link, e) => result,
+                    _ = commands.recv() => return,
+                };
+                match recovered {
+                    Ok(next) => {
+                        conn = next;
+                        tracing::info!(session = %link.id, server = conn.peer(), "session recovered");
+                        if !shared.transition(State::ConnectedActive) {
+                            close_connection(conn).await;
+                            return;
+                        }
+                        if let ReconnectPolicy::User(handler) = &options.reconnection.policy {
+                            shared.callback(|| handler.on_success());
+                        }
+                    }
+                    Err(e) => {
+                        tracing::info!(session = %link.id, error = %e, "session not recovered");
+                        if let ReconnectPolicy::User(handler) = &options.reconnection.policy {
+                            shared.callback(|| handler.on_failure());
+                        }
+                        shared.fail(e);
+                        return;
+                    }
+                }
+            }
         }
     }
 }
 
 /// Connection attempts as the initial retry strategy allows: the first at once, then one after
 /// each delay, for transient failures only.
-async fn establish(shared: &Shared) -> Result<(WsConnection, Established)> {
+async fn establish(shared: &Shared, link: &mut Link) -> Result<WsConnection> {
     let strategy = shared.config.options.initial_retry;
     let mut attempts = 0u32;
     loop {
         attempts += 1;
-        let error = match connect(shared).await {
-            Ok(ok) => return Ok(ok),
+        let error = match connect(shared, link).await {
+            Ok(conn) => return Ok(conn),
             Err(e) if !e.is_transient() => return Err(e),
             Err(e) => e,
         };
-        let delay = strategy.delay_before(attempts, &mut rand::thread_rng());
-        let Some(delay) = delay else {
-            return Err(if attempts > 1 {
-                Error::new(error.code(), format!("{error} (gave up after {attempts} attempts)"))
-            } else {
-                error
-            });
+        let Some(delay) = strategy.delay_before(attempts, &mut rand::thread_rng()) else {
+            return Err(gave_up(error, attempts));
         };
         tracing::debug!(attempt = attempts, error = %error, ?delay, "connection attempt failed; retrying");
-        tokio::time::sleep(delay).await;
+        sleep(delay).await;
     }
 }
 
-/// One connection attempt, bounded by the connection timeout.
-async fn connect(shared: &Shared) -> Result<(WsConnection, Established)> {
+fn gave_up(error: Error, attempts: u32) -> Error {
+    if attempts > 1 {
+        Error::new(error.code(), format!("{error} (gave up after {attempts} attempts)"))
+    } else {
+        error
+    }
+}
+
+/// Reconnection attempts as the reconnection strategy allows, within its timeout.
+async fn recover(shared: &Shared, link: &mut Link, cause: Error) -> Result<WsConnection> {
+    let strategy = &shared.config.options.reconnection;
+    let limit = strategy.timeout.unwrap_or_default();
+    let attempts = async {
+        let mut last = cause.clone();
+        let mut n = 0u32;
+        while strategy.allows(n) {
+            sleep(strategy.delay_before(n)).await;
+            if let ReconnectPolicy::User(handler) = &strategy.policy {
+                let handler = handler.clone();
+                let start = tokio::task::spawn_blocking(move || handler.before_attempt()).await.unwrap_or(false);
+                if !start {
+                    return Err(Error::new(
+                        last.code(),
+                        format!("reconnection aborted by the application's strategy; the connection was lost: {last}"),
+                    ));
+                }
+            }
+            n += 1;
+            match connect(shared, link).await {
+                Ok(conn) => return Ok(conn),
+                Err(e) if !e.is_transient() => return Err(e),
+                Err(e) => last = e,
+            }
+        }
+        Err(Error::new(last.code(), format!("could not reconnect after {n} attempts: {last}")))
+    };
+    match timeout(limit, attempts).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::new(
+            cause.code(),
+            format!("could not reconnect within the reconnection timeout of {} ms: {cause}", limit.as_millis()),
+        )),
+    }
+}
+
+/// One connection attempt, bounded by the connection timeout: transport, handshake, and (when
+/// resuming) the messages the server missed.
+async fn connect(shared: &Shared, link: &mut Link) -> Result<WsConnection> {
     let config = &shared.config;
     let options = &config.options;
     let authority = config.url.authority();
@@ -96,6 +206,8 @@ async fn connect(shared: &Shared) -> Result<(WsConnection, Established)> {
                 credentials: options.credentials.clone(),
                 properties: options.properties.clone(),
                 max_frame_size: options.frame_limit(),
+                reconnect_token: link.token.clone(),
+                last_received: link.incoming.last(),
                 ..Default::default()
             },
             authority.clone(),
@@ -108,7 +220,8 @@ async fn connect(shared: &Shared) -> Result<(WsConnection, Established)> {
             )
         })?;
         let established = handshake.on_frame(reply)?;
-        Ok((conn, established))
+        resume(&mut conn, link, &established, &authority).await?;
+        Ok(conn)
     };
     match timeout(options.connection_timeout, attempt).await {
         Ok(result) => result,
@@ -122,64 +235,123 @@ async fn connect(shared: &Shared) -> Result<(WsConnection, Established)> {
     }
 }
 
-enum Ended {
-    ByClient(Option<std::sync::mpsc::SyncSender<()>>),
-    ByServer(Error),
-    Failed(Error),
+/// Takes over an established connection: a new session starts numbering; a resumed one sends
+/// again what the server did not receive.
+async fn resume(conn: &mut WsConnection, link: &mut Link, established: &Established, authority: &str) -> Result<()> {
+    let resuming = !link.token.is_empty();
+    if resuming && (!established.resumed || established.session_id != link.id) {
+        return Err(Error::new(
+            ErrorCode::UnknownSession,
+            format!("server {authority} no longer knows session {} and started a new one", link.id),
+        ));
+    }
+    if !resuming {
+        link.token = established.token.clone();
+        link.id = established.session_id;
+    }
+    let resend = link.out.resend_after(established.last_received).map_err(|loss| {
+        Error::new(
+            ErrorCode::MessageLoss,
+            format!(
+                "the server received messages up to {} but message {} is no longer in the recovery buffer (recovery_buffer_size)",
+                established.last_received, loss.missing_from
+            ),
+        )
+    })?;
+    link.out.on_ack(established.last_received);
+    link.ping_interval = established.ping_interval;
+    link.server_limit = established.server_max_frame_size;
+    for frames in batches(resend.iter()) {
+        conn.send_encoded(frames).await?;
+    }
+    Ok(())
 }
 
-/// Serves an established connection until it ends.
-async fn run(
+/// Frames encoded and grouped into WebSocket messages of at most `BATCH_BYTES`.
+fn batches<'a>(frames: impl Iterator<Item = &'a Frame>) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for frame in frames {
+        let bytes = protocol::encode(frame);
+        match out.last_mut() {
+            Some(batch) if batch.len() + bytes.len() <= BATCH_BYTES => batch.extend_from_slice(&bytes),
+            _ => out.push(bytes),
+        }
+    }
+    out
+}
+
+enum Ended {
+    /// The application closed the session.
+    ByClient(Option<std::sync::mpsc::SyncSender<()>>),
+    /// The server closed it.
+    ByServer(Error),
+    /// It cannot go on (protocol error, messages lost).
+    Failed(Error),
+    /// The connection was lost; the session may be recovered.
+    Lost(Error),
+}
+
+impl From<Error> for Ended {
+    fn from(e: Error) -> Self {
+        match e.code() {
+            ErrorCode::CommunicationError | ErrorCode::SocketReadFail | ErrorCode::SocketWriteFail => Ended::Lost(e),
+            _ => Ended::Failed(e),
+        }
+    }
+}
+
+/// Serves a connection until it ends: sends queued messages (as the recovery buffer allows),
+/// delivers received ones, acknowledges, keeps alive.
+async fn serve(
+    shared: &Shared,
     conn: &mut WsConnection,
-    established: &Established,
+    link: &mut Link,
     commands: &mut mpsc::UnboundedReceiver<Command>,
 ) -> Ended {
-    let silence_limit = established.ping_interval * KEEP_ALIVE_MISSES + KEEP_ALIVE_SLACK;
-    let mut deadline = Instant::now() + silence_limit;
+    let mut keep_alive = KeepAlive::new(link.ping_interval);
+    shared.mailbox.set_server_limit(link.server_limit);
+    let mut ack_at: Option<Instant> = None;
     loop {
+        if let Err(e) = flush(shared, conn, link).await {
+            return e.into();
+        }
         tokio::select! {
             received = conn.recv() => {
-                deadline = Instant::now() + silence_limit;
                 let frame = match received {
                     Ok(Some(frame)) => frame,
-                    Ok(None) => return Ended::Failed(Error::new(
+                    Ok(None) => return Ended::Lost(Error::new(
                         ErrorCode::CommunicationError,
                         format!("connection to {} lost: the server closed it without closing the session", conn.peer()),
                     )),
-                    Err(e) => return Ended::Failed(e),
+                    Err(e) => return e.into(),
                 };
-                match frame {
-                    Frame::Ping(n) => {
-                        if let Err(e) = conn.send(&Frame::Pong(n)).await {
-                            return Ended::Failed(e);
-                        }
+                keep_alive.heard();
+                if let Some(ended) = on_frame(shared, conn, link, frame).await {
+                    return ended;
+                }
+                if link.incoming.ack_now() {
+                    if let Err(e) = conn.send(&link.incoming.take_ack()).await {
+                        return e.into();
                     }
-                    Frame::Pong(_) => {}
-                    Frame::Close { reason, message } => {
-                        return Ended::ByServer(Error::new(
-                            ErrorCode::SessionClosed,
-                            format!("server {} closed the session ({}): {message}", conn.peer(), reason),
-                        ));
-                    }
-                    other => {
-                        let _ = conn
-                            .send(&Frame::Close { reason: CloseReason::ProtocolError, message: "unexpected frame".into() })
-                            .await;
-                        return Ended::Failed(Error::new(
-                            ErrorCode::ConnectionProtocolError,
-                            format!("server {} sent an unexpected {:?} frame", conn.peer(), other),
-                        ));
-                    }
+                    ack_at = None;
+                } else if link.incoming.ack_pending() && ack_at.is_none() {
+                    ack_at = Some(Instant::now() + ACK_DELAY);
                 }
             }
-            _ = sleep_until(deadline) => {
-                return Ended::Failed(Error::new(
+            _ = shared.mailbox.ready.notified(), if link.out.has_room() => {}
+            _ = sleep_until(ack_at.unwrap_or_else(far_future)), if ack_at.is_some() => {
+                ack_at = None;
+                if let Err(e) = conn.send(&link.incoming.take_ack()).await {
+                    return e.into();
+                }
+            }
+            _ = sleep_until(keep_alive.deadline) => {
+                return Ended::Lost(Error::new(
                     ErrorCode::CommunicationError,
                     format!(
-                        "connection to {} lost: nothing received for {} ms (keep-alive interval {} ms)",
+                        "connection to {} lost: nothing received for {} ms",
                         conn.peer(),
-                        silence_limit.as_millis(),
-                        established.ping_interval.as_millis()
+                        keep_alive.limit.as_millis()
                     ),
                 ));
             }
@@ -187,6 +359,85 @@ async fn run(
                 let Some(Command::Close(flushed)) = command else { return Ended::ByClient(None) };
                 return Ended::ByClient(flushed);
             }
+        }
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400)
+}
+
+/// The deadline after which a silent server is presumed gone.
+struct KeepAlive {
+    limit: Duration,
+    deadline: Instant,
+}
+
+impl KeepAlive {
+    fn new(ping_interval: Duration) -> Self {
+        let limit = ping_interval * KEEP_ALIVE_MISSES + KEEP_ALIVE_SLACK;
+        KeepAlive { limit, deadline: Instant::now() + limit }
+    }
+
+    fn heard(&mut self) {
+        self.deadline = Instant::now() + self.limit;
+    }
+}
+
+/// Sends queued messages while the recovery buffer has room, batched.
+async fn flush(shared: &Shared, conn: &mut WsConnection, link: &mut Link) -> Result<()> {
+    let mut batch = Vec::new();
+    while link.out.has_room() {
+        let Some(message) = shared.mailbox.next() else { break };
+        batch.extend_from_slice(&protocol::encode(&link.out.push(message)));
+        if batch.len() >= BATCH_BYTES {
+            conn.send_encoded(std::mem::take(&mut batch)).await?;
+        }
+    }
+    if !batch.is_empty() {
+        conn.send_encoded(batch).await?;
+    }
+    Ok(())
+}
+
+/// Handles one frame from the server; `Some` when the connection ends.
+async fn on_frame(shared: &Shared, conn: &mut WsConnection, link: &mut Link, frame: Frame) -> Option<Ended> {
+    match frame {
+        Frame::Message { seq, body: Message::Deliver { path, data } } => match link.incoming.receive(seq) {
+            Ok(Receipt::New) => {
+                for handler in shared.mailbox.handlers_for(&path) {
+                    shared.callback(|| handler.on_message(&path, &data));
+                }
+                None
+            }
+            Ok(Receipt::Duplicate) => None,
+            Err(why) => Some(Ended::Failed(Error::new(
+                ErrorCode::ConnectionProtocolError,
+                format!("server {}: {why}", conn.peer()),
+            ))),
+        },
+        Frame::Ack(seq) => {
+            link.out.on_ack(seq);
+            None
+        }
+        Frame::Ping(n) => conn.send(&Frame::Pong(n)).await.err().map(Ended::from),
+        Frame::Pong(_) => None,
+        Frame::Close { reason: CloseReason::MessageLoss, message } => Some(Ended::Failed(Error::new(
+            ErrorCode::MessageLoss,
+            format!("server {} closed the session: messages were lost: {message}", conn.peer()),
+        ))),
+        Frame::Close { reason, message } => Some(Ended::ByServer(Error::new(
+            ErrorCode::SessionClosed,
+            format!("server {} closed the session ({reason}): {message}", conn.peer()),
+        ))),
+        other => {
+            let _ = conn
+                .send(&Frame::Close { reason: CloseReason::ProtocolError, message: "unexpected frame".into() })
+                .await;
+            Some(Ended::Failed(Error::new(
+                ErrorCode::ConnectionProtocolError,
+                format!("server {} sent an unexpected {} frame", conn.peer(), protocol::frame_name(&other)),
+            )))
         }
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod config;
 mod driver;
+mod messaging;
 pub mod state;
 pub mod url;
 
@@ -21,6 +22,7 @@ use parking_lot::{Condvar, Mutex, ReentrantMutex};
 use tokio::sync::mpsc;
 
 pub use config::{SessionConfig, SessionFactory, SessionOptions};
+pub use messaging::MessageHandler;
 pub use state::State;
 
 use crate::error::{Error, ErrorCode, Result};
@@ -72,14 +74,17 @@ pub(crate) struct Shared {
     error: Mutex<Option<Error>>,
     commands: mpsc::UnboundedSender<Command>,
     command_rx: Mutex<Option<mpsc::UnboundedReceiver<Command>>>,
+    mailbox: messaging::Mailbox,
 }
 
 impl Session {
     /// A session for `config`, not yet connecting.
     pub fn new(config: SessionConfig) -> Session {
         let (commands, command_rx) = mpsc::unbounded_channel();
+        let mailbox = messaging::Mailbox::new(config.options.frame_limit(), config.options.maximum_queue_size);
         Session {
             shared: Arc::new(Shared {
+                mailbox,
                 config,
                 state: Mutex::new(State::Unknown),
                 reported: Mutex::new(State::Unknown),
@@ -171,6 +176,35 @@ impl Session {
         }
     }
 
+    /// Publishes `data` on `path`: the server delivers it to every session subscribed to the path
+    /// (this one too, if subscribed). Queued while connecting or recovering; fails when the
+    /// session is closed, the queue is full (`maximum_queue_size`) or the message is too large.
+    pub fn publish(&self, path: &str, data: &[u8]) -> Result<()> {
+        self.check_open()?;
+        self.shared.mailbox.publish(path, data)
+    }
+
+    /// Subscribes to `path` (everything below it when it ends with `/`); `handler` receives the
+    /// messages, in order, on a library I/O thread. Replaces an earlier handler of the same path.
+    /// Subscriptions survive reconnection.
+    pub fn subscribe(&self, path: &str, handler: Arc<dyn MessageHandler>) -> Result<()> {
+        self.check_open()?;
+        self.shared.mailbox.subscribe(path, handler)
+    }
+
+    /// Ends the subscription to `path`; its handler is dropped once no call to it is running.
+    pub fn unsubscribe(&self, path: &str) -> Result<()> {
+        self.check_open()?;
+        self.shared.mailbox.unsubscribe(path)
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.state().is_closed() {
+            return Err(Error::new(ErrorCode::SessionClosed, "the session is closed"));
+        }
+        Ok(())
+    }
+
     /// The current state.
     pub fn state(&self) -> State {
         self.shared.state()
@@ -247,7 +281,16 @@ impl Shared {
         if let Some(on_created) = pending {
             on_created(Err(error.unwrap_or(creation_error)));
         }
+        self.mailbox.clear();
         true
+    }
+
+    /// Runs an application callback of this session, one at a time, unless the session is closed.
+    pub(crate) fn callback(&self, f: impl FnOnce()) {
+        let _callbacks = self.callbacks.lock();
+        if !self.state().is_closed() {
+            f();
+        }
     }
 
     /// Reports successful creation (after the move to CONNECTED_ACTIVE).

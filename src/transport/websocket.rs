@@ -47,8 +47,13 @@ impl WsConnection {
 
     /// Sends one frame, within the write timeout.
     pub async fn send(&mut self, frame: &Frame) -> Result<()> {
+        self.send_encoded(protocol::encode(frame)).await
+    }
+
+    /// Sends already encoded frames (one or more) as one message, within the write timeout.
+    pub async fn send_encoded(&mut self, frames: Vec<u8>) -> Result<()> {
         let peer = &self.peer;
-        match tokio::time::timeout(self.write_timeout, self.ws.send(Message::binary(protocol::encode(frame)))).await {
+        match tokio::time::timeout(self.write_timeout, self.ws.send(Message::binary(frames))).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(Error::new(ErrorCode::SocketWriteFail, format!("cannot send to {peer}: {e}"))),
             Err(_) => Err(Error::new(

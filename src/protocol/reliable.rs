@@ -1,0 +1,227 @@
+//! Message numbering, acknowledgement and recovery for one direction of a session, shared by
+//! client and server. No I/O: the caller sends the frames these produce.
+
+use std::collections::VecDeque;
+
+use super::{Frame, Message};
+
+/// Acknowledge after this many unacknowledged messages, without waiting for the timer.
+pub const ACK_EVERY: u32 = 32;
+
+/// The sending side: numbers messages and keeps the ones not yet acknowledged, so that they can
+/// be sent again after a reconnection.
+#[derive(Debug)]
+pub struct Outgoing {
+    next_seq: u64,
+    retained: VecDeque<(u64, Message)>,
+    capacity: usize,
+    /// Sequence numbers up to this one were dropped unacknowledged: a reconnection that needs
+    /// them cannot recover.
+    dropped_upto: u64,
+}
+
+/// Messages the peer needs are gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Loss {
+    /// The first message the peer is missing.
+    pub missing_from: u64,
+}
+
+impl Outgoing {
+    /// Keeps up to `capacity` unacknowledged messages (0: none).
+    pub fn new(capacity: usize) -> Self {
+        Outgoing { next_seq: 1, retained: VecDeque::new(), capacity, dropped_upto: 0 }
+    }
+
+    /// Whether another message fits in the recovery buffer without dropping an unacknowledged
+    /// one. Senders that must not lose messages send only while this holds (with capacity 0
+    /// nothing is kept, so it always holds).
+    pub fn has_room(&self) -> bool {
+        self.capacity == 0 || self.retained.len() < self.capacity
+    }
+
+    /// Numbers `message` and keeps it; returns the frame to send. When the buffer is full, the
+    /// oldest unacknowledged message is dropped (recovery that needs it will report a loss).
+    pub fn push(&mut self, message: Message) -> Frame {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if self.capacity == 0 {
+            self.dropped_upto = seq;
+        } else {
+            if self.retained.len() == self.capacity {
+                if let Some((dropped, _)) = self.retained.pop_front() {
+                    self.dropped_upto = dropped;
+                }
+            }
+            self.retained.push_back((seq, message.clone()));
+        }
+        Frame::Message { seq, body: message }
+    }
+
+    /// The peer has everything up to `seq`.
+    pub fn on_ack(&mut self, seq: u64) {
+        while self.retained.front().is_some_and(|(s, _)| *s <= seq) {
+            self.retained.pop_front();
+        }
+    }
+
+    /// The last sequence number used (0 before the first message).
+    pub fn last_sent(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    /// The frames to send again to a peer that received everything up to `peer_last`, or the loss
+    /// that makes recovery impossible.
+    pub fn resend_after(&self, peer_last: u64) -> Result<Vec<Frame>, Loss> {
+        if peer_last < self.last_sent() && peer_last < self.dropped_upto {
+            return Err(Loss { missing_from: peer_last + 1 });
+        }
+        Ok(self.unsent_after(peer_last))
+    }
+
+    /// Retained frames numbered after `seq`, in order.
+    pub fn unsent_after(&self, seq: u64) -> Vec<Frame> {
+        self.retained
+            .iter()
+            .filter(|(s, _)| *s > seq)
+            .map(|(s, m)| Frame::Message { seq: *s, body: m.clone() })
+            .collect()
+    }
+
+    /// Messages kept for recovery.
+    pub fn retained(&self) -> usize {
+        self.retained.len()
+    }
+}
+
+/// What to do with a received message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Receipt {
+    /// New: process it.
+    New,
+    /// Already received (sent again after a reconnection): ignore it.
+    Duplicate,
+}
+
+/// The receiving side: the last message received in order, and what is not yet acknowledged.
+#[derive(Debug, Default)]
+pub struct Incoming {
+    last: u64,
+    unacknowledged: u32,
+}
+
+impl Incoming {
+    /// Checks a received sequence number. A gap means the peer broke the protocol.
+    pub fn receive(&mut self, seq: u64) -> Result<Receipt, String> {
+        if seq <= self.last {
+            return Ok(Receipt::Duplicate);
+        }
+        if seq != self.last + 1 {
+            return Err(format!("message {seq} arrived after message {}: messages were skipped", self.last));
+        }
+        self.last = seq;
+        self.unacknowledged += 1;
+        Ok(Receipt::New)
+    }
+
+    /// The last message received in order (0 before the first).
+    pub fn last(&self) -> u64 {
+        self.last
+    }
+
+    /// Whether enough messages await acknowledgement to acknowledge now.
+    pub fn ack_now(&self) -> bool {
+        self.unacknowledged >= ACK_EVERY
+    }
+
+    /// Whether any message awaits acknowledgement.
+    pub fn ack_pending(&self) -> bool {
+        self.unacknowledged > 0
+    }
+
+    /// The ACK to send, resetting the count.
+    pub fn take_ack(&mut self) -> Frame {
+        self.unacknowledged = 0;
+        Frame::Ack(self.last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publish(n: u8) -> Message {
+        Message::Publish { path: "p".into(), data: vec![n] }
+    }
+
+    fn seqs(frames: &[Frame]) -> Vec<u64> {
+        frames.iter().map(|f| if let Frame::Message { seq, .. } = f { *seq } else { 0 }).collect()
+    }
+
+    #[test]
+    fn messages_are_numbered_from_one_and_forgotten_when_acknowledged() {
+        let mut out = Outgoing::new(10);
+        for n in 0..5 {
+            out.push(publish(n));
+        }
+        assert_eq!(out.last_sent(), 5);
+        out.on_ack(3);
+        assert_eq!(out.retained(), 2);
+        assert_eq!(seqs(&out.resend_after(3).unwrap()), vec![4, 5]);
+    }
+
+    #[test]
+    fn recovery_resends_exactly_what_the_peer_missed() {
+        let mut out = Outgoing::new(10);
+        for n in 0..6 {
+            out.push(publish(n));
+        }
+        out.on_ack(2);
+        assert_eq!(seqs(&out.resend_after(4).unwrap()), vec![5, 6]);
+        assert_eq!(seqs(&out.resend_after(6).unwrap()), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn a_full_buffer_drops_the_oldest_and_recovery_that_needs_it_is_a_loss() {
+        let mut out = Outgoing::new(2);
+        for n in 0..3 {
+            assert_eq!(out.has_room(), n < 2);
+            out.push(publish(n));
+        }
+        assert_eq!(out.resend_after(0), Err(Loss { missing_from: 1 }));
+        assert_eq!(seqs(&out.resend_after(1).unwrap()), vec![2, 3]);
+    }
+
+    #[test]
+    fn without_a_buffer_any_unreceived_message_is_lost() {
+        let mut out = Outgoing::new(0);
+        out.push(publish(1));
+        assert!(out.has_room());
+        assert!(out.resend_after(0).is_err());
+        assert!(out.resend_after(1).unwrap().is_empty());
+    }
+
+    #[test]
+    fn duplicates_are_ignored_and_gaps_refused() {
+        let mut inc = Incoming::default();
+        assert_eq!(inc.receive(1), Ok(Receipt::New));
+        assert_eq!(inc.receive(2), Ok(Receipt::New));
+        assert_eq!(inc.receive(1), Ok(Receipt::Duplicate));
+        assert!(inc.receive(4).is_err());
+        assert_eq!(inc.last(), 2);
+    }
+
+    #[test]
+    fn acknowledgements_are_cumulative_and_batched() {
+        let mut inc = Incoming::default();
+        for seq in 1..ACK_EVERY as u64 {
+            inc.receive(seq).unwrap();
+            assert!(!inc.ack_now());
+        }
+        assert!(inc.ack_pending());
+        inc.receive(ACK_EVERY as u64).unwrap();
+        assert!(inc.ack_now());
+        assert_eq!(inc.take_ack(), Frame::Ack(ACK_EVERY as u64));
+        assert!(!inc.ack_pending());
+    }
+}
