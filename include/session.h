@@ -22,6 +22,21 @@
 #include <stdint.h>
 
 /**
+ * Default reconnection timeout, in milliseconds.
+ */
+#define DIFFUSION_DEFAULT_RECONNECT_TIMEOUT 60000
+
+/**
+ * Default delay between reconnection attempts, in milliseconds.
+ */
+#define DIFFUSION_DEFAULT_RECONNECT_DELAY 5000
+
+/**
+ * Default number of reconnection attempts.
+ */
+#define DIFFUSION_DEFAULT_RECONNECT_RETRY_COUNT 12
+
+/**
  * Returned by a certificate validation callback to accept the connection.
  */
 #define DIFFUSION_CERTIFICATE_ACCEPT 1
@@ -300,7 +315,8 @@ typedef struct DIFFUSION_RETRY_STRATEGY_T DIFFUSION_RETRY_STRATEGY_T;
 typedef struct DIFFUSION_SESSION_FACTORY_T DIFFUSION_SESSION_FACTORY_T;
 
 /**
- * Reconnection strategy. Accepted by the create functions; NULL means the default.
+ * A reconnection strategy. Create with `make_reconnection_strategy_*`, release with
+ * `free_reconnection_strategy`; sessions and factories copy it (but not `args`).
  */
 typedef struct RECONNECTION_STRATEGY_T RECONNECTION_STRATEGY_T;
 
@@ -357,6 +373,32 @@ typedef struct {
    */
   int (*on_error)(SESSION_T *session, DIFFUSION_ERROR_T *error);
 } SESSION_CREATE_CALLBACK_T;
+
+/**
+ * Receives the messages of a subscription. The struct is copied.
+ */
+typedef struct {
+  /**
+   * Called for every message on a path the subscription covers, in order, on a libsession I/O
+   * thread (one callback of the session at a time). `path` and `data` are valid during the
+   * call only. Return HANDLER_SUCCESS. Required.
+   */
+  int (*on_message)(SESSION_T *session,
+                    const char *path,
+                    const void *data,
+                    size_t len,
+                    void *context);
+  /**
+   * Passed to every call; never dereferenced by the library.
+   */
+  void *context;
+  /**
+   * Optional: called exactly once with `context` once the handler is no longer used: after
+   * `session_unsubscribe`, a later `session_subscribe` of the same path, the session's close
+   * or free, or at once when `session_subscribe` fails.
+   */
+  void (*free_context)(void *context);
+} SESSION_MESSAGE_HANDLER_T;
 
 /**
  * One HTTP header: NUL-terminated name and value.
@@ -433,6 +475,23 @@ typedef struct {
 } DIFFUSION_PROXY_CHALLENGE_HANDLER_T;
 
 /**
+ * What a user reconnection function returns.
+ */
+typedef int RECONNECTION_ATTEMPT_ACTION_T;
+
+/**
+ * Called before each reconnection attempt, on a thread where it may block (sleeping here
+ * delays the attempt). Return RECONNECTION_ATTEMPT_ACTION_START or _ABORT.
+ */
+typedef RECONNECTION_ATTEMPT_ACTION_T (*PERFORM_RECONNECTION_CB)(SESSION_T *session, void *args);
+
+/**
+ * Called after a successful reconnection, or when reconnection is given up, on a libsession
+ * I/O thread.
+ */
+typedef void (*PERFORM_RECONNECTION_AFTER_ACTION_CB)(SESSION_T *session, void *args);
+
+/**
  * Handle to an API error: read with `get_diffusion_api_error_code` and
  * `get_diffusion_api_error_description`, release with `diffusion_api_error_free`.
  */
@@ -493,6 +552,16 @@ typedef struct {
    */
   void (*free_context)(void *context);
 } DIFFUSION_CERTIFICATE_VALIDATION_T;
+
+/**
+ * Attempt to reconnect now.
+ */
+#define RECONNECTION_ATTEMPT_ACTION_START 0
+
+/**
+ * Give up: the session closes with CLOSED_FAILED.
+ */
+#define RECONNECTION_ATTEMPT_ACTION_ABORT 1
 
 #ifdef __cplusplus
 extern "C" {
@@ -610,11 +679,11 @@ void diffusion_session_factory_initial_retry_strategy(const DIFFUSION_SESSION_FA
                                                       const DIFFUSION_RETRY_STRATEGY_T *strategy);
 
 /**
- * Sets the reconnection strategy of sessions created from now on. Accepted for compatibility;
- * reconnection is not implemented in this version, so it has no effect yet.
+ * Sets the reconnection strategy of sessions created from now on (copied, not its `args`);
+ * NULL restores the default (every 5 s for up to 60 s). NULL factory: no-op.
  */
 void diffusion_session_factory_reconnection_strategy(const DIFFUSION_SESSION_FACTORY_T *factory,
-                                                     RECONNECTION_STRATEGY_T *_reconnection_strategy);
+                                                     RECONNECTION_STRATEGY_T *reconnection_strategy);
 
 /**
  * Disables reconnection (same as a reconnection timeout of 0). NULL factory: no-op.
@@ -723,6 +792,45 @@ SESSION_T *session_create_async_with_session_factory(const DIFFUSION_SESSION_FAC
                                                      const char *url_str);
 
 /**
+ * Subscribes the session to `path`, or to everything below it when `path` ends with '/'.
+ * `handler` receives the messages; it replaces an earlier handler of the same path. The
+ * subscription survives reconnection. Allowed while connecting or recovering (it is sent once
+ * connected).
+ *
+ * Returns 1, or 0 with `*error` filled: DIFF_ERR_ILLEGAL_ARGUMENT (NULL or invalid argument),
+ * DIFF_ERR_SESSION_CLOSED, DIFF_ERR_QUEUE_FULL.
+ */
+int session_subscribe(SESSION_T *session,
+                      const char *path,
+                      const SESSION_MESSAGE_HANDLER_T *handler,
+                      DIFFUSION_ERROR_T *error);
+
+/**
+ * Ends the session's subscription to `path` (exactly as subscribed); its handler's
+ * `free_context` runs once no call to it is running.
+ *
+ * Returns 1, or 0 with `*error` filled: DIFF_ERR_ILLEGAL_ARGUMENT (NULL, or no such
+ * subscription), DIFF_ERR_SESSION_CLOSED, DIFF_ERR_QUEUE_FULL.
+ */
+int session_unsubscribe(SESSION_T *session, const char *path, DIFFUSION_ERROR_T *error);
+
+/**
+ * Publishes `len` bytes at `data` (copied) on `path`: the server delivers them to every
+ * session subscribed to the path, this one too if subscribed. Messages published while
+ * connecting or recovering are queued and sent, in order, once connected; none is lost or
+ * duplicated by a reconnection.
+ *
+ * Returns 1, or 0 with `*error` filled: DIFF_ERR_ILLEGAL_ARGUMENT (NULL session or path, NULL
+ * data with a non-zero len, invalid path), DIFF_ERR_SESSION_CLOSED, DIFF_ERR_QUEUE_FULL
+ * (maximum_queue_size messages are waiting; nothing queued is lost), DIFF_ERR_MESSAGE_TOO_LARGE.
+ */
+int session_publish(SESSION_T *session,
+                    const char *path,
+                    const void *data,
+                    size_t len,
+                    DIFFUSION_ERROR_T *error);
+
+/**
  * Basic authentication, sent with the first CONNECT (to the proxy only, never to the server).
  *
  * Returns a new object owned by the caller, or NULL when `user` is NULL or either string is not
@@ -811,6 +919,41 @@ void diffusion_session_factory_proxy_url(const DIFFUSION_SESSION_FACTORY_T *fact
 void diffusion_session_factory_no_proxy(const DIFFUSION_SESSION_FACTORY_T *factory);
 
 /**
+ * Reconnects up to `retry_count` times, `retry_delay` milliseconds apart (the first attempt is
+ * immediate), within the reconnection timeout (default 60000 ms). A `retry_count` of 0 means
+ * no attempts: a lost connection closes the session.
+ *
+ * Returns a new strategy owned by the caller, or NULL when either value is negative.
+ */
+RECONNECTION_STRATEGY_T *make_reconnection_strategy_repeating_attempt(long retry_count,
+                                                                      long retry_delay);
+
+/**
+ * Lets the application decide: `reconnect_cb(session, args)` runs before each attempt (on a
+ * thread where it may sleep to delay the attempt; attempts are at least 50 ms apart) and returns
+ * START or ABORT; `success_cb` runs after a reconnection, `failure_cb` when reconnection is given
+ * up (ABORT, or the timeout). `args` is passed as is and never freed by the library.
+ *
+ * Returns a new strategy owned by the caller, or NULL when `reconnect_cb` is NULL.
+ */
+RECONNECTION_STRATEGY_T *make_reconnection_strategy_user_function(PERFORM_RECONNECTION_CB reconnect_cb,
+                                                                  void *args,
+                                                                  PERFORM_RECONNECTION_AFTER_ACTION_CB success_cb,
+                                                                  PERFORM_RECONNECTION_AFTER_ACTION_CB failure_cb);
+
+/**
+ * Sets how long reconnection is tried after a loss, in milliseconds; 0 or less disables
+ * reconnection. NULL strategy: no-op.
+ */
+void reconnection_strategy_set_timeout(RECONNECTION_STRATEGY_T *strategy, long timeout_ms);
+
+/**
+ * Frees a strategy. Sessions and factories that were given it keep their copies. NULL does
+ * nothing.
+ */
+void free_reconnection_strategy(RECONNECTION_STRATEGY_T *strategy);
+
+/**
  * Retries `attempts` times, `interval` milliseconds apart (also the wait before the first retry).
  *
  * Returns a new strategy owned by the caller, or NULL when `interval` or `attempts` is 0; then
@@ -883,7 +1026,7 @@ void diffusion_api_error_free(DIFFUSION_API_ERROR error);
  * - `url_str`: `ws://host[:port][/path]`; required.
  * - `principal`: NULL or "" for anonymous. `credentials`: NULL for none; copied.
  * - `listener`: NULL or a listener, copied; its callback runs on a libsession I/O thread.
- * - `reconnection_strategy`: NULL for the default; not dereferenced in this version.
+ * - `reconnection_strategy`: NULL for the default (reconnect every 5 s for up to 60 s); copied.
  * - `error`: NULL or a struct filled on failure (free `error->message` with `free`).
  *
  * Returns the connected session, owned by the caller (`session_close` then `session_free`), or
@@ -904,7 +1047,7 @@ SESSION_T *session_create_with_user_context(const char *url_str,
                                             const char *principal,
                                             CREDENTIALS_T *credentials,
                                             SESSION_LISTENER_T *listener,
-                                            RECONNECTION_STRATEGY_T *_reconnection_strategy,
+                                            RECONNECTION_STRATEGY_T *reconnection_strategy,
                                             void *user_context,
                                             DIFFUSION_ERROR_T *error);
 
@@ -933,7 +1076,7 @@ SESSION_T *session_create_async_with_user_context(const char *url_str,
                                                   const char *principal,
                                                   CREDENTIALS_T *credentials,
                                                   SESSION_LISTENER_T *listener,
-                                                  RECONNECTION_STRATEGY_T *_reconnection_strategy,
+                                                  RECONNECTION_STRATEGY_T *reconnection_strategy,
                                                   SESSION_CREATE_CALLBACK_T *callbacks,
                                                   void *user_context,
                                                   DIFFUSION_ERROR_T *error);

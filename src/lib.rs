@@ -20,4 +20,4 @@ pub mod transport;
 pub use error::{Error, ErrorCode, Result};
 pub use protocol::{Credentials, SessionId};
 pub use retry::RetryStrategy;
-pub use session::{Events, Session, SessionConfig, SessionFactory, SessionOptions, State};
+pub use session::{Events, MessageHandler, Session, SessionConfig, SessionFactory, SessionOptions, State};

@@ -11,10 +11,9 @@ use parking_lot::Mutex;
 
 use super::boundary::{guard, optional_str, required_str};
 use super::credentials::CREDENTIALS_T;
+use super::reconnect::RECONNECTION_STRATEGY_T;
 use super::retry::DIFFUSION_RETRY_STRATEGY_T;
-use super::session::{
-    create, CreateArgs, RECONNECTION_STRATEGY_T, SESSION_CREATE_CALLBACK_T, SESSION_LISTENER_T, SESSION_T,
-};
+use super::session::{create, CreateArgs, SESSION_CREATE_CALLBACK_T, SESSION_LISTENER_T, SESSION_T};
 use crate::error::{Error, Result};
 use crate::protocol::Credentials;
 use crate::retry::RetryStrategy;
@@ -33,6 +32,8 @@ struct FactoryState {
     listener: Option<SESSION_LISTENER_T>,
     /// The caller's pointer, kept as an address: the library never dereferences it.
     user_context: usize,
+    /// A C reconnection strategy; its timeout follows the factory's reconnection timeout setters.
+    reconnection: Option<RECONNECTION_STRATEGY_T>,
 }
 
 /// Applies `change` to the factory's state; NULL factories are ignored.
@@ -192,14 +193,21 @@ pub unsafe extern "C" fn diffusion_session_factory_initial_retry_strategy(
     with_options(factory, |o| o.initial_retry = strategy);
 }
 
-/// Sets the reconnection strategy of sessions created from now on. Accepted for compatibility;
-/// reconnection is not implemented in this version, so it has no effect yet.
+/// Sets the reconnection strategy of sessions created from now on (copied, not its `args`);
+/// NULL restores the default (every 5 s for up to 60 s). NULL factory: no-op.
 #[no_mangle]
 pub unsafe extern "C" fn diffusion_session_factory_reconnection_strategy(
     factory: *const DIFFUSION_SESSION_FACTORY_T,
-    _reconnection_strategy: *mut RECONNECTION_STRATEGY_T,
+    reconnection_strategy: *mut RECONNECTION_STRATEGY_T,
 ) {
-    with_state(factory, |_| {});
+    let strategy = reconnection_strategy.as_ref().cloned();
+    with_state(factory, |s| {
+        s.factory.options.reconnection = match &strategy {
+            Some(c) => c.strategy(Default::default()),
+            None => crate::reconnect::ReconnectionStrategy::default(),
+        };
+        s.reconnection = strategy;
+    });
 }
 
 /// Disables reconnection (same as a reconnection timeout of 0). NULL factory: no-op.
@@ -343,11 +351,13 @@ unsafe fn factory_args(factory: *const DIFFUSION_SESSION_FACTORY_T, url: *const 
     let factory = factory.as_ref().ok_or_else(|| Error::illegal_argument("session factory is NULL"))?;
     let url = if url.is_null() { None } else { Some(required_str(url, "url")?) };
     let state = factory.state.lock();
-    Ok(CreateArgs {
-        config: state.factory.config(url)?,
-        listener: state.listener,
-        user_context: state.user_context as *mut c_void,
-    })
+    let config = state.factory.config(url)?;
+    // The factory's timeout setters apply to a C strategy too.
+    let reconnection = state.reconnection.clone().map(|mut c| {
+        c.set_timeout(config.options.reconnection.timeout);
+        c
+    });
+    Ok(CreateArgs { config, listener: state.listener, user_context: state.user_context as *mut c_void, reconnection })
 }
 
 /// Opens a session with the factory's settings and blocks until it is CONNECTED_ACTIVE or has

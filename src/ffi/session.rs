@@ -13,6 +13,7 @@ use once_cell::sync::OnceCell;
 
 use super::boundary::{guard, internal_error, optional_str, report, required_str};
 use super::credentials::CREDENTIALS_T;
+use super::reconnect::{HandleCell, RECONNECTION_STRATEGY_T};
 use super::types::{DIFFUSION_ERROR_T, SESSION_ID_T, SESSION_STATE_T};
 use crate::error::{Error, Result};
 use crate::protocol::Credentials;
@@ -24,11 +25,6 @@ pub struct SESSION_T {
     session: Arc<Session>,
     user_context: *mut c_void,
     id: OnceCell<SESSION_ID_T>,
-}
-
-/// Reconnection strategy. Accepted by the create functions; NULL means the default.
-pub struct RECONNECTION_STRATEGY_T {
-    _private: (),
 }
 
 /// Receives every state change of a session. The struct is copied at creation; both members may
@@ -54,6 +50,12 @@ pub struct SESSION_CREATE_CALLBACK_T {
     pub on_error: Option<unsafe extern "C" fn(session: *mut SESSION_T, error: *mut DIFFUSION_ERROR_T) -> c_int>,
 }
 
+impl SESSION_T {
+    pub(crate) fn session(&self) -> &Session {
+        &self.session
+    }
+}
+
 /// A SESSION_T address that callbacks carry to other threads. The session's own rules make it
 /// valid whenever a callback runs: no callback starts once the session is closed, and freeing it
 /// closes it first.
@@ -71,6 +73,8 @@ pub(crate) struct CreateArgs {
     pub(crate) config: SessionConfig,
     pub(crate) listener: Option<SESSION_LISTENER_T>,
     pub(crate) user_context: *mut c_void,
+    /// A C reconnection strategy (a copy); `None` keeps the configuration's.
+    pub(crate) reconnection: Option<RECONNECTION_STRATEGY_T>,
 }
 
 unsafe fn create_args(
@@ -78,12 +82,18 @@ unsafe fn create_args(
     principal: *const c_char,
     credentials: *mut CREDENTIALS_T,
     listener: *mut SESSION_LISTENER_T,
+    reconnection: *mut RECONNECTION_STRATEGY_T,
     user_context: *mut c_void,
 ) -> Result<CreateArgs> {
     let mut config = SessionConfig::new(required_str(url, "url")?)?;
     config.options.principal = optional_str(principal, "principal")?.unwrap_or_default().to_string();
     config.options.credentials = credentials.as_ref().map(|c| c.inner.clone()).unwrap_or(Credentials::None);
-    Ok(CreateArgs { config, listener: listener.as_ref().copied(), user_context })
+    Ok(CreateArgs {
+        config,
+        listener: listener.as_ref().copied(),
+        user_context,
+        reconnection: reconnection.as_ref().cloned(),
+    })
 }
 
 fn state_listener(listener: Option<SESSION_LISTENER_T>, handle: HandlePtr) -> Option<StateListener> {
@@ -140,12 +150,18 @@ fn start(args: Result<CreateArgs>, callbacks: Option<SESSION_CREATE_CALLBACK_T>)
              use the asynchronous create",
         ));
     }
-    let session = Arc::new(Session::new(args.config));
+    let mut config = args.config;
+    let cell = HandleCell::default();
+    if let Some(reconnection) = &args.reconnection {
+        config.options.reconnection = reconnection.strategy(cell.clone());
+    }
+    let session = Arc::new(Session::new(config));
     let handle = Box::into_raw(Box::new(SESSION_T {
         session: session.clone(),
         user_context: args.user_context,
         id: OnceCell::new(),
     }));
+    cell.store(handle as usize, std::sync::atomic::Ordering::Release);
     let ptr = HandlePtr(handle as usize);
     let events = Events {
         on_state_changed: state_listener(args.listener, ptr),
@@ -178,7 +194,7 @@ pub(crate) unsafe fn session_or_report(
 /// - `url_str`: `ws://host[:port][/path]`; required.
 /// - `principal`: NULL or "" for anonymous. `credentials`: NULL for none; copied.
 /// - `listener`: NULL or a listener, copied; its callback runs on a libsession I/O thread.
-/// - `reconnection_strategy`: NULL for the default; not dereferenced in this version.
+/// - `reconnection_strategy`: NULL for the default (reconnect every 5 s for up to 60 s); copied.
 /// - `error`: NULL or a struct filled on failure (free `error->message` with `free`).
 ///
 /// Returns the connected session, owned by the caller (`session_close` then `session_free`), or
@@ -211,11 +227,11 @@ pub unsafe extern "C" fn session_create_with_user_context(
     principal: *const c_char,
     credentials: *mut CREDENTIALS_T,
     listener: *mut SESSION_LISTENER_T,
-    _reconnection_strategy: *mut RECONNECTION_STRATEGY_T,
+    reconnection_strategy: *mut RECONNECTION_STRATEGY_T,
     user_context: *mut c_void,
     error: *mut DIFFUSION_ERROR_T,
 ) -> *mut SESSION_T {
-    let args = || create_args(url_str, principal, credentials, listener, user_context);
+    let args = || create_args(url_str, principal, credentials, listener, reconnection_strategy, user_context);
     session_or_report(create(args, None), error)
 }
 
@@ -256,12 +272,12 @@ pub unsafe extern "C" fn session_create_async_with_user_context(
     principal: *const c_char,
     credentials: *mut CREDENTIALS_T,
     listener: *mut SESSION_LISTENER_T,
-    _reconnection_strategy: *mut RECONNECTION_STRATEGY_T,
+    reconnection_strategy: *mut RECONNECTION_STRATEGY_T,
     callbacks: *mut SESSION_CREATE_CALLBACK_T,
     user_context: *mut c_void,
     error: *mut DIFFUSION_ERROR_T,
 ) -> *mut SESSION_T {
-    let args = || create_args(url_str, principal, credentials, listener, user_context);
+    let args = || create_args(url_str, principal, credentials, listener, reconnection_strategy, user_context);
     let created = match callbacks.as_ref().copied() {
         Some(callbacks) => create(args, Some(callbacks)),
         None => create(|| Err(Error::illegal_argument("callbacks is NULL")), None),

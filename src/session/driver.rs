@@ -32,8 +32,6 @@ struct Link {
     id: SessionId,
     /// The server's keep-alive interval, from the last handshake.
     ping_interval: Duration,
-    /// The largest frame the server accepts, from the last handshake.
-    server_limit: u32,
 }
 
 pub(crate) async fn drive(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Command>) {
@@ -47,7 +45,6 @@ pub(crate) async fn drive(shared: Arc<Shared>, mut commands: mpsc::UnboundedRece
         token: Vec::new(),
         id: SessionId::default(),
         ping_interval: Duration::from_secs(10),
-        server_limit: 0,
     };
     let established = tokio::select! {
         result = establish(&shared, &mut link) => result,
@@ -220,6 +217,7 @@ async fn connect(shared: &Shared, link: &mut Link) -> Result<WsConnection> {
             )
         })?;
         let established = handshake.on_frame(reply)?;
+        shared.mailbox.set_server_limit(established.server_max_frame_size);
         resume(&mut conn, link, &established, &authority).await?;
         Ok(conn)
     };
@@ -260,7 +258,6 @@ async fn resume(conn: &mut WsConnection, link: &mut Link, established: &Establis
     })?;
     link.out.on_ack(established.last_received);
     link.ping_interval = established.ping_interval;
-    link.server_limit = established.server_max_frame_size;
     for frames in batches(resend.iter()) {
         conn.send_encoded(frames).await?;
     }
@@ -309,7 +306,6 @@ async fn serve(
     commands: &mut mpsc::UnboundedReceiver<Command>,
 ) -> Ended {
     let mut keep_alive = KeepAlive::new(link.ping_interval);
-    shared.mailbox.set_server_limit(link.server_limit);
     let mut ack_at: Option<Instant> = None;
     loop {
         if let Err(e) = flush(shared, conn, link).await {

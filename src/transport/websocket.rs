@@ -120,14 +120,19 @@ fn upgrade_error(peer: &str, path: &str, e: tungstenite::Error) -> Error {
                 error
             }
         }
+        // A connection cut during the upgrade is the network's doing: worth trying again.
         tungstenite::Error::Io(io) => Error::new(
             ErrorCode::HandshakeRecvFail,
             format!("connection to {peer} failed during the WebSocket upgrade: {io}"),
-        ),
-        tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => Error::new(
+        )
+        .try_later(),
+        tungstenite::Error::ConnectionClosed
+        | tungstenite::Error::AlreadyClosed
+        | tungstenite::Error::Protocol(tungstenite::error::ProtocolError::HandshakeIncomplete) => Error::new(
             ErrorCode::HandshakeRecvFail,
             format!("server {peer} closed the connection during the WebSocket upgrade"),
-        ),
+        )
+        .try_later(),
         other => Error::new(
             ErrorCode::InvalidConnectionProtocol,
             format!("server {peer} did not complete the WebSocket upgrade: {other}"),

@@ -4,6 +4,7 @@
 
 pub mod external;
 pub mod pki;
+pub mod relay;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,0 +1,142 @@
+//! Publishing and subscribing over a session.
+
+use std::ffi::{c_char, c_int, c_void};
+use std::sync::Arc;
+
+use super::boundary::{c_string, guard, report, required_str, OwnedContext};
+use super::session::SESSION_T;
+use super::types::DIFFUSION_ERROR_T;
+use crate::error::{Error, Result};
+use crate::session::MessageHandler;
+
+/// Receives the messages of a subscription. The struct is copied.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SESSION_MESSAGE_HANDLER_T {
+    /// Called for every message on a path the subscription covers, in order, on a libsession I/O
+    /// thread (one callback of the session at a time). `path` and `data` are valid during the
+    /// call only. Return HANDLER_SUCCESS. Required.
+    pub on_message: Option<
+        unsafe extern "C" fn(
+            session: *mut SESSION_T,
+            path: *const c_char,
+            data: *const c_void,
+            len: usize,
+            context: *mut c_void,
+        ) -> c_int,
+    >,
+    /// Passed to every call; never dereferenced by the library.
+    pub context: *mut c_void,
+    /// Optional: called exactly once with `context` once the handler is no longer used: after
+    /// `session_unsubscribe`, a later `session_subscribe` of the same path, the session's close
+    /// or free, or at once when `session_subscribe` fails.
+    pub free_context: Option<unsafe extern "C" fn(context: *mut c_void)>,
+}
+
+struct CMessageHandler {
+    on_message: unsafe extern "C" fn(*mut SESSION_T, *const c_char, *const c_void, usize, *mut c_void) -> c_int,
+    session: usize,
+    context: OwnedContext,
+}
+
+impl MessageHandler for CMessageHandler {
+    fn on_message(&self, path: &str, data: &[u8]) {
+        let path = c_string(path);
+        // SAFETY: the caller's function and context; the session is alive while its callbacks
+        // run (freeing it closes it, and no callback starts after that).
+        unsafe {
+            (self.on_message)(
+                self.session as *mut SESSION_T,
+                path.as_ptr(),
+                data.as_ptr() as *const c_void,
+                data.len(),
+                self.context.get(),
+            )
+        };
+    }
+}
+
+/// Runs `body` on the session, reporting failures into `*error`; 1 on success, 0 on failure.
+fn with_session(
+    session: *mut SESSION_T,
+    error: *mut DIFFUSION_ERROR_T,
+    body: impl FnOnce(&SESSION_T) -> Result<()>,
+) -> c_int {
+    let outcome = guard(Err(super::boundary::internal_error()), || {
+        // SAFETY: NULL or a live handle, per the API contract.
+        let handle = unsafe { session.as_ref() }.ok_or_else(|| Error::illegal_argument("session is NULL"))?;
+        body(handle)
+    });
+    match outcome {
+        Ok(()) => 1,
+        Err(e) => {
+            // SAFETY: `error` is NULL or the caller's struct.
+            unsafe { report(error, &e) };
+            0
+        }
+    }
+}
+
+/// Subscribes the session to `path`, or to everything below it when `path` ends with '/'.
+/// `handler` receives the messages; it replaces an earlier handler of the same path. The
+/// subscription survives reconnection. Allowed while connecting or recovering (it is sent once
+/// connected).
+///
+/// Returns 1, or 0 with `*error` filled: DIFF_ERR_ILLEGAL_ARGUMENT (NULL or invalid argument),
+/// DIFF_ERR_SESSION_CLOSED, DIFF_ERR_QUEUE_FULL.
+#[no_mangle]
+pub unsafe extern "C" fn session_subscribe(
+    session: *mut SESSION_T,
+    path: *const c_char,
+    handler: *const SESSION_MESSAGE_HANDLER_T,
+    error: *mut DIFFUSION_ERROR_T,
+) -> c_int {
+    with_session(session, error, |handle| {
+        let handler = handler.as_ref().ok_or_else(|| Error::illegal_argument("handler is NULL"))?;
+        let context = OwnedContext::new(handler.context, handler.free_context);
+        let on_message = handler.on_message.ok_or_else(|| Error::illegal_argument("handler->on_message is NULL"))?;
+        let path = required_str(path, "path")?;
+        let handler = CMessageHandler { on_message, session: session as usize, context };
+        handle.session().subscribe(path, Arc::new(handler))
+    })
+}
+
+/// Ends the session's subscription to `path` (exactly as subscribed); its handler's
+/// `free_context` runs once no call to it is running.
+///
+/// Returns 1, or 0 with `*error` filled: DIFF_ERR_ILLEGAL_ARGUMENT (NULL, or no such
+/// subscription), DIFF_ERR_SESSION_CLOSED, DIFF_ERR_QUEUE_FULL.
+#[no_mangle]
+pub unsafe extern "C" fn session_unsubscribe(
+    session: *mut SESSION_T,
+    path: *const c_char,
+    error: *mut DIFFUSION_ERROR_T,
+) -> c_int {
+    with_session(session, error, |handle| handle.session().unsubscribe(required_str(path, "path")?))
+}
+
+/// Publishes `len` bytes at `data` (copied) on `path`: the server delivers them to every
+/// session subscribed to the path, this one too if subscribed. Messages published while
+/// connecting or recovering are queued and sent, in order, once connected; none is lost or
+/// duplicated by a reconnection.
+///
+/// Returns 1, or 0 with `*error` filled: DIFF_ERR_ILLEGAL_ARGUMENT (NULL session or path, NULL
+/// data with a non-zero len, invalid path), DIFF_ERR_SESSION_CLOSED, DIFF_ERR_QUEUE_FULL
+/// (maximum_queue_size messages are waiting; nothing queued is lost), DIFF_ERR_MESSAGE_TOO_LARGE.
+#[no_mangle]
+pub unsafe extern "C" fn session_publish(
+    session: *mut SESSION_T,
+    path: *const c_char,
+    data: *const c_void,
+    len: usize,
+    error: *mut DIFFUSION_ERROR_T,
+) -> c_int {
+    with_session(session, error, |handle| {
+        let bytes = match (data.is_null(), len) {
+            (_, 0) => &[][..],
+            (true, _) => return Err(Error::illegal_argument("data is NULL but len is not 0")),
+            (false, n) => std::slice::from_raw_parts(data as *const u8, n),
+        };
+        handle.session().publish(required_str(path, "path")?, bytes)
+    })
+}

@@ -1,0 +1,201 @@
+//! RECONNECTION_STRATEGY_T: what a session does after losing its connection.
+
+use std::ffi::{c_int, c_long, c_void};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::boundary::guard;
+use super::session::SESSION_T;
+use crate::reconnect::{ReconnectHandler, ReconnectPolicy, ReconnectionStrategy};
+
+/// What a user reconnection function returns.
+pub type RECONNECTION_ATTEMPT_ACTION_T = c_int;
+/// Attempt to reconnect now.
+pub const RECONNECTION_ATTEMPT_ACTION_START: RECONNECTION_ATTEMPT_ACTION_T = 0;
+/// Give up: the session closes with CLOSED_FAILED.
+pub const RECONNECTION_ATTEMPT_ACTION_ABORT: RECONNECTION_ATTEMPT_ACTION_T = 1;
+
+/// Default reconnection timeout, in milliseconds.
+pub const DIFFUSION_DEFAULT_RECONNECT_TIMEOUT: c_long = 60_000;
+/// Default delay between reconnection attempts, in milliseconds.
+pub const DIFFUSION_DEFAULT_RECONNECT_DELAY: c_long = 5_000;
+/// Default number of reconnection attempts.
+pub const DIFFUSION_DEFAULT_RECONNECT_RETRY_COUNT: c_long = 12;
+
+/// Called before each reconnection attempt, on a thread where it may block (sleeping here
+/// delays the attempt). Return RECONNECTION_ATTEMPT_ACTION_START or _ABORT.
+pub type PERFORM_RECONNECTION_CB =
+    Option<unsafe extern "C" fn(session: *mut SESSION_T, args: *mut c_void) -> RECONNECTION_ATTEMPT_ACTION_T>;
+/// Called after a successful reconnection, or when reconnection is given up, on a libsession
+/// I/O thread.
+pub type PERFORM_RECONNECTION_AFTER_ACTION_CB =
+    Option<unsafe extern "C" fn(session: *mut SESSION_T, args: *mut c_void)>;
+
+/// A reconnection strategy. Create with `make_reconnection_strategy_*`, release with
+/// `free_reconnection_strategy`; sessions and factories copy it (but not `args`).
+#[derive(Clone)]
+pub struct RECONNECTION_STRATEGY_T {
+    kind: Kind,
+    timeout: Option<Duration>,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Repeating {
+        attempts: u32,
+        delay: Duration,
+    },
+    User {
+        reconnect: unsafe extern "C" fn(*mut SESSION_T, *mut c_void) -> RECONNECTION_ATTEMPT_ACTION_T,
+        args: usize,
+        success: PERFORM_RECONNECTION_AFTER_ACTION_CB,
+        failure: PERFORM_RECONNECTION_AFTER_ACTION_CB,
+    },
+}
+
+/// Where the session's handle will be, once allocated (the strategy is built before it).
+pub(crate) type HandleCell = Arc<AtomicUsize>;
+
+struct CReconnect {
+    reconnect: unsafe extern "C" fn(*mut SESSION_T, *mut c_void) -> RECONNECTION_ATTEMPT_ACTION_T,
+    args: usize,
+    success: PERFORM_RECONNECTION_AFTER_ACTION_CB,
+    failure: PERFORM_RECONNECTION_AFTER_ACTION_CB,
+    handle: HandleCell,
+}
+
+impl CReconnect {
+    fn session(&self) -> *mut SESSION_T {
+        self.handle.load(Ordering::Acquire) as *mut SESSION_T
+    }
+}
+
+impl ReconnectHandler for CReconnect {
+    fn before_attempt(&self) -> bool {
+        // SAFETY: the caller's function with the caller's arguments; the session is alive while
+        // it reconnects (freeing it closes it first and ends the reconnection).
+        unsafe { (self.reconnect)(self.session(), self.args as *mut c_void) == RECONNECTION_ATTEMPT_ACTION_START }
+    }
+
+    fn on_success(&self) {
+        if let Some(success) = self.success {
+            // SAFETY: as above.
+            unsafe { success(self.session(), self.args as *mut c_void) };
+        }
+    }
+
+    fn on_failure(&self) {
+        if let Some(failure) = self.failure {
+            // SAFETY: as above.
+            unsafe { failure(self.session(), self.args as *mut c_void) };
+        }
+    }
+}
+
+impl RECONNECTION_STRATEGY_T {
+    pub(crate) fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.timeout = timeout;
+    }
+
+    /// The strategy for one session whose handle will be stored in `handle`.
+    pub(crate) fn strategy(&self, handle: HandleCell) -> ReconnectionStrategy {
+        let policy = match self.kind {
+            Kind::Repeating { attempts, delay } => ReconnectPolicy::Repeating { attempts, delay },
+            Kind::User { reconnect, args, success, failure } => {
+                ReconnectPolicy::User(Arc::new(CReconnect { reconnect, args, success, failure, handle }))
+            }
+        };
+        ReconnectionStrategy { timeout: self.timeout, policy }
+    }
+}
+
+fn default_timeout() -> Option<Duration> {
+    Some(Duration::from_millis(DIFFUSION_DEFAULT_RECONNECT_TIMEOUT as u64))
+}
+
+/// Reconnects up to `retry_count` times, `retry_delay` milliseconds apart (the first attempt is
+/// immediate), within the reconnection timeout (default 60000 ms). A `retry_count` of 0 means
+/// no attempts: a lost connection closes the session.
+///
+/// Returns a new strategy owned by the caller, or NULL when either value is negative.
+#[no_mangle]
+pub extern "C" fn make_reconnection_strategy_repeating_attempt(
+    retry_count: c_long,
+    retry_delay: c_long,
+) -> *mut RECONNECTION_STRATEGY_T {
+    guard(std::ptr::null_mut(), || {
+        let (Ok(attempts), Ok(delay)) = (u32::try_from(retry_count), u64::try_from(retry_delay)) else {
+            return std::ptr::null_mut();
+        };
+        let kind = Kind::Repeating { attempts, delay: Duration::from_millis(delay) };
+        Box::into_raw(Box::new(RECONNECTION_STRATEGY_T { kind, timeout: default_timeout() }))
+    })
+}
+
+/// Lets the application decide: `reconnect_cb(session, args)` runs before each attempt (on a
+/// thread where it may sleep to delay the attempt; attempts are at least 50 ms apart) and returns
+/// START or ABORT; `success_cb` runs after a reconnection, `failure_cb` when reconnection is given
+/// up (ABORT, or the timeout). `args` is passed as is and never freed by the library.
+///
+/// Returns a new strategy owned by the caller, or NULL when `reconnect_cb` is NULL.
+#[no_mangle]
+pub extern "C" fn make_reconnection_strategy_user_function(
+    reconnect_cb: PERFORM_RECONNECTION_CB,
+    args: *mut c_void,
+    success_cb: PERFORM_RECONNECTION_AFTER_ACTION_CB,
+    failure_cb: PERFORM_RECONNECTION_AFTER_ACTION_CB,
+) -> *mut RECONNECTION_STRATEGY_T {
+    guard(std::ptr::null_mut(), || match reconnect_cb {
+        Some(reconnect) => {
+            let kind = Kind::User { reconnect, args: args as usize, success: success_cb, failure: failure_cb };
+            Box::into_raw(Box::new(RECONNECTION_STRATEGY_T { kind, timeout: default_timeout() }))
+        }
+        None => std::ptr::null_mut(),
+    })
+}
+
+/// Sets how long reconnection is tried after a loss, in milliseconds; 0 or less disables
+/// reconnection. NULL strategy: no-op.
+#[no_mangle]
+pub unsafe extern "C" fn reconnection_strategy_set_timeout(strategy: *mut RECONNECTION_STRATEGY_T, timeout_ms: c_long) {
+    guard((), || {
+        if let Some(strategy) = strategy.as_mut() {
+            strategy.timeout = u64::try_from(timeout_ms).ok().filter(|t| *t > 0).map(Duration::from_millis);
+        }
+    })
+}
+
+/// Frees a strategy. Sessions and factories that were given it keep their copies. NULL does
+/// nothing.
+#[no_mangle]
+pub unsafe extern "C" fn free_reconnection_strategy(strategy: *mut RECONNECTION_STRATEGY_T) {
+    guard((), || {
+        if !strategy.is_null() {
+            drop(Box::from_raw(strategy));
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negative_values_are_refused() {
+        assert!(make_reconnection_strategy_repeating_attempt(-1, 10).is_null());
+        assert!(make_reconnection_strategy_repeating_attempt(1, -10).is_null());
+        assert!(make_reconnection_strategy_user_function(None, std::ptr::null_mut(), None, None).is_null());
+    }
+
+    #[test]
+    fn timeout_zero_disables_reconnection() {
+        let s = make_reconnection_strategy_repeating_attempt(3, 100);
+        unsafe {
+            assert!((*s).strategy(HandleCell::default()).enabled());
+            reconnection_strategy_set_timeout(s, 0);
+            assert!(!(*s).strategy(HandleCell::default()).enabled());
+            free_reconnection_strategy(s);
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! Reconnection and lossless recovery, with a relay between client and server that resets,
+//! silences or refuses connections.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::relay::Relay;
+use common::*;
+use session::reconnect::{ReconnectHandler, ReconnectPolicy, ReconnectionStrategy};
+use session::{ErrorCode, Session, SessionConfig, State};
+
+fn fast_reconnect(url: &str) -> SessionConfig {
+    let mut c = config(url);
+    c.options.reconnection = ReconnectionStrategy {
+        timeout: Some(Duration::from_secs(20)),
+        policy: ReconnectPolicy::Repeating { attempts: 1000, delay: Duration::from_millis(20) },
+    };
+    c
+}
+
+/// Collects what a subscription receives.
+#[derive(Clone, Default)]
+struct Inbox(Arc<Mutex<Vec<(String, Vec<u8>)>>>);
+
+impl Inbox {
+    fn handler(&self) -> Arc<dyn session::MessageHandler> {
+        let store = self.0.clone();
+        Arc::new(move |path: &str, data: &[u8]| store.lock().unwrap().push((path.to_string(), data.to_vec())))
+    }
+
+    fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    fn wait_for(&self, n: usize, limit: Duration) -> bool {
+        let start = Instant::now();
+        while self.len() < n && start.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.len() >= n
+    }
+}
+
+fn wait_state(session: &Session, state: State, limit: Duration) -> bool {
+    let start = Instant::now();
+    while session.state() != state && start.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    session.state() == state
+}
+
+#[test]
+fn a_reset_connection_recovers_on_the_same_session() {
+    let server = start_server();
+    let relay = Relay::start(server.addr());
+    let log = Transitions::default();
+    let session = Session::connect(fast_reconnect(&relay.url("ws", "127.0.0.1")), Some(log.listener())).unwrap();
+    let id = *session.id().unwrap();
+    let inbox = Inbox::default();
+    session.subscribe("chat", inbox.handler()).unwrap();
+    session.publish("chat", b"before").unwrap();
+    assert!(inbox.wait_for(1, Duration::from_secs(5)));
+
+    relay.cut();
+    assert!(log.wait_for(State::RecoveringReconnect, Duration::from_secs(5)));
+    assert!(wait_state(&session, State::ConnectedActive, Duration::from_secs(5)));
+    assert_eq!(*session.id().unwrap(), id);
+    assert_eq!(server.session_count(), 1);
+
+    // The subscription survived without the application doing anything.
+    session.publish("chat", b"after").unwrap();
+    assert!(inbox.wait_for(2, Duration::from_secs(5)));
+    assert_eq!(inbox.0.lock().unwrap()[1].1, b"after");
+    assert_eq!(
+        log.states(),
+        vec![State::Connecting, State::ConnectedActive, State::RecoveringReconnect, State::ConnectedActive]
+    );
+}
+
+#[test]
+fn a_silent_link_is_detected_and_recovered() {
+    let server = start_server_with(|c| c.ping_interval = Duration::from_millis(100));
+    let relay = Relay::start(server.addr());
+    let session = Session::connect(fast_reconnect(&relay.url("ws", "127.0.0.1")), None).unwrap();
+    relay.set_silent(true);
+    let start = Instant::now();
+    assert!(wait_state(&session, State::RecoveringReconnect, Duration::from_secs(5)), "dead link not detected");
+    assert!(start.elapsed() >= Duration::from_millis(200));
+    relay.set_silent(false);
+    assert!(wait_state(&session, State::ConnectedActive, Duration::from_secs(10)));
+}
+
+fn numbered(n: u32) -> [u8; 4] {
+    n.to_be_bytes()
+}
+
+/// Publishes, waiting while the session's queue is full (the application's back-pressure).
+fn publish_patiently(session: &Session, path: &str, data: &[u8]) {
+    loop {
+        match session.publish(path, data) {
+            Ok(()) => return,
+            Err(e) if e.code() == ErrorCode::QueueFull => std::thread::sleep(Duration::from_millis(1)),
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn ten_thousand_messages_each_way_survive_twenty_cuts_exactly_once_in_order() {
+    const N: u32 = 10_000;
+    let server = start_server();
+    let relay = Relay::start(server.addr());
+    let mut cfg = fast_reconnect(&relay.url("ws", "127.0.0.1"));
+    cfg.options.maximum_queue_size = 2 * N;
+    cfg.options.reconnection.policy = ReconnectPolicy::Repeating { attempts: 10_000, delay: Duration::from_millis(5) };
+    let session = Session::connect(cfg, None).unwrap();
+    let inbox = Inbox::default();
+    session.subscribe("burst/", inbox.handler()).unwrap();
+    let other = Session::connect(config(&server.url()), None).unwrap();
+    // Wait until the subscription is in place before publishing.
+    session.publish("burst/ready", b"").unwrap();
+    assert!(inbox.wait_for(1, Duration::from_secs(5)));
+
+    let cutter = {
+        let relay = Arc::new(relay);
+        let r = relay.clone();
+        let handle = std::thread::spawn(move || {
+            let mut seed = 0x2545F4914F6CDD1Du64;
+            for _ in 0..20 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                std::thread::sleep(Duration::from_millis(10 + seed % 60));
+                r.cut();
+            }
+        });
+        (relay, handle)
+    };
+    // Client to server (and back): this session publishes; the other session publishes to it.
+    let publisher = std::thread::spawn(move || {
+        for i in 0..N {
+            publish_patiently(&other, "burst/in", &numbered(i));
+        }
+        other
+    });
+    for i in 0..N {
+        publish_patiently(&session, "burst/out", &numbered(i));
+        if i % 500 == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let other = publisher.join().unwrap();
+    cutter.1.join().unwrap();
+    assert!(
+        inbox.wait_for(1 + 2 * N as usize, Duration::from_secs(60)),
+        "received {} of {}; state {:?}",
+        inbox.len(),
+        1 + 2 * N,
+        session.state()
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let received = inbox.0.lock().unwrap().clone();
+    assert_eq!(received.len(), 1 + 2 * N as usize, "no duplicates");
+    let mut next: HashMap<String, u32> = HashMap::new();
+    for (path, data) in received.iter().skip(1) {
+        let n = u32::from_be_bytes(data[..4].try_into().unwrap());
+        let expected = next.entry(path.clone()).or_insert(0);
+        assert_eq!(n, *expected, "{path}: out of order or lost");
+        *expected += 1;
+    }
+    assert_eq!(next["burst/out"], N);
+    assert_eq!(next["burst/in"], N);
+    assert_eq!(session.state(), State::ConnectedActive);
+    drop(other);
+}
+
+#[test]
+fn a_server_that_forgot_the_session_closes_it_with_unknown_session() {
+    let server = start_server();
+    let relay = Relay::start(server.addr());
+    let session = Session::connect(fast_reconnect(&relay.url("ws", "127.0.0.1")), None).unwrap();
+    let other = start_server();
+    relay.set_target(other.addr());
+    relay.cut();
+    assert!(wait_state(&session, State::ClosedFailed, Duration::from_secs(5)));
+    let e = session.error().unwrap();
+    assert_eq!(e.code(), ErrorCode::UnknownSession, "{e}");
+    assert!(e.message().contains("does not know"), "{e}");
+}
+
+#[test]
+fn a_session_kept_past_the_server_keep_time_is_unknown() {
+    let server = start_server_with(|c| c.session_keep = Duration::from_millis(200));
+    let relay = Relay::start(server.addr());
+    let session = Session::connect(fast_reconnect(&relay.url("ws", "127.0.0.1")), None).unwrap();
+    relay.set_down(true);
+    relay.cut();
+    assert!(wait_state(&session, State::RecoveringReconnect, Duration::from_secs(5)));
+    let start = Instant::now();
+    while server.session_count() > 0 && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    relay.set_down(false);
+    assert!(wait_state(&session, State::ClosedFailed, Duration::from_secs(5)));
+    assert_eq!(session.error().unwrap().code(), ErrorCode::UnknownSession);
+}
+
+#[test]
+fn messages_the_server_could_not_keep_close_the_session_with_message_loss() {
+    let server = start_server_with(|c| c.recovery_buffer = 10);
+    let relay = Relay::start(server.addr());
+    let session = Session::connect(fast_reconnect(&relay.url("ws", "127.0.0.1")), None).unwrap();
+    let inbox = Inbox::default();
+    session.subscribe("feed", inbox.handler()).unwrap();
+    session.publish("feed", b"x").unwrap();
+    assert!(inbox.wait_for(1, Duration::from_secs(5)));
+    relay.set_down(true);
+    relay.cut();
+    assert!(wait_state(&session, State::RecoveringReconnect, Duration::from_secs(5)));
+    let other = Session::connect(config(&server.url()), None).unwrap();
+    for i in 0..50u32 {
+        other.publish("feed", &numbered(i)).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    relay.set_down(false);
+    assert!(wait_state(&session, State::ClosedFailed, Duration::from_secs(5)));
+    let e = session.error().unwrap();
+    assert_eq!(e.code(), ErrorCode::MessageLoss, "{e}");
+    assert_eq!(inbox.len(), 1, "never a silent gap");
+}
+
+#[test]
+fn messages_published_during_the_outage_are_sent_after_recovery() {
+    let server = start_server();
+    let relay = Relay::start(server.addr());
+    let session = Session::connect(fast_reconnect(&relay.url("ws", "127.0.0.1")), None).unwrap();
+    let inbox = Inbox::default();
+    session.subscribe("q", inbox.handler()).unwrap();
+    relay.set_down(true);
+    relay.cut();
+    assert!(wait_state(&session, State::RecoveringReconnect, Duration::from_secs(5)));
+    for i in 0..5u32 {
+        session.publish("q", &numbered(i)).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(inbox.len(), 0);
+    relay.set_down(false);
+    assert!(inbox.wait_for(5, Duration::from_secs(5)));
+    let values: Vec<u32> =
+        inbox.0.lock().unwrap().iter().map(|(_, d)| u32::from_be_bytes(d[..4].try_into().unwrap())).collect();
+    assert_eq!(values, vec![0, 1, 2, 3, 4]);
+}
+
+struct Scripted {
+    attempts: AtomicUsize,
+    abort_after: usize,
+    events: Mutex<Vec<&'static str>>,
+}
+
+impl ReconnectHandler for Scripted {
+    fn before_attempt(&self) -> bool {
+        self.attempts.fetch_add(1, Ordering::SeqCst) < self.abort_after
+    }
+    fn on_success(&self) {
+        self.events.lock().unwrap().push("success");
+    }
+    fn on_failure(&self) {
+        self.events.lock().unwrap().push("failure");
+    }
+}
+
+#[test]
+fn a_user_strategy_that_aborts_closes_the_session_and_hears_of_it() {
+    let server = start_server();
+    let relay = Relay::start(server.addr());
+    let handler = Arc::new(Scripted { attempts: AtomicUsize::new(0), abort_after: 2, events: Mutex::new(Vec::new()) });
+    let mut cfg = config(&relay.url("ws", "127.0.0.1"));
+    cfg.options.reconnection =
+        ReconnectionStrategy { timeout: Some(Duration::from_secs(10)), policy: ReconnectPolicy::User(handler.clone()) };
+    let session = Session::connect(cfg, None).unwrap();
+    relay.set_down(true);
+    relay.cut();
+    assert!(wait_state(&session, State::ClosedFailed, Duration::from_secs(5)));
+    assert_eq!(handler.attempts.load(Ordering::SeqCst), 3, "two attempts, then ABORT");
+    assert_eq!(*handler.events.lock().unwrap(), vec!["failure"]);
+    assert!(session.error().unwrap().message().contains("aborted"));
+}
+
+#[test]
+fn a_user_strategy_that_starts_reconnects_and_hears_of_success() {
+    let server = start_server();
+    let relay = Relay::start(server.addr());
+    let handler =
+        Arc::new(Scripted { attempts: AtomicUsize::new(0), abort_after: 100, events: Mutex::new(Vec::new()) });
+    let mut cfg = config(&relay.url("ws", "127.0.0.1"));
+    cfg.options.reconnection =
+        ReconnectionStrategy { timeout: Some(Duration::from_secs(10)), policy: ReconnectPolicy::User(handler.clone()) };
+    let log = Transitions::default();
+    let session = Session::connect(cfg, Some(log.listener())).unwrap();
+    relay.cut();
+    assert!(log.wait_for(State::RecoveringReconnect, Duration::from_secs(5)));
+    let start = Instant::now();
+    while log.states().len() < 4 && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(session.state(), State::ConnectedActive);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(*handler.events.lock().unwrap(), vec!["success"]);
+}
+
+#[test]
+fn without_reconnection_a_lost_connection_fails_the_session() {
+    let server = start_server();
+    let relay = Relay::start(server.addr());
+    let mut cfg = config(&relay.url("ws", "127.0.0.1"));
+    cfg.options.reconnection.timeout = Some(Duration::ZERO);
+    let log = Transitions::default();
+    let session = Session::connect(cfg, Some(log.listener())).unwrap();
+    relay.cut();
+    assert!(wait_state(&session, State::ClosedFailed, Duration::from_secs(5)));
+    assert!(!log.states().contains(&State::RecoveringReconnect));
+}
+
+#[test]
+fn giving_up_after_the_reconnection_timeout_says_so() {
+    let server = start_server();
+    let relay = Relay::start(server.addr());
+    let mut cfg = fast_reconnect(&relay.url("ws", "127.0.0.1"));
+    cfg.options.reconnection.timeout = Some(Duration::from_millis(300));
+    let session = Session::connect(cfg, None).unwrap();
+    relay.set_down(true);
+    relay.cut();
+    let start = Instant::now();
+    assert!(wait_state(&session, State::ClosedFailed, Duration::from_secs(5)));
+    assert!(start.elapsed() >= Duration::from_millis(250));
+    assert!(session.error().unwrap().message().contains("reconnection timeout"), "{}", session.error().unwrap());
+}
+
+#[test]
+fn closing_while_recovering_stops_at_once() {
+    let server = start_server();
+    let relay = Relay::start(server.addr());
+    let session = Session::connect(fast_reconnect(&relay.url("ws", "127.0.0.1")), None).unwrap();
+    relay.set_down(true);
+    relay.cut();
+    assert!(wait_state(&session, State::RecoveringReconnect, Duration::from_secs(5)));
+    let start = Instant::now();
+    session.close();
+    assert!(start.elapsed() < Duration::from_millis(500));
+    assert_eq!(session.state(), State::ClosedByClient);
+}
+
+#[test]
+fn the_publish_queue_is_bounded_and_keeps_what_it_holds() {
+    let server = start_server();
+    let relay = Relay::start(server.addr());
+    let mut cfg = fast_reconnect(&relay.url("ws", "127.0.0.1"));
+    cfg.options.maximum_queue_size = 3;
+    let session = Session::connect(cfg, None).unwrap();
+    let inbox = Inbox::default();
+    session.subscribe("b", inbox.handler()).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    relay.set_down(true);
+    relay.cut();
+    assert!(wait_state(&session, State::RecoveringReconnect, Duration::from_secs(5)));
+    for i in 0..3u32 {
+        session.publish("b", &numbered(i)).unwrap();
+    }
+    let e = session.publish("b", &numbered(3)).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::QueueFull);
+    relay.set_down(false);
+    assert!(inbox.wait_for(3, Duration::from_secs(5)));
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(inbox.len(), 3);
+}
+
+#[test]
+fn messages_over_the_server_limit_are_refused_at_publish() {
+    let server = start_server_with(|c| c.max_frame_size = 4096);
+    let session = Session::connect(config(&server.url()), None).unwrap();
+    assert_eq!(session.publish("big", &vec![0u8; 8192]).unwrap_err().code(), ErrorCode::MessageTooLarge);
+    session.publish("big", &vec![0u8; 1024]).unwrap();
+    session.close();
+    assert_eq!(session.publish("big", b"x").unwrap_err().code(), ErrorCode::SessionClosed);
+}
