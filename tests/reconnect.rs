@@ -387,3 +387,59 @@ fn messages_over_the_server_limit_are_refused_at_publish() {
     session.close();
     assert_eq!(session.publish("big", b"x").unwrap_err().code(), ErrorCode::SessionClosed);
 }
+
+#[test]
+fn reconnection_goes_through_the_proxy_again_with_its_authentication_and_tls() {
+    let pki = common::pki::pki();
+    let tls = pki.server_tls("server");
+    let server = start_server_with(move |c| c.tls = Some(tls));
+    let relay = Relay::start(server.addr());
+    let Some(proxy) = common::external::tinyproxy(relay.port, Some(("ru", "rp"))) else { return };
+    let mut cfg = fast_reconnect(&relay.url("wss", "localhost"));
+    cfg.options.tls.extra_roots.push(pki.ca());
+    cfg.options.proxy = session::proxy::ProxySetting::Use(session::proxy::Proxy::Http {
+        host: "127.0.0.1".into(),
+        port: proxy.port,
+        auth: Some(session::proxy::ProxyAuth::Basic { user: "ru".into(), password: "rp".into() }),
+        tls: false,
+    });
+    let log = Transitions::default();
+    let session = Session::connect(cfg, Some(log.listener())).unwrap();
+    let inbox = Inbox::default();
+    session.subscribe("t", inbox.handler()).unwrap();
+    relay.cut();
+    assert!(log.wait_for(State::RecoveringReconnect, Duration::from_secs(5)));
+    assert!(wait_state(&session, State::ConnectedActive, Duration::from_secs(10)));
+    session.publish("t", b"through the proxy, over TLS").unwrap();
+    assert!(inbox.wait_for(1, Duration::from_secs(5)));
+    let connects = proxy.output().matches("CONNECT localhost").count();
+    assert!(connects >= 2, "the proxy saw {connects} CONNECTs:\n{}", proxy.output());
+}
+
+#[test]
+fn a_killed_and_restarted_server_process_does_not_know_the_session() {
+    let port = closed_port();
+    let start = |port: u16| {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_session-server"))
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--allow-anonymous"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    };
+    let mut first = start(port);
+    let session = Session::connect(fast_reconnect(&format!("ws://127.0.0.1:{port}")), None).unwrap();
+    first.kill().unwrap(); // SIGKILL: no CLOSE frame, sessions gone
+    first.wait().unwrap();
+    assert!(wait_state(&session, State::RecoveringReconnect, Duration::from_secs(5)));
+    let mut second = start(port);
+    assert!(wait_state(&session, State::ClosedFailed, Duration::from_secs(10)));
+    assert_eq!(session.error().unwrap().code(), ErrorCode::UnknownSession);
+    second.kill().unwrap();
+    second.wait().unwrap();
+}

@@ -43,6 +43,13 @@ struct Args {
     /// Server instance number used in session ids (default: random).
     #[arg(long)]
     instance: Option<u64>,
+    /// How long a session whose connection was lost waits for its client to reconnect, in
+    /// milliseconds.
+    #[arg(long, default_value_t = 60_000)]
+    session_keep_ms: u64,
+    /// Messages kept per session for recovery (sent, not yet acknowledged by the client).
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    recovery_buffer: u64,
     /// Serve wss:// with this PEM certificate chain (needs --tls-key).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -83,6 +90,8 @@ fn main() -> std::process::ExitCode {
         ping_interval: Duration::from_millis(args.ping_interval_ms),
         max_frame_size: args.max_frame_size,
         max_sessions: args.max_sessions,
+        session_keep: Duration::from_millis(args.session_keep_ms),
+        recovery_buffer: args.recovery_buffer as usize,
         ..ServerConfig::default()
     };
     if !args.paths.is_empty() {
