@@ -6,6 +6,7 @@ mod common;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+
 use std::time::{Duration, Instant};
 
 use common::relay::Relay;
@@ -20,37 +21,6 @@ fn fast_reconnect(url: &str) -> SessionConfig {
         policy: ReconnectPolicy::Repeating { attempts: 1000, delay: Duration::from_millis(20) },
     };
     c
-}
-
-/// Collects what a subscription receives.
-#[derive(Clone, Default)]
-struct Inbox(Arc<Mutex<Vec<(String, Vec<u8>)>>>);
-
-impl Inbox {
-    fn handler(&self) -> Arc<dyn session::MessageHandler> {
-        let store = self.0.clone();
-        Arc::new(move |path: &str, data: &[u8]| store.lock().unwrap().push((path.to_string(), data.to_vec())))
-    }
-
-    fn len(&self) -> usize {
-        self.0.lock().unwrap().len()
-    }
-
-    fn wait_for(&self, n: usize, limit: Duration) -> bool {
-        let start = Instant::now();
-        while self.len() < n && start.elapsed() < limit {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        self.len() >= n
-    }
-}
-
-fn wait_state(session: &Session, state: State, limit: Duration) -> bool {
-    let start = Instant::now();
-    while session.state() != state && start.elapsed() < limit {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    session.state() == state
 }
 
 #[test]

@@ -34,6 +34,9 @@ struct FactoryState {
     user_context: usize,
     /// A C reconnection strategy; its timeout follows the factory's reconnection timeout setters.
     reconnection: Option<RECONNECTION_STRATEGY_T>,
+    /// Why a header given to `diffusion_session_factory_http_header` was refused: sessions fail
+    /// with it rather than go out without the header.
+    rejected_header: Option<Error>,
 }
 
 /// Applies `change` to the factory's state; NULL factories are ignored.
@@ -347,10 +350,43 @@ pub unsafe extern "C" fn diffusion_session_factory_property(
     }
 }
 
+/// Adds a header to the WebSocket upgrade of every session created from the factory (both
+/// strings copied), e.g. for a balancer that routes on a header or an affinity token.
+///
+/// Returns 1, or 0 when the header is refused: NULL or non-UTF-8 arguments, an invalid name, CR,
+/// LF or NUL anywhere (header injection), or a header the library sets itself (Host, Upgrade,
+/// Connection, Sec-WebSocket-*, Cookie, Proxy-*, Content-Length, Transfer-Encoding, TE). A refused
+/// header also makes sessions created from the factory fail with DIFF_ERR_ILLEGAL_ARGUMENT naming
+/// it, so that none goes out without it. NULL factory: 0.
+#[no_mangle]
+pub unsafe extern "C" fn diffusion_session_factory_http_header(
+    factory: *const DIFFUSION_SESSION_FACTORY_T,
+    name: *const c_char,
+    value: *const c_char,
+) -> c_int {
+    guard(0, || {
+        let Some(factory) = factory.as_ref() else { return 0 };
+        let mut state = factory.state.lock();
+        let added = required_str(name, "header name")
+            .and_then(|name| Ok((name, required_str(value, "header value")?)))
+            .and_then(|(name, value)| state.factory.options.add_http_header(name, value));
+        match added {
+            Ok(()) => 1,
+            Err(e) => {
+                state.rejected_header = Some(e);
+                0
+            }
+        }
+    })
+}
+
 unsafe fn factory_args(factory: *const DIFFUSION_SESSION_FACTORY_T, url: *const c_char) -> Result<CreateArgs> {
     let factory = factory.as_ref().ok_or_else(|| Error::illegal_argument("session factory is NULL"))?;
     let url = if url.is_null() { None } else { Some(required_str(url, "url")?) };
     let state = factory.state.lock();
+    if let Some(e) = &state.rejected_header {
+        return Err(e.clone());
+    }
     let config = state.factory.config(url)?;
     // The factory's timeout setters apply to a C strategy too.
     let reconnection = state.reconnection.clone().map(|mut c| {

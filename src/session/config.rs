@@ -58,6 +58,8 @@ pub struct SessionOptions {
     pub proxy: ProxySetting,
     /// How wss:// servers (and https:// proxies) are verified.
     pub tls: TlsOptions,
+    /// Extra headers on every upgrade request (see [`SessionOptions::add_http_header`]).
+    pub http_headers: Vec<(String, String)>,
 }
 
 impl Default for SessionOptions {
@@ -77,6 +79,7 @@ impl Default for SessionOptions {
             initial_retry: RetryStrategy::None,
             proxy: ProxySetting::FromEnvironment,
             tls: TlsOptions::default(),
+            http_headers: Vec::new(),
         }
     }
 }
@@ -93,6 +96,36 @@ impl SessionOptions {
     /// Removes property `key`.
     pub fn remove_property(&mut self, key: &str) {
         self.properties.retain(|(k, _)| k != key);
+    }
+
+    /// Adds a header to every upgrade request, e.g. for a balancer that routes on a header.
+    /// Refuses header injection (CR, LF, NUL, invalid names) and headers the protocol owns.
+    pub fn add_http_header(&mut self, name: &str, value: &str) -> Result<()> {
+        const OWNED: [&str; 9] = [
+            "host",
+            "upgrade",
+            "connection",
+            "content-length",
+            "transfer-encoding",
+            "cookie",
+            "proxy-authorization",
+            "proxy-connection",
+            "te",
+        ];
+        if !crate::proxy::valid_header(name, value) {
+            return Err(Error::illegal_argument(format!(
+                "header '{}' is not a valid HTTP header (invalid name, or CR, LF or NUL in it)",
+                name.escape_debug()
+            )));
+        }
+        let lower = name.to_ascii_lowercase();
+        if OWNED.contains(&lower.as_str()) || lower.starts_with("sec-websocket-") {
+            return Err(Error::illegal_argument(format!(
+                "header '{name}' is set by the library itself (the WebSocket upgrade, cookies or proxies) and cannot be added"
+            )));
+        }
+        self.http_headers.push((name.to_string(), value.to_string()));
+        Ok(())
     }
 
     /// The frame size limit actually applied: never below what control frames need.
@@ -162,6 +195,22 @@ impl SessionFactory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extra_headers_refuse_injection_and_protocol_owned_names() {
+        let mut o = SessionOptions::default();
+        o.add_http_header("X-Route", "blue").unwrap();
+        for (name, value) in [
+            ("X-A", "b\r\nHost: evil"),
+            ("Bad Name", "v"),
+            ("Host", "h"),
+            ("sec-websocket-key", "k"),
+            ("Cookie", "c=1"),
+        ] {
+            assert_eq!(o.add_http_header(name, value).unwrap_err().code(), ErrorCode::IllegalArgument, "{name}");
+        }
+        assert_eq!(o.http_headers, vec![("X-Route".to_string(), "blue".to_string())]);
+    }
 
     #[test]
     fn properties_replace_earlier_values_of_the_same_key() {

@@ -196,7 +196,7 @@ async fn connect(shared: &Shared, link: &mut Link) -> Result<WsConnection> {
     let options = &config.options;
     let authority = config.url.authority();
     let attempt = async {
-        let mut conn = WsConnection::open(&config.url, options).await?;
+        let mut conn = WsConnection::open(&config.url, options, &shared.cookies).await?;
         let handshake = ClientHandshake::new(
             ConnectRequest {
                 principal: options.principal.clone(),

@@ -10,6 +10,7 @@
 //! the CLOSED_BY_CLIENT notification that `close` itself delivers on the calling thread.
 
 pub mod config;
+pub(crate) mod cookies;
 mod driver;
 mod messaging;
 pub mod state;
@@ -75,6 +76,8 @@ pub(crate) struct Shared {
     commands: mpsc::UnboundedSender<Command>,
     command_rx: Mutex<Option<mpsc::UnboundedReceiver<Command>>>,
     mailbox: messaging::Mailbox,
+    /// Cookies set by balancers, sent on every later request of this session.
+    cookies: cookies::CookieJar,
 }
 
 impl Session {
@@ -85,6 +88,7 @@ impl Session {
         Session {
             shared: Arc::new(Shared {
                 mailbox,
+                cookies: cookies::CookieJar::default(),
                 config,
                 state: Mutex::new(State::Unknown),
                 reported: Mutex::new(State::Unknown),

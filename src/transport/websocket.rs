@@ -3,12 +3,14 @@
 use std::collections::VecDeque;
 
 use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, protocol::WebSocketConfig, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use super::Stream;
 use crate::error::{Error, ErrorCode, Result};
 use crate::protocol::{self, Frame, FRAME_HEADER_LEN};
+use crate::session::cookies::CookieJar;
 use crate::session::url::ServerUrl;
 use crate::session::SessionOptions;
 
@@ -24,19 +26,34 @@ pub struct WsConnection {
 impl WsConnection {
     /// Connects TCP and performs the WebSocket upgrade on `url`'s request path. Frames larger
     /// than the options' maximum message size are refused when received.
-    pub async fn open(url: &ServerUrl, options: &SessionOptions) -> Result<WsConnection> {
+    pub(crate) async fn open(url: &ServerUrl, options: &SessionOptions, cookies: &CookieJar) -> Result<WsConnection> {
         let peer = url.authority();
         let max_frame_size = options.frame_limit();
         let stream = super::open_stream(url, options).await?;
-        let request = url.to_url_string().into_client_request().map_err(|e| {
+        let mut request = url.to_url_string().into_client_request().map_err(|e| {
             Error::new(ErrorCode::ParseUrl, format!("cannot build the upgrade request for {peer}: {e}"))
         })?;
+        let extra = options.http_headers.iter().map(|(n, v)| (n.clone(), v.clone()));
+        for (name, value) in extra.chain(cookies.header(url).map(|c| ("Cookie".to_string(), c))) {
+            let (Ok(name), Ok(value)) = (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str()))
+            else {
+                return Err(Error::illegal_argument(format!("header '{name}' cannot be sent")));
+            };
+            request.headers_mut().append(name, value);
+        }
         let message_limit = max_frame_size as usize + FRAME_HEADER_LEN;
         let config =
             WebSocketConfig::default().max_message_size(Some(message_limit)).max_frame_size(Some(message_limit));
-        let (ws, _response) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
-            .await
-            .map_err(|e| upgrade_error(&peer, &url.path, e))?;
+        let (ws, response) = match tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await {
+            Ok(upgraded) => upgraded,
+            Err(e) => {
+                if let tungstenite::Error::Http(response) = &e {
+                    cookies.store(url, response.headers());
+                }
+                return Err(upgrade_error(&peer, &url.path, e));
+            }
+        };
+        cookies.store(url, response.headers());
         Ok(WsConnection { ws, pending: VecDeque::new(), max_frame_size, write_timeout: options.write_timeout, peer })
     }
 

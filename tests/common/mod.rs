@@ -134,3 +134,36 @@ pub fn ok_response(ping_interval_ms: u32) -> Frame {
         message: String::new(),
     })
 }
+
+/// Collects what a subscription receives: (path, data) in arrival order.
+#[derive(Clone, Default)]
+pub struct Inbox(pub Arc<Mutex<Vec<(String, Vec<u8>)>>>);
+
+impl Inbox {
+    pub fn handler(&self) -> Arc<dyn session::MessageHandler> {
+        let store = self.0.clone();
+        Arc::new(move |path: &str, data: &[u8]| store.lock().unwrap().push((path.to_string(), data.to_vec())))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    /// Waits up to `limit` for `n` messages.
+    pub fn wait_for(&self, n: usize, limit: Duration) -> bool {
+        let start = std::time::Instant::now();
+        while self.len() < n && start.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.len() >= n
+    }
+}
+
+/// Waits up to `limit` for `session` to be in `state` (polling: for states that last).
+pub fn wait_state(session: &session::Session, state: State, limit: Duration) -> bool {
+    let start = std::time::Instant::now();
+    while session.state() != state && start.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    session.state() == state
+}

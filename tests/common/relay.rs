@@ -91,9 +91,12 @@ async fn forward(client: TcpStream, control: Arc<Control>) {
     control.open.fetch_add(1, Ordering::SeqCst);
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
-    // Linger 0: dropping sends RST instead of FIN.
-    let _ = client.set_linger(Some(Duration::ZERO));
-    let _ = server.set_linger(Some(Duration::ZERO));
+    // Linger 0: dropping sends RST instead of FIN, at once (only a non-zero linger blocks).
+    #[allow(deprecated)]
+    {
+        let _ = client.set_linger(Some(Duration::ZERO));
+        let _ = server.set_linger(Some(Duration::ZERO));
+    }
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
     tokio::select! {
