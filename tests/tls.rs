@@ -122,8 +122,13 @@ fn the_validation_callback_has_the_final_say() {
 
 #[test]
 fn a_plain_server_on_the_tls_url_is_reported() {
+    // The bundled server answers the ClientHello with a plain-text 400.
     let server = start_server();
-    let message = fails(config(&wss(&server, "127.0.0.1")), ErrorCode::TlsHandshakeFailed);
+    let message = fails(config(&wss(&server, "127.0.0.1")), ErrorCode::TlsNotTls);
+    assert!(message.contains("plain"), "{message}");
+    // A peer that closes at once.
+    let port = fake_peer(|stream| async move { drop(stream) });
+    let message = fails(config(&format!("wss://127.0.0.1:{port}")), ErrorCode::TlsHandshakeFailed);
     assert!(message.contains("TLS"), "{message}");
     // A peer that answers in plain text rather than closing.
     let port = fake_peer(|mut stream| async move {

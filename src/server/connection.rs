@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{interval_at, sleep_until, Instant};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
 use super::sessions::ServerSession;
-use super::{authenticate, send, SessionInfo, Shared, Shutdown};
+use super::poll::PollChannel;
+use super::{authenticate, SessionInfo, Shared, Shutdown};
 use crate::protocol::reliable::Receipt;
 use crate::protocol::{
     self, validate_path, CloseReason, ConnectRequest, DecodeError, Frame, Message, ResponseCode, SessionId,
@@ -31,20 +32,15 @@ pub(super) struct Attached {
     sent_upto: u64,
 }
 
-/// Answers the connect request: a new session, a resumed one, or a refusal (`None`).
-pub(super) async fn attach(
-    shared: &Arc<Shared>,
-    ws: &mut WebSocketStream<Stream>,
-    request: &ConnectRequest,
-    peer: SocketAddr,
-) -> Option<Attached> {
+/// Answers the connect request: the frames to send first (the CONNECT_RESPONSE, then for a
+/// resumed session what the client missed), and the session taken, unless refused.
+pub(super) fn attach(shared: &Arc<Shared>, request: &ConnectRequest, peer: SocketAddr) -> (Vec<Frame>, Option<Attached>) {
     let config = &shared.config;
     let decision = authenticate(config, request);
     let refuse = |code: ResponseCode, reason: &str| super::Decision::rejected(code, reason).refusal(config);
     if !decision.accepted() {
         tracing::info!(%peer, principal = %request.principal, reason = decision.reason(), "session refused");
-        let _ = send(ws, &Frame::ConnectResponse(decision.refusal(config))).await;
-        return None;
+        return (vec![Frame::ConnectResponse(decision.refusal(config))], None);
     }
     if request.reconnect_token.is_empty() {
         let id = SessionId {
@@ -55,21 +51,17 @@ pub(super) async fn attach(
         let info = SessionInfo { id, principal: request.principal.clone(), properties: request.properties.clone() };
         let Some(session) = shared.registry.create(info, token.clone(), config.recovery_buffer, config.max_sessions)
         else {
-            let _ = send(ws, &Frame::ConnectResponse(refuse(ResponseCode::Rejected, "server is at its session limit")))
-                .await;
-            return None;
+            return (vec![Frame::ConnectResponse(refuse(ResponseCode::Rejected, "server is at its session limit"))], None);
         };
         let response = decision.response(config, ResponseCode::Ok, id, token, 0);
-        send(ws, &Frame::ConnectResponse(response)).await.ok()?;
         let properties: Vec<String> = request.properties.iter().map(|(k, v)| format!("{k}={v}")).collect();
         tracing::info!(session = %id, %peer, principal = %request.principal, properties = ?properties, "session opened");
-        return Some(Attached { session, generation: 1, sent_upto: 0 });
+        return (vec![Frame::ConnectResponse(response)], Some(Attached { session, generation: 1, sent_upto: 0 }));
     }
     let Some(session) = shared.registry.by_token(&request.reconnect_token) else {
         tracing::info!(%peer, "reconnection for an unknown or expired session");
         let refusal = refuse(ResponseCode::UnknownSession, "the session is unknown or expired");
-        let _ = send(ws, &Frame::ConnectResponse(refusal)).await;
-        return None;
+        return (vec![Frame::ConnectResponse(refusal)], None);
     };
     let id = session.info.id;
     let resumed = {
@@ -90,32 +82,100 @@ pub(super) async fn attach(
                 ResponseCode::ReconnectionFailedMessageLoss,
                 &format!("message {} is no longer in the server's recovery buffer", loss.missing_from),
             );
-            let _ = send(ws, &Frame::ConnectResponse(refusal)).await;
-            return None;
+            return (vec![Frame::ConnectResponse(refusal)], None);
         }
     };
     // The previous connection, if it is still there, steps aside.
     session.owner.send_replace(generation);
     let response = decision.response(config, ResponseCode::Reconnected, id, session.token.clone(), last_received);
-    send(ws, &Frame::ConnectResponse(response)).await.ok()?;
-    send_all(ws, &resend).await.ok()?;
     tracing::info!(session = %id, %peer, resent = resend.len(), "session resumed");
-    Some(Attached { session, generation, sent_upto })
+    let mut frames = vec![Frame::ConnectResponse(response)];
+    frames.extend(resend);
+    (frames, Some(Attached { session, generation, sent_upto }))
 }
 
-/// Sends frames batched into few WebSocket messages.
-async fn send_all(ws: &mut WebSocketStream<Stream>, frames: &[Frame]) -> Result<(), ()> {
-    let mut batch = Vec::new();
-    for frame in frames {
-        batch.extend_from_slice(&protocol::encode(frame));
-        if batch.len() >= 64 * 1024 {
-            ws.send(WsMessage::binary(std::mem::take(&mut batch))).await.map_err(|_| ())?;
+/// What carries a session's frames: a WebSocket, or a long-polling channel.
+pub(super) enum Link {
+    Ws(Box<WebSocketStream<Stream>>),
+    Poll(Arc<PollChannel>, mpsc::UnboundedReceiver<Vec<u8>>),
+}
+
+/// What arrived on a link.
+enum Received {
+    Bytes(Vec<u8>),
+    /// Nothing more will come (closed, failed): the reason.
+    Gone(String),
+    /// Over the frame size limit.
+    TooLarge(String),
+    /// A text WebSocket message.
+    Text,
+}
+
+impl Link {
+    async fn recv(&mut self) -> Received {
+        match self {
+            Link::Ws(ws) => loop {
+                return match ws.next().await {
+                    Some(Ok(WsMessage::Binary(bytes))) => Received::Bytes(bytes.to_vec()),
+                    Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
+                    Some(Ok(WsMessage::Close(_))) | None => Received::Gone("connection closed without a CLOSE frame".into()),
+                    Some(Ok(_)) => Received::Text,
+                    Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(e))) => Received::TooLarge(e.to_string()),
+                    Some(Err(e)) => Received::Gone(format!("connection failed: {e}")),
+                };
+            },
+            Link::Poll(_, inbound) => match inbound.recv().await {
+                Some(bytes) => Received::Bytes(bytes),
+                None => Received::Gone("polling stopped".into()),
+            },
         }
     }
-    if !batch.is_empty() {
-        ws.send(WsMessage::binary(batch)).await.map_err(|_| ())?;
+
+    /// Sends frames, batched.
+    pub(super) async fn send_frames(&mut self, frames: &[Frame]) -> Result<(), ()> {
+        let mut batch = Vec::new();
+        for frame in frames {
+            batch.extend_from_slice(&protocol::encode(frame));
+            if batch.len() >= 64 * 1024 {
+                self.send_bytes(std::mem::take(&mut batch)).await?;
+            }
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.send_bytes(batch).await
     }
-    Ok(())
+
+    async fn send(&mut self, frame: &Frame) -> Result<(), ()> {
+        self.send_bytes(protocol::encode(frame)).await
+    }
+
+    async fn send_bytes(&mut self, bytes: Vec<u8>) -> Result<(), ()> {
+        match self {
+            Link::Ws(ws) => ws.send(WsMessage::binary(bytes)).await.map_err(|_| ()),
+            Link::Poll(channel, _) => {
+                channel.push(&bytes);
+                Ok(())
+            }
+        }
+    }
+
+    pub(super) async fn close(&mut self) {
+        match self {
+            Link::Ws(ws) => {
+                let _ = ws.close(None).await;
+            }
+            Link::Poll(channel, _) => channel.close(),
+        }
+    }
+}
+
+/// Marks the session as waiting for its client, when its first answer could not be sent.
+pub(super) fn detach_now(attached: &Attached) {
+    let mut state = attached.session.state.lock();
+    if state.generation == attached.generation {
+        state.detached_since = Some(Instant::now());
+    }
 }
 
 /// How a connection ended, for the session and the log.
@@ -131,7 +191,7 @@ enum End {
 /// Serves the attached session until the connection ends.
 pub(super) async fn serve(
     shared: &Arc<Shared>,
-    mut ws: WebSocketStream<Stream>,
+    mut ws: Link,
     attached: Attached,
     shutdown: watch::Receiver<Shutdown>,
     peer: SocketAddr,
@@ -141,10 +201,10 @@ pub(super) async fn serve(
     let id = session.info.id;
     let end = run(shared, &mut ws, attached, shutdown).await;
     shared.attached.fetch_sub(1, Ordering::SeqCst);
+    ws.close().await;
     match end {
         End::Closed(reason) => {
             shared.registry.remove(id.value);
-            let _ = ws.close(None).await;
             tracing::info!(session = %id, %peer, %reason, "session closed");
         }
         End::Detached(reason) => {
@@ -156,7 +216,7 @@ pub(super) async fn serve(
 
 async fn run(
     shared: &Arc<Shared>,
-    ws: &mut WebSocketStream<Stream>,
+    ws: &mut Link,
     attached: Attached,
     mut shutdown: watch::Receiver<Shutdown>,
 ) -> End {
@@ -186,28 +246,24 @@ async fn run(
         match pending {
             Ok(frames) if frames.is_empty() => {}
             Ok(frames) => {
-                if send_all(ws, &frames).await.is_err() {
+                if ws.send_frames(&frames).await.is_err() {
                     return detach("connection failed while delivering".into());
                 }
             }
             Err(_) => {
                 let reason = "the session's recovery buffer overflowed: a slow or absent client";
-                let _ = send(ws, &close(CloseReason::MessageLoss, reason)).await;
+                let _ = ws.send(&close(CloseReason::MessageLoss, reason)).await;
                 return End::Closed(reason.into());
             }
         }
         tokio::select! {
-            message = ws.next() => {
+            received = ws.recv() => {
                 deadline = Instant::now() + silence_limit;
-                let bytes = match message {
-                    Some(Ok(WsMessage::Binary(bytes))) => bytes,
-                    Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
-                    Some(Ok(WsMessage::Close(_))) | None => return detach("connection closed without a CLOSE frame".into()),
-                    Some(Ok(_)) => return refuse(ws, CloseReason::ProtocolError, "binary messages only").await,
-                    Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(e))) => {
-                        return refuse(ws, CloseReason::FrameTooLarge, &e.to_string()).await;
-                    }
-                    Some(Err(e)) => return detach(format!("connection failed: {e}")),
+                let bytes = match received {
+                    Received::Bytes(bytes) => bytes,
+                    Received::Gone(why) => return detach(why),
+                    Received::Text => return refuse(ws, CloseReason::ProtocolError, "binary messages only").await,
+                    Received::TooLarge(why) => return refuse(ws, CloseReason::FrameTooLarge, &why).await,
                 };
                 let frames = match protocol::decode_all(&bytes, config.max_frame_size) {
                     Ok(frames) => frames,
@@ -232,7 +288,7 @@ async fn run(
                 };
                 if let Some(ack) = ack {
                     ack_at = None;
-                    if send(ws, &ack).await.is_err() {
+                    if ws.send(&ack).await.is_err() {
                         return detach("connection failed while acknowledging".into());
                     }
                 }
@@ -241,13 +297,13 @@ async fn run(
             _ = sleep_until(ack_at.unwrap_or_else(Instant::now)), if ack_at.is_some() => {
                 ack_at = None;
                 let ack = session.state.lock().incoming.take_ack();
-                if send(ws, &ack).await.is_err() {
+                if ws.send(&ack).await.is_err() {
                     return detach("connection failed while acknowledging".into());
                 }
             }
             _ = pings.tick() => {
                 nonce += 1;
-                if send(ws, &Frame::Ping(nonce)).await.is_err() {
+                if ws.send(&Frame::Ping(nonce)).await.is_err() {
                     return detach("connection failed while sending a ping".into());
                 }
             }
@@ -263,7 +319,7 @@ async fn run(
                 let Some((reason, message)) = shutdown.borrow_and_update().clone().filter(|_| changed.is_ok()) else {
                     continue;
                 };
-                let _ = send(ws, &close(reason, &message)).await;
+                let _ = ws.send(&close(reason, &message)).await;
                 return End::Closed(format!("closed by the server: {message}"));
             }
         }
@@ -275,15 +331,15 @@ fn close(reason: CloseReason, message: &str) -> Frame {
 }
 
 /// Ends the session for a protocol violation, telling the client why.
-async fn refuse(ws: &mut WebSocketStream<Stream>, reason: CloseReason, message: &str) -> End {
-    let _ = send(ws, &close(reason, message)).await;
+async fn refuse(ws: &mut Link, reason: CloseReason, message: &str) -> End {
+    let _ = ws.send(&close(reason, message)).await;
     End::Closed(format!("client broke the protocol: {message}"))
 }
 
 /// Handles one frame from the client; `Some` when the connection ends.
 async fn on_frame(
     shared: &Arc<Shared>,
-    ws: &mut WebSocketStream<Stream>,
+    ws: &mut Link,
     session: &ServerSession,
     frame: Frame,
 ) -> Option<End> {
@@ -318,7 +374,7 @@ async fn on_frame(
             None
         }
         Frame::Ping(n) => {
-            if send(ws, &Frame::Pong(n)).await.is_err() {
+            if ws.send(&Frame::Pong(n)).await.is_err() {
                 return Some(End::Detached("connection failed while answering a ping".into()));
             }
             None

@@ -6,6 +6,8 @@
 
 mod auth;
 mod connection;
+mod http;
+mod poll;
 mod sessions;
 
 use std::collections::HashMap;
@@ -98,6 +100,8 @@ struct Shared {
     config: ServerConfig,
     next_session: AtomicU64,
     registry: sessions::Registry,
+    /// Virtual connections of HTTP long polling.
+    polls: poll::Channels,
     /// Connections serving a session right now.
     attached: AtomicUsize,
     shutdown: watch::Sender<Shutdown>,
@@ -120,6 +124,7 @@ impl Server {
                 config,
                 next_session: AtomicU64::new(1),
                 registry: sessions::Registry::default(),
+                polls: poll::Channels::default(),
                 attached: AtomicUsize::new(0),
                 shutdown,
             }),
@@ -292,6 +297,25 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             }
         }
     };
+    // Plain HTTP (long polling) and WebSocket upgrades share the endpoint.
+    let max_body = config.max_frame_size as usize + 64 * 1024;
+    let mut stream = stream;
+    let stream: Stream = match timeout(config.handshake_timeout, http::read_request(&mut stream, Vec::new(), max_body)).await {
+        Ok(http::Read::Request(request, raw)) if request.is_upgrade() => {
+            Box::new(crate::transport::prefixed::Prefixed::new(raw, stream))
+        }
+        Ok(http::Read::Request(request, rest)) => return poll::serve_http(shared, stream, request, rest, peer).await,
+        Ok(http::Read::Closed) => return,
+        Ok(http::Read::Bad(why)) => {
+            tracing::debug!(%peer, %why, "bad request");
+            let _ = http::write_response(&mut stream, 400, "Bad Request", &[], format!("{why}\n").as_bytes()).await;
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "no request within the handshake timeout");
+            return;
+        }
+    };
     let limit = config.max_frame_size as usize + FRAME_HEADER_LEN;
     let ws_config = WebSocketConfig::default().max_message_size(Some(limit)).max_frame_size(Some(limit));
     let gate = shared.clone();
@@ -344,11 +368,14 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     };
     // Subscribe before the client learns it is connected, so no close_all can slip in between.
     let shutdown = shared.shutdown.subscribe();
-    let Some(attached) = connection::attach(&shared, &mut ws, &request, peer).await else {
-        let _ = ws.close(None).await;
-        return;
-    };
-    connection::serve(&shared, ws, attached, shutdown, peer).await;
+    let (first, attached) = connection::attach(&shared, &request, peer);
+    let mut link = connection::Link::Ws(Box::new(ws));
+    let sent = link.send_frames(&first).await;
+    match (attached, sent) {
+        (Some(attached), Ok(())) => connection::serve(&shared, link, attached, shutdown, peer).await,
+        (Some(attached), Err(())) => connection::detach_now(&attached),
+        (None, _) => link.close().await,
+    }
 }
 
 /// Reads the first frame, which must be a CONNECT_REQUEST. Errors are messages for the client.

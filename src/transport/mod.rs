@@ -1,5 +1,6 @@
 //! Ways of carrying protocol frames to the server.
 
+pub(crate) mod prefixed;
 mod websocket;
 
 pub use websocket::WsConnection;

@@ -1,0 +1,123 @@
+//! Plain HTTP/1.1 requests on the session endpoint: telling a WebSocket upgrade from a polling
+//! request, reading bodies, writing responses.
+
+use std::collections::HashMap;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::transport::Stream;
+
+/// Largest request head accepted.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// One request, body included.
+#[derive(Debug)]
+pub(crate) struct HttpRequest {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) query: HashMap<String, String>,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+}
+
+impl HttpRequest {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the request asks for a WebSocket upgrade.
+    pub(crate) fn is_upgrade(&self) -> bool {
+        self.header("upgrade").is_some_and(|v| v.to_ascii_lowercase().contains("websocket"))
+    }
+
+    /// Whether the client keeps the connection open for more requests.
+    pub(crate) fn keep_alive(&self) -> bool {
+        !self.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"))
+    }
+}
+
+/// What reading a request gave.
+pub(crate) enum Read {
+    /// A request; for an upgrade, the body is not read and `raw` holds every byte read so far.
+    Request(HttpRequest, Vec<u8>),
+    /// The connection closed before a request began.
+    Closed,
+    /// Not HTTP, or over the limits: the message says why.
+    Bad(String),
+}
+
+/// Reads one request from `stream`, starting with `buffered` bytes already read.
+pub(crate) async fn read_request(stream: &mut Stream, mut buffered: Vec<u8>, max_body: usize) -> Read {
+    let mut chunk = [0u8; 8192];
+    let (head_len, mut request) = loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut parsed = httparse::Request::new(&mut headers);
+        match parsed.parse(&buffered) {
+            Ok(httparse::Status::Complete(n)) => {
+                let target = parsed.path.unwrap_or("/");
+                let (path, query) = target.split_once('?').unwrap_or((target, ""));
+                let request = HttpRequest {
+                    method: parsed.method.unwrap_or("").to_string(),
+                    path: path.to_string(),
+                    query: url::form_urlencoded::parse(query.as_bytes()).into_owned().collect(),
+                    headers: parsed
+                        .headers
+                        .iter()
+                        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).trim().to_string()))
+                        .collect(),
+                    body: Vec::new(),
+                };
+                break (n, request);
+            }
+            Ok(httparse::Status::Partial) if buffered.len() <= MAX_HEAD => {}
+            Ok(httparse::Status::Partial) => return Read::Bad("request head too large".into()),
+            Err(e) => return Read::Bad(format!("not an HTTP request: {e}")),
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) if buffered.is_empty() => return Read::Closed,
+            Ok(0) | Err(_) => return Read::Bad("connection closed in the middle of a request".into()),
+            Ok(n) => buffered.extend_from_slice(&chunk[..n]),
+        }
+    };
+    if request.is_upgrade() {
+        return Read::Request(request, buffered);
+    }
+    let length = match request.header("content-length").map(|v| v.parse::<usize>()) {
+        None => 0,
+        Some(Ok(n)) if n <= max_body => n,
+        Some(Ok(n)) => return Read::Bad(format!("request body of {n} bytes is over the limit of {max_body}")),
+        Some(Err(_)) => return Read::Bad("invalid Content-Length".into()),
+    };
+    if request.header("transfer-encoding").is_some() {
+        return Read::Bad("chunked request bodies are not accepted; send Content-Length".into());
+    }
+    let mut rest = buffered.split_off(head_len);
+    while rest.len() < length {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return Read::Bad("connection closed in the middle of a request body".into()),
+            Ok(n) => rest.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let leftover = rest.split_off(length);
+    request.body = rest;
+    Read::Request(request, leftover)
+}
+
+/// Writes a response with `body`.
+pub(crate) async fn write_response(
+    stream: &mut Stream,
+    status: u16,
+    reason: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> std::io::Result<()> {
+    let mut head = format!("HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n", body.len());
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body);
+    stream.write_all(&bytes).await?;
+    stream.flush().await
+}
