@@ -91,10 +91,11 @@ pub unsafe extern "C" fn session_subscribe(
     handler: *const SESSION_MESSAGE_HANDLER_T,
     error: *mut DIFFUSION_ERROR_T,
 ) -> c_int {
-    with_session(session, error, |handle| {
-        let handler = handler.as_ref().ok_or_else(|| Error::illegal_argument("handler is NULL"))?;
-        let context = OwnedContext::new(handler.context, handler.free_context);
-        let on_message = handler.on_message.ok_or_else(|| Error::illegal_argument("handler->on_message is NULL"))?;
+    // The context is the library's from here on, whatever happens: released once, even on failure.
+    let context = guard(None, || handler.as_ref().map(|h| (OwnedContext::new(h.context, h.free_context), h.on_message)));
+    with_session(session, error, move |handle| {
+        let (context, on_message) = context.ok_or_else(|| Error::illegal_argument("handler is NULL"))?;
+        let on_message = on_message.ok_or_else(|| Error::illegal_argument("handler->on_message is NULL"))?;
         let path = required_str(path, "path")?;
         let handler = CMessageHandler { on_message, session: session as usize, context };
         handle.session().subscribe(path, Arc::new(handler))
