@@ -1,19 +1,23 @@
 #!/bin/sh
 # Starts or stops tinyproxy, with Basic authentication, in front of the bundled server.
 #
-#   proxy.sh start <state-dir>    (after server.sh start: CONNECT is allowed to its port only)
-#   proxy.sh stop  <state-dir>
+#   proxy.sh start <state-dir> [noconnect]   (after server.sh start: CONNECT to its port only)
+#   proxy.sh stop  <state-dir> [noconnect]
 #
-# start records the proxy's port in <state-dir>/proxy-port. Without tinyproxy it fails under
+# start records the proxy's port in <state-dir>/proxy-port. With "noconnect" the proxy refuses
+# every CONNECT (403) and needs no authentication, so only plain HTTP gets through; its files end
+# in -noconnect (<state-dir>/proxy-noconnect-port). Without tinyproxy it fails under
 # CI=true; elsewhere it says so and writes no port, and the proxy examples report a skip.
 set -eu
 
-[ $# -eq 2 ] || { echo "usage: $0 start|stop <state-dir>" >&2; exit 2; }
+[ $# -ge 2 ] || { echo "usage: $0 start|stop <state-dir> [noconnect]" >&2; exit 2; }
 action=$1
 state_dir=$2
-pid_file=$state_dir/proxy-pid
-port_file=$state_dir/proxy-port
-log_file=$state_dir/tinyproxy.log
+mode=${3:-}
+suffix=${mode:+-$mode}
+pid_file=$state_dir/proxy$suffix-pid
+port_file=$state_dir/proxy$suffix-port
+log_file=$state_dir/tinyproxy$suffix.log
 
 . "$(dirname "$0")/process.sh"
 
@@ -39,19 +43,24 @@ start_proxy() {
         exit 0
     fi
     server_port=$(cat "$state_dir/port")
+    if [ "$mode" = noconnect ]; then
+        access="ConnectPort 0"
+    else
+        access="ConnectPort $server_port
+BasicAuth demo demo-proxy-pw"
+    fi
     # tinyproxy cannot pick a free port itself: try a few from a range, each checked by its log.
     attempt=0
     while [ "$attempt" -lt 10 ]; do
         port=$(( ($$ + attempt * 7919) % 30000 + 20000 ))
-        conf=$state_dir/tinyproxy.conf
+        conf=$state_dir/tinyproxy$suffix.conf
         cat >"$conf" <<CONF
 Port $port
 Listen 127.0.0.1
 Timeout 30
 LogLevel Info
 Allow 127.0.0.1
-ConnectPort $server_port
-BasicAuth demo demo-proxy-pw
+$access
 CONF
         "$tinyproxy" -d -c "$conf" </dev/null >"$log_file" 2>&1 &
         pid=$!
@@ -77,5 +86,5 @@ CONF
 case $action in
     start) start_proxy ;;
     stop) stop_proxy ;;
-    *) echo "usage: $0 start|stop <state-dir>" >&2; exit 2 ;;
+    *) echo "usage: $0 start|stop <state-dir> [noconnect]" >&2; exit 2 ;;
 esac

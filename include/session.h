@@ -278,6 +278,24 @@ typedef enum {
 } SESSION_STATE_T;
 
 /**
+ * How a session reaches its server.
+ */
+typedef enum {
+  /**
+   * No connection yet.
+   */
+  TRANSPORT_TYPE_NONE = -1,
+  /**
+   * A WebSocket (ws://, wss://).
+   */
+  WEBSOCKET = 0,
+  /**
+   * HTTP long polling (xhr://, xhrs://, or by cascading).
+   */
+  HTTP_POLLING = 1,
+} TRANSPORT_TYPE_T;
+
+/**
  * Opaque credentials. Create with a `credentials_create_*` function, release with
  * `credentials_free`. Sessions copy what they need, so credentials may be freed once the session
  * has been created.
@@ -1198,6 +1216,26 @@ void diffusion_session_factory_tls_server_name(const DIFFUSION_SESSION_FACTORY_T
  */
 void diffusion_session_factory_certificate_validation(const DIFFUSION_SESSION_FACTORY_T *factory,
                                                       const DIFFUSION_CERTIFICATE_VALIDATION_T *validation);
+
+/**
+ * Sets the transports to try, in order, for each connection attempt: `count` entries of `list`
+ * (copied; a transport may appear more than once). The session stays CONNECTING while the list is
+ * tried; when every entry fails, the initial retry strategy decides on another round, and the
+ * error names what each transport failed with. Default: WEBSOCKET only. xhr:// and xhrs:// URLs
+ * use HTTP_POLLING whatever the list.
+ *
+ * Returns 1, or 0 (nothing changed) when the factory or list is NULL, `count` is 0, or an entry
+ * is not WEBSOCKET or HTTP_POLLING.
+ */
+int diffusion_session_factory_transports(const DIFFUSION_SESSION_FACTORY_T *factory,
+                                         const TRANSPORT_TYPE_T *list,
+                                         size_t count);
+
+/**
+ * The transport of the session's current connection (its last one once closed);
+ * TRANSPORT_TYPE_NONE before the first connection or for NULL. Thread-safe.
+ */
+TRANSPORT_TYPE_T session_get_transport(const SESSION_T *session);
 
 #ifdef __cplusplus
 }  // extern "C"

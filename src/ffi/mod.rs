@@ -14,6 +14,7 @@ pub mod reconnect;
 pub mod retry;
 pub mod session;
 pub mod tls;
+pub mod transport;
 pub mod types;
 
 #[cfg(test)]

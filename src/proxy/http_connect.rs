@@ -21,6 +21,8 @@ pub enum Next {
 pub struct ConnectConversation {
     target: String,
     proxy: String,
+    /// For a plain request through the proxy (absolute form) rather than CONNECT.
+    request: Option<PlainRequest>,
     auth: Option<ProxyAuth>,
     /// Challenges answered so far.
     rounds: u32,
@@ -32,7 +34,28 @@ impl ConnectConversation {
     /// A conversation asking `proxy` (host:port, for messages) for a tunnel to `target`
     /// (host:port, IPv6 in brackets).
     pub fn new(target: &str, proxy: &str, auth: Option<ProxyAuth>) -> Self {
-        ConnectConversation { target: target.to_string(), proxy: proxy.to_string(), auth, rounds: 0, sent: None }
+        ConnectConversation {
+            target: target.to_string(),
+            proxy: proxy.to_string(),
+            request: None,
+            auth,
+            rounds: 0,
+            sent: None,
+        }
+    }
+
+    /// A conversation sending one plain request through `proxy`: `method` on the absolute URI
+    /// `uri`, with `host`, extra `headers` and `body`. Challenges are answered as for CONNECT;
+    /// any other answer ends the conversation with [`Next::Tunnel`] and is the caller's to read.
+    pub fn plain(proxy: &str, auth: Option<ProxyAuth>, request: PlainRequest) -> Self {
+        ConnectConversation {
+            target: request.uri.clone(),
+            proxy: proxy.to_string(),
+            request: Some(request),
+            auth,
+            rounds: 0,
+            sent: None,
+        }
     }
 
     /// The first CONNECT request: with Basic credentials when Basic is configured, or with what a
@@ -56,8 +79,9 @@ impl ConnectConversation {
     /// Judges a response: tunnel open, another round, or the error that ends the conversation.
     pub fn on_response(&mut self, response: &ProxyResponse) -> Result<Next> {
         match response.status {
-            200..=299 => Ok(Next::Tunnel),
             407 => self.on_challenge(response, "proxy-authenticate"),
+            _ if self.request.is_some() => Ok(Next::Tunnel),
+            200..=299 => Ok(Next::Tunnel),
             // Some proxies (tinyproxy) challenge with 401 and WWW-Authenticate.
             401 => self.on_challenge(response, "www-authenticate"),
             status => {
@@ -129,7 +153,8 @@ impl ConnectConversation {
         let chosen = digest.unwrap_or(&usable[0]);
         let mut client =
             PasswordClient::try_from(chosen).map_err(|e| fail(format!("cannot answer its challenge: {e}")))?;
-        let params = PasswordParams { username: user, password, uri: &self.target, method: "CONNECT", body: None };
+        let method = self.request.as_ref().map_or("CONNECT", |r| r.method.as_str());
+        let params = PasswordParams { username: user, password, uri: &self.target, method, body: None };
         let value = client.respond(&params).map_err(|e| fail(format!("cannot answer its challenge: {e}")))?;
         self.sent = Some(if digest.is_some() { "Digest" } else { "Basic" });
         self.request(&[authorization(value)]).map(Next::Retry)
@@ -137,11 +162,20 @@ impl ConnectConversation {
 
     /// A CONNECT request with `headers`; refuses header injection.
     fn request(&self, headers: &[(String, String)]) -> Result<Vec<u8>> {
+        let (method, host) = match &self.request {
+            Some(r) => (r.method.as_str(), r.host.as_str()),
+            None => ("CONNECT", self.target.as_str()),
+        };
         let mut text = format!(
-            "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: libsession/{}\r\nProxy-Connection: Keep-Alive\r\n",
+            "{method} {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: libsession/{}\r\nProxy-Connection: Keep-Alive\r\n",
             env!("CARGO_PKG_VERSION"),
             target = self.target
         );
+        if let Some(request) = &self.request {
+            for (name, value) in &request.headers {
+                text.push_str(&format!("{name}: {value}\r\n"));
+            }
+        }
         for (name, value) in headers {
             if !valid_header(name, value) {
                 return Err(Error::new(
@@ -152,8 +186,27 @@ impl ConnectConversation {
             text.push_str(&format!("{name}: {value}\r\n"));
         }
         text.push_str("\r\n");
-        Ok(text.into_bytes())
+        let mut bytes = text.into_bytes();
+        if let Some(request) = &self.request {
+            bytes.extend_from_slice(&request.body);
+        }
+        Ok(bytes)
     }
+}
+
+/// A plain HTTP request sent through a proxy.
+#[derive(Debug, Clone)]
+pub struct PlainRequest {
+    /// GET, POST...
+    pub method: String,
+    /// The absolute URI (`http://host:port/path?query`).
+    pub uri: String,
+    /// The Host header.
+    pub host: String,
+    /// Further headers, already checked.
+    pub headers: Vec<(String, String)>,
+    /// The body (Content-Length must be among `headers`).
+    pub body: Vec<u8>,
 }
 
 fn authorization(value: String) -> (String, String) {
@@ -196,6 +249,7 @@ mod tests {
             status_line: format!("HTTP/1.1 {status} Reason"),
             headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
             keep_alive,
+            body: Vec::new(),
         }
     }
 

@@ -13,6 +13,8 @@ mod socks5;
 pub use auth::{Challenge, ChallengeHandler, ProxyAuth, DEFAULT_MAXIMUM_CONVERSATIONS};
 pub use config::{bypasses, Proxy, ProxySetting};
 pub(crate) use http_connect::valid_header;
+pub(crate) use http_connect::{ConnectConversation, Next, PlainRequest};
+pub(crate) use response::{ProxyResponse, ResponseReader};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{timeout_at, Instant};
@@ -20,8 +22,6 @@ use tokio::time::{timeout_at, Instant};
 use crate::error::{Error, ErrorCode, Result};
 use crate::session::SessionOptions;
 use crate::transport::Stream;
-use http_connect::{ConnectConversation, Next};
-use response::ResponseReader;
 use socks5::{Socks5Handshake, Step, Target};
 
 /// Opens a TCP stream to `host:port` through `proxy`, finishing by `deadline`.
@@ -55,6 +55,11 @@ pub(crate) async fn tunnel(
         }
     };
     timeout_at(deadline, work).await.unwrap_or_else(|_| Err(late()))
+}
+
+/// Connects to an HTTP proxy itself (for plain requests in absolute form).
+pub(crate) async fn connect_http_proxy(host: &str, port: u16, tls: bool, options: &SessionOptions) -> Result<Stream> {
+    connect_proxy(&ProxyAddress { host, port, tls }, options).await
 }
 
 /// Where a proxy listens, and whether it speaks TLS (https:// proxy URLs).

@@ -21,6 +21,8 @@ pub struct ProxyResponse {
     pub headers: Vec<(String, String)>,
     /// Whether the proxy keeps the connection open after this response.
     pub keep_alive: bool,
+    /// The body, when the reader was asked to keep it.
+    pub body: Vec<u8>,
 }
 
 impl ProxyResponse {
@@ -51,17 +53,41 @@ enum Chunk {
 /// has no body: the tunnel starts right after the head.
 #[derive(Debug)]
 pub struct ResponseReader {
-    proxy: String,
+    /// "proxy host:port" or "server host:port", for messages.
+    peer: String,
+    code: ErrorCode,
     for_connect: bool,
     buf: Vec<u8>,
     head: Option<(ProxyResponse, Body)>,
     body_seen: u64,
+    keep_body: bool,
+    body_limit: u64,
 }
 
 impl ResponseReader {
     /// A reader for a response from `proxy` (host:port, for messages).
     pub fn new(proxy: &str, for_connect: bool) -> Self {
-        ResponseReader { proxy: proxy.to_string(), for_connect, buf: Vec::new(), head: None, body_seen: 0 }
+        ResponseReader {
+            peer: format!("proxy {proxy}"),
+            code: ErrorCode::ProxyProtocolError,
+            for_connect,
+            buf: Vec::new(),
+            head: None,
+            body_seen: 0,
+            keep_body: false,
+            body_limit: MAX_BODY_SIZE,
+        }
+    }
+
+    /// A reader for an ordinary response from `peer` that keeps bodies of up to `limit` bytes.
+    pub fn keeping_body(peer: &str, limit: u64) -> Self {
+        ResponseReader {
+            keep_body: true,
+            body_limit: limit,
+            peer: format!("server {peer}"),
+            code: ErrorCode::ConnectionProtocolError,
+            ..ResponseReader::new(peer, false)
+        }
     }
 
     /// Feeds received bytes; returns the response once it is complete. Bytes past its end are
@@ -91,7 +117,7 @@ impl ResponseReader {
     }
 
     fn error(&self, what: &str) -> Error {
-        Error::new(ErrorCode::ProxyProtocolError, format!("proxy {} {what}", self.proxy))
+        Error::new(self.code, format!("{} {what}", self.peer))
     }
 
     /// Parses the head when complete; returns whether it is.
@@ -122,7 +148,7 @@ impl ResponseReader {
             .iter()
             .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).trim().to_string()))
             .collect();
-        let mut response = ProxyResponse { status, status_line, headers, keep_alive: minor >= 1 };
+        let mut response = ProxyResponse { status, status_line, headers, keep_alive: minor >= 1, body: Vec::new() };
         for name in ["connection", "proxy-connection"] {
             if let Some(value) = response.header(name) {
                 let value = value.to_ascii_lowercase();
@@ -174,12 +200,12 @@ impl ResponseReader {
                     let take = (*remaining).min(self.buf.len() as u64);
                     *remaining -= take;
                     let done = *remaining == 0;
-                    self.consume(take as usize)?;
+                    self.take(take as usize)?;
                     return Ok(if done { self.head.take().map(|(r, _)| r) } else { None });
                 }
                 Body::UntilClose => {
                     let n = self.buf.len();
-                    self.consume(n)?;
+                    self.take(n)?;
                     return Ok(None);
                 }
                 Body::Chunked(Chunk::Data(remaining)) => {
@@ -188,7 +214,7 @@ impl ResponseReader {
                     if *remaining == 0 {
                         *body = Body::Chunked(Chunk::DataEnd);
                     }
-                    self.consume(take as usize)?;
+                    self.take(take as usize)?;
                     if take == 0 {
                         return Ok(None);
                     }
@@ -226,10 +252,21 @@ impl ResponseReader {
         }
     }
 
+    /// Consumes `n` body bytes, kept when asked.
+    fn take(&mut self, n: usize) -> Result<()> {
+        if self.keep_body {
+            if let Some((response, _)) = self.head.as_mut() {
+                response.body.extend_from_slice(&self.buf[..n]);
+            }
+        }
+        self.consume(n)
+    }
+
+    /// Consumes `n` bytes of the body's framing or content.
     fn consume(&mut self, n: usize) -> Result<()> {
         self.body_seen += n as u64;
-        if self.body_seen > MAX_BODY_SIZE {
-            return Err(self.error(&format!("sent a response body larger than {} KiB", MAX_BODY_SIZE / 1024)));
+        if self.body_seen > self.body_limit {
+            return Err(self.error(&format!("sent a response body larger than {} KiB", self.body_limit / 1024)));
         }
         self.buf.drain(..n);
         Ok(())

@@ -12,8 +12,8 @@ use tokio::time::{interval_at, sleep_until, Instant};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
-use super::sessions::ServerSession;
 use super::poll::PollChannel;
+use super::sessions::ServerSession;
 use super::{authenticate, SessionInfo, Shared, Shutdown};
 use crate::protocol::reliable::Receipt;
 use crate::protocol::{
@@ -34,7 +34,11 @@ pub(super) struct Attached {
 
 /// Answers the connect request: the frames to send first (the CONNECT_RESPONSE, then for a
 /// resumed session what the client missed), and the session taken, unless refused.
-pub(super) fn attach(shared: &Arc<Shared>, request: &ConnectRequest, peer: SocketAddr) -> (Vec<Frame>, Option<Attached>) {
+pub(super) fn attach(
+    shared: &Arc<Shared>,
+    request: &ConnectRequest,
+    peer: SocketAddr,
+) -> (Vec<Frame>, Option<Attached>) {
     let config = &shared.config;
     let decision = authenticate(config, request);
     let refuse = |code: ResponseCode, reason: &str| super::Decision::rejected(code, reason).refusal(config);
@@ -51,7 +55,10 @@ pub(super) fn attach(shared: &Arc<Shared>, request: &ConnectRequest, peer: Socke
         let info = SessionInfo { id, principal: request.principal.clone(), properties: request.properties.clone() };
         let Some(session) = shared.registry.create(info, token.clone(), config.recovery_buffer, config.max_sessions)
         else {
-            return (vec![Frame::ConnectResponse(refuse(ResponseCode::Rejected, "server is at its session limit"))], None);
+            return (
+                vec![Frame::ConnectResponse(refuse(ResponseCode::Rejected, "server is at its session limit"))],
+                None,
+            );
         };
         let response = decision.response(config, ResponseCode::Ok, id, token, 0);
         let properties: Vec<String> = request.properties.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -118,7 +125,9 @@ impl Link {
                 return match ws.next().await {
                     Some(Ok(WsMessage::Binary(bytes))) => Received::Bytes(bytes.to_vec()),
                     Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
-                    Some(Ok(WsMessage::Close(_))) | None => Received::Gone("connection closed without a CLOSE frame".into()),
+                    Some(Ok(WsMessage::Close(_))) | None => {
+                        Received::Gone("connection closed without a CLOSE frame".into())
+                    }
                     Some(Ok(_)) => Received::Text,
                     Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(e))) => Received::TooLarge(e.to_string()),
                     Some(Err(e)) => Received::Gone(format!("connection failed: {e}")),
@@ -214,12 +223,7 @@ pub(super) async fn serve(
     }
 }
 
-async fn run(
-    shared: &Arc<Shared>,
-    ws: &mut Link,
-    attached: Attached,
-    mut shutdown: watch::Receiver<Shutdown>,
-) -> End {
+async fn run(shared: &Arc<Shared>, ws: &mut Link, attached: Attached, mut shutdown: watch::Receiver<Shutdown>) -> End {
     let config = &shared.config;
     let Attached { session, generation, mut sent_upto } = attached;
     let mut owner = session.owner.subscribe();
@@ -337,12 +341,7 @@ async fn refuse(ws: &mut Link, reason: CloseReason, message: &str) -> End {
 }
 
 /// Handles one frame from the client; `Some` when the connection ends.
-async fn on_frame(
-    shared: &Arc<Shared>,
-    ws: &mut Link,
-    session: &ServerSession,
-    frame: Frame,
-) -> Option<End> {
+async fn on_frame(shared: &Arc<Shared>, ws: &mut Link, session: &ServerSession, frame: Frame) -> Option<End> {
     let id = session.info.id.value;
     match frame {
         Frame::Message { seq, body } => {

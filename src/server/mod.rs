@@ -300,7 +300,9 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     // Plain HTTP (long polling) and WebSocket upgrades share the endpoint.
     let max_body = config.max_frame_size as usize + 64 * 1024;
     let mut stream = stream;
-    let stream: Stream = match timeout(config.handshake_timeout, http::read_request(&mut stream, Vec::new(), max_body)).await {
+    let stream: Stream = match timeout(config.handshake_timeout, http::read_request(&mut stream, Vec::new(), max_body))
+        .await
+    {
         Ok(http::Read::Request(request, raw)) if request.is_upgrade() => {
             Box::new(crate::transport::prefixed::Prefixed::new(raw, stream))
         }

@@ -62,7 +62,13 @@ impl Channels {
 }
 
 /// Serves plain HTTP requests on one TCP connection until it closes.
-pub(super) async fn serve_http(shared: Arc<Shared>, mut stream: Stream, first: HttpRequest, mut buffered: Vec<u8>, peer: SocketAddr) {
+pub(super) async fn serve_http(
+    shared: Arc<Shared>,
+    mut stream: Stream,
+    first: HttpRequest,
+    mut buffered: Vec<u8>,
+    peer: SocketAddr,
+) {
     let max_body = shared.config.max_frame_size as usize + 64 * 1024;
     let mut request = first;
     loop {
@@ -77,7 +83,8 @@ pub(super) async fn serve_http(shared: Arc<Shared>, mut stream: Stream, first: H
                 next
             }
             Read::Request(..) => {
-                let _ = write_response(&mut stream, 400, "Bad Request", &[], b"upgrade on a polling connection\n").await;
+                let _ =
+                    write_response(&mut stream, 400, "Bad Request", &[], b"upgrade on a polling connection\n").await;
                 return;
             }
             Read::Closed => return,

@@ -9,6 +9,7 @@ use crate::proxy::ProxySetting;
 use crate::reconnect::ReconnectionStrategy;
 use crate::retry::RetryStrategy;
 use crate::tls::TlsOptions;
+use crate::transport::Transport;
 
 /// Default bound on one connection attempt (TCP connect, upgrade and handshake).
 pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
@@ -60,6 +61,8 @@ pub struct SessionOptions {
     pub tls: TlsOptions,
     /// Extra headers on every upgrade request (see [`SessionOptions::add_http_header`]).
     pub http_headers: Vec<(String, String)>,
+    /// Transports to try, in order, for each connection attempt (a transport may repeat).
+    pub transports: Vec<Transport>,
 }
 
 impl Default for SessionOptions {
@@ -80,6 +83,7 @@ impl Default for SessionOptions {
             proxy: ProxySetting::FromEnvironment,
             tls: TlsOptions::default(),
             http_headers: Vec::new(),
+            transports: vec![Transport::WebSocket],
         }
     }
 }

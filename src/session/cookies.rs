@@ -29,13 +29,14 @@ fn cookie_url(url: &ServerUrl) -> Option<url::Url> {
 impl CookieJar {
     /// Keeps the cookies of every `Set-Cookie` header (any case) of a response from `url`.
     pub(crate) fn store(&self, url: &ServerUrl, headers: &HeaderMap) {
+        self.store_values(url, headers.get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()));
+    }
+
+    /// Keeps the cookies of these `Set-Cookie` values from a response from `url`.
+    pub(crate) fn store_values<'a>(&self, url: &ServerUrl, values: impl Iterator<Item = &'a str>) {
         let Some(url) = cookie_url(url) else { return };
-        let cookies: Vec<cookie::Cookie<'static>> = headers
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .filter_map(|v| cookie::Cookie::parse(v.to_string()).ok())
-            .collect();
+        let cookies: Vec<cookie::Cookie<'static>> =
+            values.filter_map(|v| cookie::Cookie::parse(v.to_string()).ok()).collect();
         if !cookies.is_empty() {
             tracing::debug!(count = cookies.len(), "cookies received");
             self.store.lock().store_response_cookies(cookies.into_iter(), &url);

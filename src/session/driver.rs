@@ -13,7 +13,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::protocol::reliable::{Incoming, Outgoing, Receipt};
 use crate::protocol::{self, ClientHandshake, CloseReason, ConnectRequest, Established, Frame, Message, SessionId};
 use crate::reconnect::ReconnectPolicy;
-use crate::transport::WsConnection;
+use crate::transport::{Connection, Transport};
 
 /// Silence from the server longer than this many keep-alive intervals means the link is dead.
 const KEEP_ALIVE_MISSES: u32 = 2;
@@ -126,7 +126,7 @@ pub(crate) async fn drive(shared: Arc<Shared>, mut commands: mpsc::UnboundedRece
 
 /// Connection attempts as the initial retry strategy allows: the first at once, then one after
 /// each delay, for transient failures only.
-async fn establish(shared: &Shared, link: &mut Link) -> Result<WsConnection> {
+async fn establish(shared: &Shared, link: &mut Link) -> Result<Connection> {
     let strategy = shared.config.options.initial_retry;
     let mut attempts = 0u32;
     loop {
@@ -153,7 +153,7 @@ fn gave_up(error: Error, attempts: u32) -> Error {
 }
 
 /// Reconnection attempts as the reconnection strategy allows, within its timeout.
-async fn recover(shared: &Shared, link: &mut Link, cause: Error) -> Result<WsConnection> {
+async fn recover(shared: &Shared, link: &mut Link, cause: Error) -> Result<Connection> {
     let strategy = &shared.config.options.reconnection;
     let limit = strategy.timeout.unwrap_or_default();
     let attempts = async {
@@ -189,14 +189,57 @@ async fn recover(shared: &Shared, link: &mut Link, cause: Error) -> Result<WsCon
     }
 }
 
-/// One connection attempt, bounded by the connection timeout: transport, handshake, and (when
+/// One connection attempt: each transport of the cascade in turn, until one connects.
+async fn connect(shared: &Shared, link: &mut Link) -> Result<Connection> {
+    let config = &shared.config;
+    let cascade = if config.url.polling { vec![Transport::HttpPolling] } else { config.options.transports.clone() };
+    let mut failures: Vec<(Transport, Error)> = Vec::new();
+    for transport in cascade {
+        match connect_over(shared, link, transport).await {
+            Ok(conn) => {
+                *shared.transport.lock() = Some(transport);
+                return Ok(conn);
+            }
+            Err(e) if !worth_another_transport(&e) => return Err(e),
+            Err(e) => {
+                tracing::debug!(%transport, error = %e, "transport failed");
+                failures.push((transport, e));
+            }
+        }
+    }
+    let Some((_, last)) = failures.last() else {
+        return Err(Error::illegal_argument("no transport to try"));
+    };
+    if failures.len() == 1 {
+        return Err(last.clone());
+    }
+    let each: Vec<String> = failures.iter().map(|(t, e)| format!("{t}: {e}")).collect();
+    let error = Error::new(last.code(), format!("no transport could connect; {}", each.join("; ")));
+    Err(if last.is_transient() { error.try_later() } else { error })
+}
+
+/// Whether a failure is the transport's, so that the next transport may do better. The server's
+/// own decisions (credentials, unknown session, lost messages) stand whatever the transport.
+fn worth_another_transport(e: &Error) -> bool {
+    !matches!(
+        e.code(),
+        ErrorCode::AuthenticationFailed
+            | ErrorCode::UnknownSession
+            | ErrorCode::MessageLoss
+            | ErrorCode::ProtocolVersion
+            | ErrorCode::ParseUrl
+            | ErrorCode::IllegalArgument
+    )
+}
+
+/// One transport's attempt, bounded by the connection timeout: transport, handshake, and (when
 /// resuming) the messages the server missed.
-async fn connect(shared: &Shared, link: &mut Link) -> Result<WsConnection> {
+async fn connect_over(shared: &Shared, link: &mut Link, transport: Transport) -> Result<Connection> {
     let config = &shared.config;
     let options = &config.options;
     let authority = config.url.authority();
     let attempt = async {
-        let mut conn = WsConnection::open(&config.url, options, &shared.cookies).await?;
+        let mut conn = Connection::open(transport, &config.url, options, &shared.cookies).await?;
         let handshake = ClientHandshake::new(
             ConnectRequest {
                 principal: options.principal.clone(),
@@ -235,7 +278,7 @@ async fn connect(shared: &Shared, link: &mut Link) -> Result<WsConnection> {
 
 /// Takes over an established connection: a new session starts numbering; a resumed one sends
 /// again what the server did not receive.
-async fn resume(conn: &mut WsConnection, link: &mut Link, established: &Established, authority: &str) -> Result<()> {
+async fn resume(conn: &mut Connection, link: &mut Link, established: &Established, authority: &str) -> Result<()> {
     let resuming = !link.token.is_empty();
     if resuming && (!established.resumed || established.session_id != link.id) {
         return Err(Error::new(
@@ -301,7 +344,7 @@ impl From<Error> for Ended {
 /// delivers received ones, acknowledges, keeps alive.
 async fn serve(
     shared: &Shared,
-    conn: &mut WsConnection,
+    conn: &mut Connection,
     link: &mut Link,
     commands: &mut mpsc::UnboundedReceiver<Command>,
 ) -> Ended {
@@ -381,7 +424,7 @@ impl KeepAlive {
 }
 
 /// Sends queued messages while the recovery buffer has room, batched.
-async fn flush(shared: &Shared, conn: &mut WsConnection, link: &mut Link) -> Result<()> {
+async fn flush(shared: &Shared, conn: &mut Connection, link: &mut Link) -> Result<()> {
     let mut batch = Vec::new();
     while link.out.has_room() {
         let Some(message) = shared.mailbox.next() else { break };
@@ -397,7 +440,7 @@ async fn flush(shared: &Shared, conn: &mut WsConnection, link: &mut Link) -> Res
 }
 
 /// Handles one frame from the server; `Some` when the connection ends.
-async fn on_frame(shared: &Shared, conn: &mut WsConnection, link: &mut Link, frame: Frame) -> Option<Ended> {
+async fn on_frame(shared: &Shared, conn: &mut Connection, link: &mut Link, frame: Frame) -> Option<Ended> {
     match frame {
         Frame::Message { seq, body: Message::Deliver { path, data } } => match link.incoming.receive(seq) {
             Ok(Receipt::New) => {
@@ -438,7 +481,7 @@ async fn on_frame(shared: &Shared, conn: &mut WsConnection, link: &mut Link, fra
     }
 }
 
-async fn close_connection(mut conn: WsConnection) {
+async fn close_connection(mut conn: Connection) {
     let close = Frame::Close { reason: CloseReason::Normal, message: "closed by the client".into() };
     let _ = timeout(Duration::from_secs(1), async {
         let _ = conn.send(&close).await;

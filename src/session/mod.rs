@@ -77,7 +77,9 @@ pub(crate) struct Shared {
     command_rx: Mutex<Option<mpsc::UnboundedReceiver<Command>>>,
     mailbox: messaging::Mailbox,
     /// Cookies set by balancers, sent on every later request of this session.
-    cookies: cookies::CookieJar,
+    cookies: Arc<cookies::CookieJar>,
+    /// The transport of the current (or last) connection.
+    transport: Mutex<Option<crate::transport::Transport>>,
 }
 
 impl Session {
@@ -88,7 +90,8 @@ impl Session {
         Session {
             shared: Arc::new(Shared {
                 mailbox,
-                cookies: cookies::CookieJar::default(),
+                cookies: Arc::default(),
+                transport: Mutex::new(None),
                 config,
                 state: Mutex::new(State::Unknown),
                 reported: Mutex::new(State::Unknown),
@@ -217,6 +220,12 @@ impl Session {
     /// The session's id, once the server has assigned one.
     pub fn id(&self) -> Option<&SessionId> {
         self.shared.id.get()
+    }
+
+    /// The transport of the current connection (the last one when not connected); `None` before
+    /// the first connection.
+    pub fn transport(&self) -> Option<crate::transport::Transport> {
+        *self.shared.transport.lock()
     }
 
     /// The error that closed the session (CLOSED_FAILED or CLOSED_BY_SERVER), if any.

@@ -8,8 +8,10 @@ pub const DEFAULT_REQUEST_PATH: &str = "/diffusion";
 /// A validated server address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerUrl {
-    /// Whether the connection uses TLS (`wss://`).
+    /// Whether the connection uses TLS (`wss://`, `xhrs://`).
     pub secure: bool,
+    /// Whether the URL asks for HTTP long polling (`xhr://`, `xhrs://`).
+    pub polling: bool,
     /// Host name or IP address; IPv6 literals without brackets.
     pub host: String,
     /// TCP port.
@@ -29,13 +31,18 @@ impl ServerUrl {
         let url = url::Url::parse(trimmed).map_err(|e| {
             parse_error(format!("cannot parse URL '{}': {e}; expected ws://host[:port][/path]", redact(trimmed)))
         })?;
-        let secure = match url.scheme() {
-            "ws" => false,
-            "wss" => true,
+        let (secure, polling) = match url.scheme() {
+            "ws" => (false, false),
+            "wss" => (true, false),
+            "xhr" => (false, true),
+            "xhrs" => (true, true),
             other => {
                 return Err(Error::new(
                     ErrorCode::UnknownTransport,
-                    format!("unknown transport '{other}' in URL '{}': use ws:// or wss://", redact(trimmed)),
+                    format!(
+                        "unknown transport '{other}' in URL '{}': use ws://, wss://, xhr:// or xhrs://",
+                        redact(trimmed)
+                    ),
                 ))
             }
         };
@@ -67,7 +74,7 @@ impl ServerUrl {
                 p.to_string()
             }
         };
-        Ok(ServerUrl { secure, host, port, path })
+        Ok(ServerUrl { secure, polling, host, port, path })
     }
 
     /// `host:port` as used in messages and the Host header (IPv6 in brackets).
@@ -155,6 +162,15 @@ mod tests {
         assert_eq!(code("ws://h/diffusionx"), ErrorCode::ParseUrl);
         let e = ServerUrl::parse("ws://h/other").unwrap_err();
         assert!(e.message().contains("/other"), "{}", e.message());
+    }
+
+    #[test]
+    fn xhr_schemes_select_polling() {
+        let u = ok("xhr://h");
+        assert!(u.polling && !u.secure && u.port == 80);
+        let u = ok("xhrs://h");
+        assert!(u.polling && u.secure && u.port == 443);
+        assert!(!ok("ws://h").polling);
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Ways of carrying protocol frames to the server.
 
+mod polling;
 pub(crate) mod prefixed;
 mod websocket;
 
+pub use polling::PollConnection;
 pub use websocket::WsConnection;
 
 use std::net::SocketAddr;
@@ -13,6 +15,77 @@ use tokio::net::{TcpSocket, TcpStream};
 use crate::error::{Error, ErrorCode, Result};
 use crate::session::url::ServerUrl;
 use crate::session::SessionOptions;
+
+/// How a session reaches its server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// A WebSocket.
+    WebSocket,
+    /// HTTP long polling.
+    HttpPolling,
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Transport::WebSocket => "WEBSOCKET",
+            Transport::HttpPolling => "HTTP_POLLING",
+        })
+    }
+}
+
+/// A connection to the server over one of the transports.
+pub enum Connection {
+    Ws(WsConnection),
+    Poll(PollConnection),
+}
+
+impl Connection {
+    /// Opens a connection over `transport` (polling connections open with their first send).
+    pub(crate) async fn open(
+        transport: Transport,
+        url: &ServerUrl,
+        options: &SessionOptions,
+        cookies: &std::sync::Arc<crate::session::cookies::CookieJar>,
+    ) -> Result<Connection> {
+        Ok(match transport {
+            Transport::WebSocket => Connection::Ws(WsConnection::open(url, options, cookies).await?),
+            Transport::HttpPolling => Connection::Poll(PollConnection::new(url, options, cookies.clone())?),
+        })
+    }
+
+    pub fn peer(&self) -> &str {
+        match self {
+            Connection::Ws(c) => c.peer(),
+            Connection::Poll(c) => c.peer(),
+        }
+    }
+
+    pub async fn send(&mut self, frame: &crate::protocol::Frame) -> Result<()> {
+        self.send_encoded(crate::protocol::encode(frame)).await
+    }
+
+    pub async fn send_encoded(&mut self, frames: Vec<u8>) -> Result<()> {
+        match self {
+            Connection::Ws(c) => c.send_encoded(frames).await,
+            Connection::Poll(c) => c.send_encoded(frames).await,
+        }
+    }
+
+    pub async fn recv(&mut self) -> Result<Option<crate::protocol::Frame>> {
+        match self {
+            Connection::Ws(c) => c.recv().await,
+            Connection::Poll(c) => c.recv().await,
+        }
+    }
+
+    pub async fn close(self) {
+        match self {
+            Connection::Ws(c) => c.close().await,
+            Connection::Poll(c) => drop(c),
+        }
+    }
+}
 
 /// A byte stream: TCP, a proxy tunnel, TLS over either.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}

@@ -1,0 +1,259 @@
+//! HTTP long polling: directly, cascading from WebSocket when proxies or balancers stop it, with
+//! the same messaging and recovery.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::external::{haproxy, nginx, shared_dir, tool, External};
+use common::relay::Relay;
+use common::*;
+use session::proxy::{Proxy, ProxyAuth, ProxySetting};
+use session::reconnect::{ReconnectPolicy, ReconnectionStrategy};
+use session::transport::Transport;
+use session::{ErrorCode, Session, SessionConfig, State};
+
+fn cascade(url: &str) -> SessionConfig {
+    let mut c = config(url);
+    c.options.transports = vec![Transport::WebSocket, Transport::HttpPolling];
+    c
+}
+
+fn via(mut c: SessionConfig, proxy: Proxy) -> SessionConfig {
+    c.options.proxy = ProxySetting::Use(proxy);
+    c
+}
+
+/// Publishes to itself and checks the message comes back.
+fn round_trip(session: &Session, path: &str) {
+    let inbox = Inbox::default();
+    session.subscribe(path, inbox.handler()).unwrap();
+    session.publish(path, b"over polling").unwrap();
+    assert!(inbox.wait_for(1, Duration::from_secs(10)), "no message back on {path}");
+    assert_eq!(inbox.0.lock().unwrap()[0].1, b"over polling");
+}
+
+#[test]
+fn xhr_urls_poll_directly() {
+    let server = start_server();
+    let url = format!("xhr://127.0.0.1:{}/diffusion", server.addr().port());
+    let session = Session::connect(config(&url), None).unwrap();
+    assert_eq!(session.transport(), Some(Transport::HttpPolling));
+    round_trip(&session, "direct");
+    session.close();
+}
+
+#[test]
+fn keep_alive_pings_travel_over_polling() {
+    let server = start_server_with(|c| c.ping_interval = Duration::from_millis(100));
+    let url = format!("xhr://127.0.0.1:{}/diffusion", server.addr().port());
+    let session = Session::connect(config(&url), None).unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(session.state(), State::ConnectedActive);
+    assert_eq!(server.connection_count(), 1);
+}
+
+fn tinyproxy_without_connect() -> Option<External> {
+    let program = tool("tinyproxy")?;
+    let dir = shared_dir();
+    let port = common::external::free_port();
+    let d = dir.path().display();
+    let conf = format!(
+        "Port {port}\nListen 127.0.0.1\nTimeout 30\nLogLevel Info\nLogFile \"{d}/tinyproxy.log\"\nPidFile \"{d}/tinyproxy.pid\"\n\
+         Allow 127.0.0.1\nConnectPort 0\nMaxClients 100\n"
+    );
+    std::fs::write(dir.path().join("tinyproxy.conf"), conf).unwrap();
+    let conf = dir.path().join("tinyproxy.conf");
+    Some(External::start("tinyproxy", &program, &["-d", "-c", conf.to_str().unwrap()], port, dir))
+}
+
+#[test]
+fn a_proxy_refusing_connect_makes_the_cascade_fall_back_to_polling() {
+    let server = start_server();
+    let Some(proxy) = tinyproxy_without_connect() else { return };
+    let http = Proxy::Http { host: "127.0.0.1".into(), port: proxy.port, auth: None, tls: false };
+    // WebSocket alone: the tunnel is refused.
+    let e = Session::connect(via(config(&server.url()), http.clone()), None).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::ProxyTunnelRefused, "{e}");
+    // The cascade ends on polling, with absolute-form requests through the proxy.
+    let session = Session::connect(via(cascade(&server.url()), http), None).unwrap();
+    assert_eq!(session.transport(), Some(Transport::HttpPolling));
+    round_trip(&session, "cascaded");
+    assert!(
+        proxy.output().contains(&format!("GET http://127.0.0.1:{}/diffusion", server.addr().port())),
+        "{}",
+        proxy.output()
+    );
+}
+
+fn squid_without_connect(user: (&str, &str)) -> Option<External> {
+    let program = tool("squid")?;
+    let htpasswd = tool("htpasswd")?;
+    let dir = shared_dir();
+    let port = common::external::free_port();
+    let d = dir.path().display();
+    let file = dir.path().join("passwd");
+    let ok = std::process::Command::new(htpasswd)
+        .args(["-b", "-c", "-B"])
+        .arg(&file)
+        .args([user.0, user.1])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let conf = format!(
+        "http_port 127.0.0.1:{port}\npid_filename {d}/squid.pid\ncache_log {d}/cache.log\naccess_log {d}/access.log\n\
+         cache deny all\ncache_mem 8 MB\ncoredump_dir {d}\nvisible_hostname localhost\nshutdown_lifetime 0 seconds\n\
+         auth_param basic program /usr/lib/squid/basic_ncsa_auth {}\nauth_param basic realm libsession-test\n\
+         acl CONNECT method CONNECT\nacl authenticated proxy_auth REQUIRED\n\
+         http_access deny CONNECT\nhttp_access allow authenticated\nhttp_access deny all\n",
+        file.display()
+    );
+    std::fs::write(dir.path().join("squid.conf"), conf).unwrap();
+    let conf = dir.path().join("squid.conf");
+    Some(External::start("squid", &program, &["-N", "-f", conf.to_str().unwrap()], port, dir))
+}
+
+#[test]
+fn squid_denying_connect_is_passed_by_polling_with_proxy_authentication() {
+    let server = start_server();
+    let Some(proxy) = squid_without_connect(("pu", "pp")) else { return };
+    let auth = Some(ProxyAuth::Any { user: "pu".into(), password: "pp".into() });
+    let http = Proxy::Http { host: "127.0.0.1".into(), port: proxy.port, auth, tls: false };
+    let e = Session::connect(via(config(&server.url()), http.clone()), None).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::ProxyTunnelRefused, "{e}");
+    assert!(e.message().contains("403"), "{e}");
+    let session = Session::connect(via(cascade(&server.url()), http), None).unwrap();
+    assert_eq!(session.transport(), Some(Transport::HttpPolling));
+    round_trip(&session, "through-squid");
+}
+
+#[test]
+fn nginx_dropping_the_upgrade_headers_makes_the_cascade_poll() {
+    let server = start_server();
+    let servers = format!(
+        "    server {{\n        listen 127.0.0.1:{{port}};\n        location /diffusion {{\n            \
+         proxy_pass http://127.0.0.1:{};\n            proxy_http_version 1.1;\n            proxy_read_timeout 1h;\n        }}\n    }}",
+        server.addr().port()
+    );
+    let Some(lb) = nginx(&servers) else { return };
+    let url = format!("ws://127.0.0.1:{}/diffusion", lb.port);
+    let e = Session::connect(config(&url), None).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::HandshakeRecvFail, "{e}");
+    assert!(e.message().contains("400"), "{e}");
+    let session = Session::connect(cascade(&url), None).unwrap();
+    assert_eq!(session.transport(), Some(Transport::HttpPolling));
+    round_trip(&session, "behind-nginx");
+}
+
+#[test]
+fn every_failure_is_named_when_the_whole_cascade_fails() {
+    let mut c = cascade(&format!("ws://127.0.0.1:{}/diffusion", closed_port()));
+    c.options.transports = vec![Transport::WebSocket, Transport::HttpPolling, Transport::WebSocket];
+    let e = Session::connect(c, None).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::SocketConnectFail);
+    assert!(e.message().contains("WEBSOCKET:") && e.message().contains("HTTP_POLLING:"), "{e}");
+}
+
+fn reconnecting(url: &str) -> SessionConfig {
+    let mut c = config(url);
+    c.options.reconnection = ReconnectionStrategy {
+        timeout: Some(Duration::from_secs(20)),
+        policy: ReconnectPolicy::Repeating { attempts: 10_000, delay: Duration::from_millis(10) },
+    };
+    c
+}
+
+#[test]
+fn polling_sessions_stick_to_their_server_through_haproxy_and_recover_after_a_cut() {
+    let a = start_server_with(|c| c.server_instance = 0xA);
+    let b = start_server_with(|c| c.server_instance = 0xB);
+    let sections = format!(
+        "frontend sessions\n    mode http\n    bind 127.0.0.1:{{port}}\n    default_backend pool\n\n\
+         backend pool\n    mode http\n    balance roundrobin\n    cookie SERVERID insert indirect nocache\n    \
+         server a 127.0.0.1:{} cookie a\n    server b 127.0.0.1:{} cookie b\n",
+        a.addr().port(),
+        b.addr().port()
+    );
+    let Some(lb) = haproxy(&sections) else { return };
+    let relay = Relay::start(SocketAddr::from(([127, 0, 0, 1], lb.port)));
+    let url = relay.url("xhr", "127.0.0.1");
+    let sessions: Vec<Session> = (0..6).map(|_| Session::connect(reconnecting(&url), None).unwrap()).collect();
+    let ids: Vec<_> = sessions.iter().map(|s| *s.id().unwrap()).collect();
+    assert!(ids.iter().any(|i| i.server_instance == 0xA) && ids.iter().any(|i| i.server_instance == 0xB));
+    for (i, s) in sessions.iter().enumerate() {
+        round_trip(s, &format!("before/{i}"));
+    }
+    relay.cut();
+    std::thread::sleep(Duration::from_millis(300));
+    for (i, s) in sessions.iter().enumerate() {
+        assert!(wait_state(s, State::ConnectedActive, Duration::from_secs(10)));
+        assert_eq!(*s.id().unwrap(), ids[i]);
+        round_trip(s, &format!("after/{i}"));
+    }
+    assert_eq!(a.session_count() + b.session_count(), 6);
+}
+
+#[test]
+fn ten_thousand_messages_each_way_over_polling_survive_cuts_exactly_once_in_order() {
+    const N: u32 = 10_000;
+    let server = start_server();
+    let relay = std::sync::Arc::new(Relay::start(server.addr()));
+    let mut cfg = reconnecting(&relay.url("xhr", "127.0.0.1"));
+    cfg.options.maximum_queue_size = 2 * N;
+    let session = Session::connect(cfg, None).unwrap();
+    let inbox = Inbox::default();
+    session.subscribe("burst/", inbox.handler()).unwrap();
+    session.publish("burst/ready", b"").unwrap();
+    assert!(inbox.wait_for(1, Duration::from_secs(10)));
+    let other = Session::connect(config(&server.url()), None).unwrap();
+    let cutter = {
+        let relay = relay.clone();
+        std::thread::spawn(move || {
+            let mut seed = 0x9E3779B97F4A7C15u64;
+            for _ in 0..20 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                std::thread::sleep(Duration::from_millis(20 + seed % 80));
+                relay.cut();
+            }
+        })
+    };
+    let publisher = std::thread::spawn(move || {
+        for i in 0..N {
+            while let Err(e) = other.publish("burst/in", &i.to_be_bytes()) {
+                assert_eq!(e.code(), ErrorCode::QueueFull, "{e}");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        other
+    });
+    for i in 0..N {
+        session.publish("burst/out", &i.to_be_bytes()).unwrap();
+    }
+    let other = publisher.join().unwrap();
+    cutter.join().unwrap();
+    assert!(
+        inbox.wait_for(1 + 2 * N as usize, Duration::from_secs(90)),
+        "received {} of {}; state {:?}",
+        inbox.len(),
+        1 + 2 * N,
+        session.state()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let received = inbox.0.lock().unwrap().clone();
+    assert_eq!(received.len(), 1 + 2 * N as usize, "no duplicates");
+    let mut next = std::collections::HashMap::<String, u32>::new();
+    for (path, data) in received.iter().skip(1) {
+        let n = u32::from_be_bytes(data[..4].try_into().unwrap());
+        let expected = next.entry(path.clone()).or_insert(0);
+        assert_eq!(n, *expected, "{path}: out of order or lost");
+        *expected += 1;
+    }
+    assert_eq!((next["burst/out"], next["burst/in"]), (N, N));
+    drop(other);
+}
