@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 use common::external::{haproxy, nginx};
 use common::relay::Relay;
 use common::*;
-use session::reconnect::{ReconnectPolicy, ReconnectionStrategy};
 use session::server::ServerHandle;
-use session::{ErrorCode, Session, SessionConfig, State};
+use session::{ErrorCode, Session, State};
 
 fn instance_server(instance: u64, path: &str) -> ServerHandle {
     let path = path.to_string();
@@ -18,15 +17,6 @@ fn instance_server(instance: u64, path: &str) -> ServerHandle {
         c.server_instance = instance;
         c.paths = vec![path];
     })
-}
-
-fn reconnecting(url: &str) -> SessionConfig {
-    let mut c = config(url);
-    c.options.reconnection = ReconnectionStrategy {
-        timeout: Some(Duration::from_secs(15)),
-        policy: ReconnectPolicy::Repeating { attempts: 1000, delay: Duration::from_millis(20) },
-    };
-    c
 }
 
 fn landed_on(session: &Session) -> u64 {

@@ -10,7 +10,6 @@ use common::external::{haproxy, nginx, shared_dir, tool, External};
 use common::relay::Relay;
 use common::*;
 use session::proxy::{Proxy, ProxyAuth, ProxySetting};
-use session::reconnect::{ReconnectPolicy, ReconnectionStrategy};
 use session::transport::Transport;
 use session::{ErrorCode, Session, SessionConfig, State};
 
@@ -156,15 +155,6 @@ fn every_failure_is_named_when_the_whole_cascade_fails() {
     let e = Session::connect(c, None).unwrap_err();
     assert_eq!(e.code(), ErrorCode::SocketConnectFail);
     assert!(e.message().contains("WEBSOCKET:") && e.message().contains("HTTP_POLLING:"), "{e}");
-}
-
-fn reconnecting(url: &str) -> SessionConfig {
-    let mut c = config(url);
-    c.options.reconnection = ReconnectionStrategy {
-        timeout: Some(Duration::from_secs(20)),
-        policy: ReconnectPolicy::Repeating { attempts: 10_000, delay: Duration::from_millis(10) },
-    };
-    c
 }
 
 #[test]

@@ -12,23 +12,14 @@ use std::time::{Duration, Instant};
 use common::relay::Relay;
 use common::*;
 use session::reconnect::{ReconnectHandler, ReconnectPolicy, ReconnectionStrategy};
-use session::{ErrorCode, Session, SessionConfig, State};
-
-fn fast_reconnect(url: &str) -> SessionConfig {
-    let mut c = config(url);
-    c.options.reconnection = ReconnectionStrategy {
-        timeout: Some(Duration::from_secs(20)),
-        policy: ReconnectPolicy::Repeating { attempts: 1000, delay: Duration::from_millis(20) },
-    };
-    c
-}
+use session::{ErrorCode, Session, State};
 
 #[test]
 fn a_reset_connection_recovers_on_the_same_session() {
     let server = start_server();
     let relay = Relay::start(server.addr());
     let log = Transitions::default();
-    let session = Session::connect(fast_reconnect(&relay.url("ws", "127.0.0.1")), Some(log.listener())).unwrap();
+    let session = Session::connect(reconnecting(&relay.url("ws", "127.0.0.1")), Some(log.listener())).unwrap();
     let id = *session.id().unwrap();
     let inbox = Inbox::default();
     session.subscribe("chat", inbox.handler()).unwrap();
@@ -55,7 +46,7 @@ fn a_reset_connection_recovers_on_the_same_session() {
 fn a_silent_link_is_detected_and_recovered() {
     let server = start_server_with(|c| c.ping_interval = Duration::from_millis(100));
     let relay = Relay::start(server.addr());
-    let session = Session::connect(fast_reconnect(&relay.url("ws", "127.0.0.1")), None).unwrap();
+    let session = Session::connect(reconnecting(&relay.url("ws", "127.0.0.1")), None).unwrap();
     relay.set_silent(true);
     let start = Instant::now();
     assert!(wait_state(&session, State::RecoveringReconnect, Duration::from_secs(5)), "dead link not detected");
@@ -84,7 +75,7 @@ fn ten_thousand_messages_each_way_survive_twenty_cuts_exactly_once_in_order() {
     const N: u32 = 10_000;
     let server = start_server();
     let relay = Relay::start(server.addr());
-    let mut cfg = fast_reconnect(&relay.url("ws", "127.0.0.1"));
+    let mut cfg = reconnecting(&relay.url("ws", "127.0.0.1"));
     cfg.options.maximum_queue_size = 2 * N;
     cfg.options.reconnection.policy = ReconnectPolicy::Repeating { attempts: 10_000, delay: Duration::from_millis(5) };
     let session = Session::connect(cfg, None).unwrap();
@@ -152,7 +143,7 @@ fn ten_thousand_messages_each_way_survive_twenty_cuts_exactly_once_in_order() {
 fn a_server_that_forgot_the_session_closes_it_with_unknown_session() {
     let server = start_server();
     let relay = Relay::start(server.addr());
-    let session = Session::connect(fast_reconnect(&relay.url("ws", "127.0.0.1")), None).unwrap();
+    let session = Session::connect(reconnecting(&relay.url("ws", "127.0.0.1")), None).unwrap();
     let other = start_server();
     relay.set_target(other.addr());
     relay.cut();
@@ -166,7 +157,7 @@ fn a_server_that_forgot_the_session_closes_it_with_unknown_session() {
 fn a_session_kept_past_the_server_keep_time_is_unknown() {
     let server = start_server_with(|c| c.session_keep = Duration::from_millis(200));
     let relay = Relay::start(server.addr());
-    let session = Session::connect(fast_reconnect(&relay.url("ws", "127.0.0.1")), None).unwrap();
+    let session = Session::connect(reconnecting(&relay.url("ws", "127.0.0.1")), None).unwrap();
     relay.set_down(true);
     relay.cut();
     assert!(wait_state(&session, State::RecoveringReconnect, Duration::from_secs(5)));
@@ -183,7 +174,7 @@ fn a_session_kept_past_the_server_keep_time_is_unknown() {
 fn messages_the_server_could_not_keep_close_the_session_with_message_loss() {
     let server = start_server_with(|c| c.recovery_buffer = 10);
     let relay = Relay::start(server.addr());
-    let session = Session::connect(fast_reconnect(&relay.url("ws", "127.0.0.1")), None).unwrap();
+    let session = Session::connect(reconnecting(&relay.url("ws", "127.0.0.1")), None).unwrap();
     let inbox = Inbox::default();
     session.subscribe("feed", inbox.handler()).unwrap();
     session.publish("feed", b"x").unwrap();
@@ -207,7 +198,7 @@ fn messages_the_server_could_not_keep_close_the_session_with_message_loss() {
 fn messages_published_during_the_outage_are_sent_after_recovery() {
     let server = start_server();
     let relay = Relay::start(server.addr());
-    let session = Session::connect(fast_reconnect(&relay.url("ws", "127.0.0.1")), None).unwrap();
+    let session = Session::connect(reconnecting(&relay.url("ws", "127.0.0.1")), None).unwrap();
     let inbox = Inbox::default();
     session.subscribe("q", inbox.handler()).unwrap();
     relay.set_down(true);
@@ -299,7 +290,7 @@ fn without_reconnection_a_lost_connection_fails_the_session() {
 fn giving_up_after_the_reconnection_timeout_says_so() {
     let server = start_server();
     let relay = Relay::start(server.addr());
-    let mut cfg = fast_reconnect(&relay.url("ws", "127.0.0.1"));
+    let mut cfg = reconnecting(&relay.url("ws", "127.0.0.1"));
     cfg.options.reconnection.timeout = Some(Duration::from_millis(300));
     let session = Session::connect(cfg, None).unwrap();
     relay.set_down(true);
@@ -314,7 +305,7 @@ fn giving_up_after_the_reconnection_timeout_says_so() {
 fn closing_while_recovering_stops_at_once() {
     let server = start_server();
     let relay = Relay::start(server.addr());
-    let session = Session::connect(fast_reconnect(&relay.url("ws", "127.0.0.1")), None).unwrap();
+    let session = Session::connect(reconnecting(&relay.url("ws", "127.0.0.1")), None).unwrap();
     relay.set_down(true);
     relay.cut();
     assert!(wait_state(&session, State::RecoveringReconnect, Duration::from_secs(5)));
@@ -328,7 +319,7 @@ fn closing_while_recovering_stops_at_once() {
 fn the_publish_queue_is_bounded_and_keeps_what_it_holds() {
     let server = start_server();
     let relay = Relay::start(server.addr());
-    let mut cfg = fast_reconnect(&relay.url("ws", "127.0.0.1"));
+    let mut cfg = reconnecting(&relay.url("ws", "127.0.0.1"));
     cfg.options.maximum_queue_size = 3;
     let session = Session::connect(cfg, None).unwrap();
     let inbox = Inbox::default();
@@ -365,7 +356,7 @@ fn reconnection_goes_through_the_proxy_again_with_its_authentication_and_tls() {
     let server = start_server_with(move |c| c.tls = Some(tls));
     let relay = Relay::start(server.addr());
     let Some(proxy) = common::external::tinyproxy(relay.port, Some(("ru", "rp"))) else { return };
-    let mut cfg = fast_reconnect(&relay.url("wss", "localhost"));
+    let mut cfg = reconnecting(&relay.url("wss", "localhost"));
     cfg.options.tls.extra_roots.push(pki.ca());
     cfg.options.proxy = session::proxy::ProxySetting::Use(session::proxy::Proxy::Http {
         host: "127.0.0.1".into(),
@@ -403,7 +394,7 @@ fn a_killed_and_restarted_server_process_does_not_know_the_session() {
         child
     };
     let mut first = start(port);
-    let session = Session::connect(fast_reconnect(&format!("ws://127.0.0.1:{port}")), None).unwrap();
+    let session = Session::connect(reconnecting(&format!("ws://127.0.0.1:{port}")), None).unwrap();
     first.kill().unwrap(); // SIGKILL: no CLOSE frame, sessions gone
     first.wait().unwrap();
     assert!(wait_state(&session, State::RecoveringReconnect, Duration::from_secs(5)));

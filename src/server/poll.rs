@@ -103,7 +103,7 @@ fn text(status: u16, reason: &'static str, body: &str) -> Answer {
 }
 
 async fn answer(shared: &Arc<Shared>, request: HttpRequest, peer: SocketAddr) -> Answer {
-    if !shared.config.paths.iter().any(|p| *p == request.path) {
+    if !shared.config.paths.contains(&request.path) {
         return text(404, "Not Found", "no session endpoint at this path");
     }
     let number = request.query.get("r").and_then(|r| r.parse::<u64>().ok());

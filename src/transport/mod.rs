@@ -36,7 +36,7 @@ impl std::fmt::Display for Transport {
 
 /// A connection to the server over one of the transports.
 pub enum Connection {
-    Ws(WsConnection),
+    Ws(Box<WsConnection>),
     Poll(PollConnection),
 }
 
@@ -49,7 +49,7 @@ impl Connection {
         cookies: &std::sync::Arc<crate::session::cookies::CookieJar>,
     ) -> Result<Connection> {
         Ok(match transport {
-            Transport::WebSocket => Connection::Ws(WsConnection::open(url, options, cookies).await?),
+            Transport::WebSocket => Connection::Ws(Box::new(WsConnection::open(url, options, cookies).await?)),
             Transport::HttpPolling => Connection::Poll(PollConnection::new(url, options, cookies.clone())?),
         })
     }

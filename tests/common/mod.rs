@@ -51,6 +51,16 @@ pub fn start_server_later(port: u16, delay: Duration) -> std::thread::JoinHandle
     })
 }
 
+/// Settings that reconnect quickly and persistently: at once, then every 10 ms, for 20 s.
+pub fn reconnecting(url: &str) -> SessionConfig {
+    let mut c = config(url);
+    c.options.reconnection = session::reconnect::ReconnectionStrategy {
+        timeout: Some(Duration::from_secs(20)),
+        policy: session::reconnect::ReconnectPolicy::Repeating { attempts: 10_000, delay: Duration::from_millis(10) },
+    };
+    c
+}
+
 pub fn config(url: &str) -> SessionConfig {
     SessionConfig::new(url).expect("valid url")
 }
@@ -137,7 +147,10 @@ pub fn ok_response(ping_interval_ms: u32) -> Frame {
 
 /// Collects what a subscription receives: (path, data) in arrival order.
 #[derive(Clone, Default)]
-pub struct Inbox(pub Arc<Mutex<Vec<(String, Vec<u8>)>>>);
+pub struct Inbox(pub Arc<Mutex<Vec<Received>>>);
+
+/// A message as a subscription received it: path and data.
+pub type Received = (String, Vec<u8>);
 
 impl Inbox {
     pub fn handler(&self) -> Arc<dyn session::MessageHandler> {
