@@ -3,6 +3,7 @@
 #   make test                 install missing test tools (as root, via apt-get), run every test
 #   make install PREFIX=DIR   install the libraries, header and pkg-config file
 #   make header               regenerate include/session.h from src/ffi
+#   make bench                benchmarks, written to docs/BENCHMARKS.md
 
 PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
@@ -12,7 +13,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 RELEASE := target/release
 BUILD := build
 
-.PHONY: all build header deps test test-rust test-c test-install demo install clean
+.PHONY: all build header deps bench test test-rust test-c test-install demo install clean
 
 all: build
 
@@ -38,6 +39,12 @@ test-c: build
 
 test-install: build
 	sh scripts/check-install.sh
+
+# Benchmarks: libsession against raw TCP, raw tokio-tungstenite and libwebsockets; writes
+# docs/BENCHMARKS.md.
+bench: build
+	sh scripts/install-deps.sh bench
+	$(CARGO) bench --bench bench
 
 demo: build
 	sh scripts/demo.sh $(RELEASE)

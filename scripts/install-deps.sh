@@ -3,7 +3,7 @@
 # otherwise it names what to install and fails.
 set -eu
 
-# command:package pairs.
+# command:package pairs (files for libraries). `install-deps.sh bench` adds the benchmarks' needs.
 needed="cmake:cmake pkg-config:pkgconf cc:gcc openssl:openssl tinyproxy:tinyproxy squid:squid microsocks:microsocks htpasswd:apache2-utils haproxy:haproxy nginx:nginx"
 
 missing=""
@@ -12,6 +12,10 @@ for pair in $needed; do
     pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || missing="$missing $pkg"
 done
+if [ "${1:-}" = bench ]; then
+    [ -f /usr/include/libwebsockets.h ] || missing="$missing libwebsockets-dev"
+    command -v tinyproxy >/dev/null 2>&1 || missing="$missing tinyproxy"
+fi
 [ -z "$missing" ] && exit 0
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

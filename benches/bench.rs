@@ -1,0 +1,626 @@
+//! `make bench`: libsession against its own floors (raw TCP, raw tokio-tungstenite) and against
+//! libwebsockets, in one run on one machine, on loopback. Prints a table and writes it, with the
+//! machine, to docs/BENCHMARKS.md.
+
+use std::ffi::{c_int, c_void, CString};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::ptr::{null, null_mut};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use session::ffi::factory::*;
+use session::ffi::messaging::*;
+use session::ffi::proxy::*;
+use session::ffi::session::*;
+use session::ffi::types::SESSION_STATE_T;
+use tokio_tungstenite::tungstenite::Message;
+
+const CONNECTS: usize = 60;
+const ROUND_TRIPS: usize = 3000;
+const SMALL: usize = 64;
+const LARGE: usize = 16 * 1024;
+const SMALL_COUNT: usize = 100_000;
+const LARGE_COUNT: usize = 5_000;
+const IDLE_SESSIONS: usize = 10_000;
+const REPEATS: usize = 3;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--subscriber") {
+        return subscriber(&args[2], args[3].parse().unwrap(), args[4].parse().unwrap());
+    }
+    raise_fd_limit();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let echo = rt.block_on(ws_echo_server());
+    let tcp_echo = tcp_echo_server();
+    let server = BundledServer::start();
+    let lws = build_lws_client();
+    let mut rows: Vec<Row> = Vec::new();
+
+    // Connect.
+    let raw = median(&rt.block_on(raw_connects(echo, CONNECTS)));
+    let ours = median(&session_connects(&server.url(), None, CONNECTS));
+    let lws_connect = lws.as_ref().map(|c| median(&c.run(echo.port(), "connect", CONNECTS, SMALL)));
+    rows.push(Row::new("connect, direct (µs, median)", ours, raw, lws_connect, Goal::AtMost(1.2)));
+    if let Some(proxy) = Tinyproxy::start(server.port) {
+        let through = median(&session_connects(&server.url(), Some(proxy.port), CONNECTS));
+        rows.push(Row::new("connect, through tinyproxy (µs, median)", through, raw, None, Goal::Report));
+    }
+
+    // Round trip, 64 bytes.
+    let raw_rtts = rt.block_on(raw_round_trips(echo, ROUND_TRIPS, SMALL));
+    let our_rtts = session_round_trips(&server.url(), ROUND_TRIPS, SMALL);
+    let lws_rtts = lws.as_ref().map(|c| c.run(echo.port(), "rtt", ROUND_TRIPS, SMALL));
+    let tcp_rtts = tcp_round_trips(tcp_echo, ROUND_TRIPS, SMALL);
+    rows.push(Row::new("round trip p50, 64 B (µs)", percentile(&our_rtts, 50.0), percentile(&raw_rtts, 50.0),
+        lws_rtts.as_ref().map(|r| percentile(r, 50.0)), Goal::AtMost(1.2)));
+    rows.push(Row::new("round trip p99, 64 B (µs)", percentile(&our_rtts, 99.0), percentile(&raw_rtts, 99.0),
+        lws_rtts.as_ref().map(|r| percentile(r, 99.0)), Goal::AtMost(1.5)));
+    rows.push(Row::new("raw TCP round trip p50, 64 B (µs): the floor", percentile(&tcp_rtts, 50.0), percentile(&tcp_rtts, 50.0), None, Goal::Report));
+
+    // Throughput.
+    for (size, count) in [(SMALL, SMALL_COUNT), (LARGE, LARGE_COUNT)] {
+        let raw_rate = best_of(REPEATS, || rt.block_on(raw_throughput(echo, count, size)));
+        let our_rate = best_of(REPEATS, || session_throughput(&server.url(), count, size));
+        let lws_rate = lws.as_ref().map(|c| best_of(REPEATS, || count as f64 / (c.run(echo.port(), "throughput", count, size)[0] / 1e6)));
+        let label = if size == SMALL { "64 B" } else { "16 KiB" };
+        rows.push(Row::new(&format!("throughput, {label} (messages/s)"), our_rate, raw_rate, lws_rate, Goal::AtLeast(0.8)));
+        rows.push(Row::new(&format!("throughput, {label} (MB/s)"), our_rate * size as f64 / 1e6, raw_rate * size as f64 / 1e6,
+            lws_rate.map(|r| r * size as f64 / 1e6), Goal::ReportHigher));
+    }
+
+    // Scale and recovery.
+    let scale = idle_sessions(&server.url(), IDLE_SESSIONS);
+    rows.push(Row::new("idle sessions: resident memory per session (KiB)", scale.kib_per_session, 16.0, None, Goal::Limit(16.0)));
+    rows.push(Row::new("idle sessions: I/O threads before / after", scale.threads_after as f64, scale.threads_before as f64, None, Goal::AtMost(1.0)));
+    rows.push(Row::new(&format!("idle sessions: time to open {IDLE_SESSIONS} (ms)"), scale.open_ms, 0.0, None, Goal::Report));
+    let recovery = median(&recoveries(&server, 20));
+    rows.push(Row::new("recovery: cut to CONNECTED_ACTIVE (µs, median)", recovery, 0.0, None, Goal::Report));
+
+    let table = render(&rows, lws.is_some());
+    println!("\n{table}");
+    let doc = format!(
+        "# Benchmarks\n\nWritten by `make bench` (do not edit by hand). All traffic on loopback; medians of repeated runs;\n\
+         ratios are libsession / raw tokio-tungstenite (or the stated limit), from the same run.\n\n## Machine\n\n{}\n\n## Figures\n\n{table}\n",
+        machine()
+    );
+    std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/BENCHMARKS.md"), doc).unwrap();
+    println!("written to docs/BENCHMARKS.md");
+}
+
+// --- reporting -------------------------------------------------------------------------------
+
+enum Goal {
+    AtMost(f64),
+    AtLeast(f64),
+    Limit(f64),
+    /// No target; smaller is better.
+    Report,
+    /// No target; larger is better.
+    ReportHigher,
+}
+
+struct Row {
+    name: String,
+    ours: f64,
+    raw: f64,
+    lws: Option<f64>,
+    goal: Goal,
+}
+
+impl Row {
+    fn new(name: &str, ours: f64, raw: f64, lws: Option<f64>, goal: Goal) -> Row {
+        Row { name: name.to_string(), ours, raw, lws, goal }
+    }
+
+    fn verdict(&self) -> String {
+        let ratio = self.ours / self.raw;
+        match self.goal {
+            Goal::AtMost(limit) => format!("{ratio:.2}x (target <= {limit}x) {}", if ratio <= limit { "met" } else { "MISSED" }),
+            Goal::AtLeast(limit) => format!("{ratio:.2}x (target >= {limit}x) {}", if ratio >= limit { "met" } else { "MISSED" }),
+            Goal::Limit(limit) => format!("target <= {limit} {}", if self.ours <= limit { "met" } else { "MISSED" }),
+            Goal::Report | Goal::ReportHigher => String::new(),
+        }
+    }
+
+    fn versus_lws(&self) -> String {
+        let Some(lws) = self.lws else { return String::new() };
+        let better = match self.goal {
+            Goal::AtLeast(_) | Goal::ReportHigher => self.ours >= lws,
+            _ => self.ours <= lws,
+        };
+        format!("{:.2}x {}", self.ours / lws, if better { "(at or ahead)" } else { "(BEHIND)" })
+    }
+}
+
+fn render(rows: &[Row], with_lws: bool) -> String {
+    let mut out = String::from("| figure | libsession | raw tokio-tungstenite | libwebsockets | libsession / raw | libsession / libwebsockets |\n|---|---:|---:|---:|---|---|\n");
+    for row in rows {
+        let lws = row.lws.map(|v| format!("{v:.1}")).unwrap_or_else(|| if with_lws { "-".into() } else { "not built".into() });
+        let raw = if matches!(row.goal, Goal::Limit(_)) || row.raw == 0.0 { "-".to_string() } else { format!("{:.1}", row.raw) };
+        out.push_str(&format!("| {} | {:.1} | {raw} | {lws} | {} | {} |\n", row.name, row.ours, row.verdict(), row.versus_lws()));
+    }
+    out
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let memory = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| m.lines().next().map(str::to_string)).unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("- CPU: {cpu}, {cores} cores\n- {memory}\n- Linux {}\n- libsession I/O threads: {}", kernel.trim(), session::runtime::DEFAULT_IO_THREADS)
+}
+
+fn median(values: &[f64]) -> f64 {
+    percentile(values, 50.0)
+}
+
+fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    sorted[((sorted.len() - 1) as f64 * p / 100.0).round() as usize]
+}
+
+fn best_of(n: usize, mut run: impl FnMut() -> f64) -> f64 {
+    let mut rates: Vec<f64> = (0..n).map(|_| run()).collect();
+    rates.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    rates[rates.len() / 2]
+}
+
+// --- baselines -------------------------------------------------------------------------------
+
+async fn ws_echo_server() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
+                while let Some(Ok(message)) = ws.next().await {
+                    if message.is_binary() && ws.send(message).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn tcp_echo_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let _ = stream.set_nodelay(true);
+                let mut buf = [0u8; 65536];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 || stream.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn tcp_round_trips(addr: SocketAddr, count: usize, size: usize) -> Vec<f64> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let payload = vec![7u8; size];
+    let mut back = vec![0u8; size];
+    (0..count)
+        .map(|_| {
+            let start = Instant::now();
+            stream.write_all(&payload).unwrap();
+            stream.read_exact(&mut back).unwrap();
+            start.elapsed().as_secs_f64() * 1e6
+        })
+        .collect()
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn raw_connect(addr: SocketAddr) -> Ws {
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/")).await.unwrap();
+    ws
+}
+
+async fn raw_connects(addr: SocketAddr, count: usize) -> Vec<f64> {
+    let mut times = Vec::new();
+    for _ in 0..count {
+        let start = Instant::now();
+        let mut ws = raw_connect(addr).await;
+        ws.send(Message::binary(vec![1u8; SMALL])).await.unwrap();
+        ws.next().await.unwrap().unwrap();
+        times.push(start.elapsed().as_secs_f64() * 1e6);
+        let _ = ws.close(None).await;
+    }
+    times
+}
+
+async fn raw_round_trips(addr: SocketAddr, count: usize, size: usize) -> Vec<f64> {
+    let mut ws = raw_connect(addr).await;
+    let mut times = Vec::new();
+    for _ in 0..count {
+        let start = Instant::now();
+        ws.send(Message::binary(vec![1u8; size])).await.unwrap();
+        ws.next().await.unwrap().unwrap();
+        times.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    times
+}
+
+async fn raw_throughput(addr: SocketAddr, count: usize, size: usize) -> f64 {
+    let ws = raw_connect(addr).await;
+    let (mut sink, mut stream) = ws.split();
+    let start = Instant::now();
+    let reader = tokio::spawn(async move {
+        let mut n = 0;
+        while n < count {
+            stream.next().await.unwrap().unwrap();
+            n += 1;
+        }
+    });
+    let payload = vec![1u8; size];
+    for _ in 0..count {
+        sink.feed(Message::binary(payload.clone())).await.unwrap();
+    }
+    sink.flush().await.unwrap();
+    reader.await.unwrap();
+    count as f64 / start.elapsed().as_secs_f64()
+}
+
+struct LwsClient {
+    path: std::path::PathBuf,
+}
+
+impl LwsClient {
+    fn run(&self, port: u16, mode: &str, count: usize, size: usize) -> Vec<f64> {
+        let output = Command::new(&self.path).args([port.to_string(), mode.into(), count.to_string(), size.to_string()]).output().unwrap();
+        assert!(output.status.success(), "libwebsockets client failed in mode {mode}");
+        String::from_utf8_lossy(&output.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect()
+    }
+}
+
+fn build_lws_client() -> Option<LwsClient> {
+    let out = std::env::temp_dir().join("libsession-bench-lws-client");
+    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/lws_client.c");
+    let built = Command::new("cc").args(["-O2", "-o"]).arg(&out).arg(source).arg("-lwebsockets").status();
+    match built {
+        Ok(status) if status.success() => Some(LwsClient { path: out }),
+        _ => {
+            eprintln!("libwebsockets client not built (is libwebsockets-dev installed?): its column is empty");
+            None
+        }
+    }
+}
+
+// --- libsession, through the C ABI -----------------------------------------------------------
+
+struct BundledServer {
+    child: Child,
+    port: u16,
+}
+
+impl BundledServer {
+    fn start() -> BundledServer {
+        let dir = std::env::temp_dir().join(format!("libsession-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port_file = dir.join("port");
+        let _ = std::fs::remove_file(&port_file);
+        let child = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/session-server"))
+            .args(["--listen", "127.0.0.1:0", "--allow-anonymous", "--max-sessions", "50000", "--port-file"])
+            .arg(&port_file)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("target/release/session-server (run `make build` first)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !port_file.exists() {
+            assert!(Instant::now() < deadline, "server did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let port = std::fs::read_to_string(&port_file).unwrap().trim().parse().unwrap();
+        BundledServer { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/diffusion", self.port)
+    }
+}
+
+impl Drop for BundledServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn c(text: &str) -> CString {
+    CString::new(text).unwrap()
+}
+
+/// Opens a session through the C ABI (sync), optionally through an HTTP proxy.
+fn open(url: &str, proxy_port: Option<u16>) -> *mut SESSION_T {
+    unsafe {
+        let factory = diffusion_session_factory_init();
+        diffusion_session_factory_no_proxy(factory);
+        if let Some(port) = proxy_port {
+            diffusion_session_factory_http_proxy(factory, c("127.0.0.1").as_ptr(), port as c_int, null());
+        }
+        let session = session_create_with_session_factory(factory, c(url).as_ptr());
+        diffusion_session_factory_free(factory);
+        assert!(!session.is_null(), "session_create failed");
+        session
+    }
+}
+
+fn session_connects(url: &str, proxy_port: Option<u16>, count: usize) -> Vec<f64> {
+    (0..count)
+        .map(|_| {
+            let start = Instant::now();
+            let session = open(url, proxy_port);
+            let elapsed = start.elapsed().as_secs_f64() * 1e6;
+            unsafe {
+                assert_eq!(session_state_get(session), SESSION_STATE_T::CONNECTED_ACTIVE);
+                session_free(session);
+            }
+            elapsed
+        })
+        .collect()
+}
+
+/// A message handler that passes each arrival's count to a channel.
+unsafe extern "C" fn counting(_s: *mut SESSION_T, _p: *const std::ffi::c_char, _d: *const c_void, _l: usize, context: *mut c_void) -> c_int {
+    let sink = &*(context as *const Mutex<mpsc::Sender<()>>);
+    let _ = sink.lock().unwrap().send(());
+    0
+}
+
+fn subscribe(session: *mut SESSION_T, path: &str, sink: &Mutex<mpsc::Sender<()>>) {
+    let handler = SESSION_MESSAGE_HANDLER_T {
+        on_message: Some(counting),
+        context: sink as *const _ as *mut c_void,
+        free_context: None,
+    };
+    unsafe { assert_eq!(session_subscribe(session, c(path).as_ptr(), &handler, null_mut()), 1) };
+}
+
+fn publish(session: *mut SESSION_T, path: &CString, payload: &[u8]) -> bool {
+    unsafe { session_publish(session, path.as_ptr(), payload.as_ptr() as *const c_void, payload.len(), null_mut()) == 1 }
+}
+
+fn session_round_trips(url: &str, count: usize, size: usize) -> Vec<f64> {
+    let session = open(url, None);
+    let (tx, rx) = mpsc::channel();
+    let sink = Mutex::new(tx);
+    subscribe(session, "bench/rtt", &sink);
+    let path = c("bench/rtt");
+    let payload = vec![1u8; size];
+    assert!(publish(session, &path, &payload));
+    rx.recv_timeout(Duration::from_secs(10)).expect("subscription in place");
+    let times = (0..count)
+        .map(|_| {
+            let start = Instant::now();
+            assert!(publish(session, &path, &payload));
+            rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            start.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    unsafe { session_free(session) };
+    times
+}
+
+/// Subscriber process: counts `count` messages on `bench/tp`, prints "ready" then "done".
+fn subscriber(url: &str, count: usize, _size: usize) {
+    let session = open(url, None);
+    let (tx, rx) = mpsc::channel();
+    let sink = Mutex::new(tx);
+    subscribe(session, "bench/tp", &sink);
+    // Wait until the subscription took effect: the publisher's warm-up message arrives.
+    println!("ready");
+    std::io::stdout().flush().unwrap();
+    rx.recv().unwrap();
+    for _ in 0..count {
+        rx.recv().unwrap();
+    }
+    println!("done");
+    std::io::stdout().flush().unwrap();
+    unsafe { session_free(session) };
+}
+
+fn session_throughput(url: &str, count: usize, size: usize) -> f64 {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--subscriber", url, &count.to_string(), &size.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let publisher = open(url, None);
+    let path = c("bench/tp");
+    let payload = vec![2u8; size];
+    // Warm-up message; then wait a moment so the subscriber is surely subscribed at the server.
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(publish(publisher, &path, &payload));
+    let start = Instant::now();
+    for _ in 0..count {
+        while !publish(publisher, &path, &payload) {
+            std::thread::yield_now();
+        }
+    }
+    assert_eq!(lines.next().unwrap().unwrap(), "done");
+    let rate = count as f64 / start.elapsed().as_secs_f64();
+    child.wait().unwrap();
+    unsafe { session_free(publisher) };
+    rate
+}
+
+struct Scale {
+    kib_per_session: f64,
+    threads_before: usize,
+    threads_after: usize,
+    open_ms: f64,
+}
+
+fn resident_kib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).unwrap().parse().unwrap()
+}
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+static OPENED: AtomicUsize = AtomicUsize::new(0);
+
+unsafe extern "C" fn opened(_session: *mut SESSION_T) -> c_int {
+    OPENED.fetch_add(1, Ordering::SeqCst);
+    0
+}
+
+fn idle_sessions(url: &str, count: usize) -> Scale {
+    // Warm up the runtime, so its threads and allocations are not counted per session.
+    unsafe { session_free(open(url, None)) };
+    let threads_before = threads();
+    let before = resident_kib();
+    let mut callbacks = SESSION_CREATE_CALLBACK_T { on_connected: Some(opened), on_error: None };
+    let start = Instant::now();
+    let factory = diffusion_session_factory_init();
+    unsafe { diffusion_session_factory_no_proxy(factory) };
+    let url = c(url);
+    let sessions: Vec<usize> = (0..count)
+        .map(|_| unsafe { session_create_async_with_session_factory(factory, &mut callbacks, url.as_ptr()) } as usize)
+        .collect();
+    while OPENED.load(Ordering::SeqCst) < count {
+        assert!(start.elapsed() < Duration::from_secs(120), "only {} sessions opened", OPENED.load(Ordering::SeqCst));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let open_ms = start.elapsed().as_secs_f64() * 1e3;
+    std::thread::sleep(Duration::from_millis(500));
+    let kib_per_session = (resident_kib() - before) / count as f64;
+    let threads_after = threads();
+    for s in sessions {
+        unsafe { session_free(s as *mut SESSION_T) };
+    }
+    unsafe { diffusion_session_factory_free(factory) };
+    Scale { kib_per_session, threads_before, threads_after, open_ms }
+}
+
+/// Time from a cut to CONNECTED_ACTIVE again, through a relay that resets connections.
+fn recoveries(server: &BundledServer, count: usize) -> Vec<f64> {
+    let relay = Relay::start(SocketAddr::from(([127, 0, 0, 1], server.port)));
+    let url = format!("ws://127.0.0.1:{}/diffusion", relay.port);
+    let strategy = session::ffi::reconnect::make_reconnection_strategy_repeating_attempt(1000, 0);
+    let session = unsafe { session_create(c(&url).as_ptr(), null(), null_mut(), null_mut(), strategy, null_mut()) };
+    unsafe { session::ffi::reconnect::free_reconnection_strategy(strategy) };
+    assert!(!session.is_null());
+    let times = (0..count)
+        .map(|_| {
+            let start = Instant::now();
+            relay.cut();
+            while unsafe { session_state_get(session) } == SESSION_STATE_T::CONNECTED_ACTIVE && start.elapsed() < Duration::from_secs(5) {
+                std::hint::spin_loop();
+            }
+            while unsafe { session_state_get(session) } != SESSION_STATE_T::CONNECTED_ACTIVE {
+                assert!(start.elapsed() < Duration::from_secs(10), "no recovery");
+                std::hint::spin_loop();
+            }
+            let elapsed = start.elapsed().as_secs_f64() * 1e6;
+            std::thread::sleep(Duration::from_millis(20));
+            elapsed
+        })
+        .collect();
+    unsafe { session_free(session) };
+    times
+}
+
+/// A TCP relay whose `cut` resets every connection through it.
+struct Relay {
+    port: u16,
+    connections: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Relay {
+    fn start(target: SocketAddr) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(Mutex::new(Vec::new()));
+        let open = connections.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(target) else { continue };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                open.lock().unwrap().extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Relay { port, connections }
+    }
+
+    fn cut(&self) {
+        for stream in self.connections.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+struct Tinyproxy {
+    child: Child,
+    port: u16,
+    _dir: std::path::PathBuf,
+}
+
+impl Tinyproxy {
+    fn start(server_port: u16) -> Option<Tinyproxy> {
+        let program = ["/usr/bin/tinyproxy", "/usr/sbin/tinyproxy"].into_iter().find(|p| std::path::Path::new(p).exists())?;
+        let dir = std::env::temp_dir().join(format!("libsession-bench-proxy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let conf = dir.join("tinyproxy.conf");
+        std::fs::write(&conf, format!("Port {port}\nListen 127.0.0.1\nTimeout 60\nLogLevel Error\nAllow 127.0.0.1\nConnectPort {server_port}\nMaxClients 200\n")).unwrap();
+        let child = Command::new(program).args(["-d", "-c"]).arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().ok()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Tinyproxy { child, port, _dir: dir })
+    }
+}
+
+impl Drop for Tinyproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn raise_fd_limit() {
+    unsafe {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max.min(200_000);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
