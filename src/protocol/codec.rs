@@ -98,8 +98,12 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
 
 /// Decodes every frame in `buf`, which must hold whole frames only.
 pub fn decode_all(buf: &[u8], limit: u32) -> Result<Vec<Frame>, DecodeError> {
-    let mut decoder = FrameDecoder::new(limit);
-    decoder.push(buf);
+    decode_owned(BytesMut::from(buf), limit)
+}
+
+/// As [`decode_all`], taking the buffer: message data stays in it, shared rather than copied.
+pub fn decode_owned(buf: impl Into<BytesMut>, limit: u32) -> Result<Vec<Frame>, DecodeError> {
+    let mut decoder = FrameDecoder { buf: buf.into(), limit };
     let mut frames = Vec::new();
     while let Some(frame) = decoder.next_frame()? {
         frames.push(frame);
@@ -212,10 +216,10 @@ fn decode_body(kind: u8, b: &mut BytesMut) -> Result<Frame, DecodeError> {
             let seq = get_u64(b)?;
             let path = get_str16(b)?;
             let body = match kind {
-                ft::PUBLISH => Message::Publish { path, data: get_bytes32(b)? },
+                ft::PUBLISH => Message::Publish { path, data: get_shared32(b)? },
                 ft::SUBSCRIBE => Message::Subscribe { path },
                 ft::UNSUBSCRIBE => Message::Unsubscribe { path },
-                _ => Message::Deliver { path, data: get_bytes32(b)? },
+                _ => Message::Deliver { path, data: get_shared32(b)? },
             };
             Frame::Message { seq, body }
         }
@@ -286,6 +290,13 @@ fn get_bytes32(b: &mut BytesMut) -> Result<Vec<u8>, DecodeError> {
     get_vec(b, n)
 }
 
+/// A length-prefixed field as a view of the frame's buffer, without copying.
+fn get_shared32(b: &mut BytesMut) -> Result<bytes::Bytes, DecodeError> {
+    let n = get_u32(b)? as usize;
+    need(b, n)?;
+    Ok(b.split_to(n).freeze())
+}
+
 fn get_str16(b: &mut BytesMut) -> Result<String, DecodeError> {
     String::from_utf8(get_bytes16(b)?).map_err(|_| DecodeError::Malformed("string is not UTF-8"))
 }
@@ -320,10 +331,10 @@ mod tests {
             Frame::Ping(5),
             Frame::Pong(5),
             Frame::Close { reason: CloseReason::ServerShutdown, message: "bye".into() },
-            Frame::Message { seq: 1, body: Message::Publish { path: "a/b".into(), data: vec![0, 1, 2] } },
+            Frame::Message { seq: 1, body: Message::Publish { path: "a/b".into(), data: vec![0, 1, 2].into() } },
             Frame::Message { seq: 2, body: Message::Subscribe { path: "a/".into() } },
             Frame::Message { seq: 3, body: Message::Unsubscribe { path: "a/".into() } },
-            Frame::Message { seq: u64::MAX, body: Message::Deliver { path: "x".into(), data: Vec::new() } },
+            Frame::Message { seq: u64::MAX, body: Message::Deliver { path: "x".into(), data: Default::default() } },
             Frame::Ack(42),
         ]
     }

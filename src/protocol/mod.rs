@@ -8,7 +8,7 @@ mod codec;
 mod handshake;
 pub mod reliable;
 
-pub use codec::{decode_all, encode, FrameDecoder};
+pub use codec::{decode_all, decode_owned, encode, FrameDecoder};
 pub(crate) use handshake::frame_name;
 pub use handshake::{ClientHandshake, Established};
 
@@ -240,13 +240,13 @@ pub enum Frame {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     /// Client: deliver `data` to every subscriber of `path`.
-    Publish { path: String, data: Vec<u8> },
+    Publish { path: String, data: bytes::Bytes },
     /// Client: deliver messages published on `path` (or below it, when it ends with `/`).
     Subscribe { path: String },
     /// Client: stop a subscription.
     Unsubscribe { path: String },
-    /// Server: `data` was published on `path`.
-    Deliver { path: String, data: Vec<u8> },
+    /// Server: `data` was published on `path`. Shared, not copied, between subscribers.
+    Deliver { path: String, data: bytes::Bytes },
 }
 
 impl Message {

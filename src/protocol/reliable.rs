@@ -151,7 +151,7 @@ mod tests {
     use super::*;
 
     fn publish(n: u8) -> Message {
-        Message::Publish { path: "p".into(), data: vec![n] }
+        Message::Publish { path: "p".into(), data: vec![n].into() }
     }
 
     fn seqs(frames: &[Frame]) -> Vec<u64> {

@@ -109,7 +109,7 @@ pub(super) enum Link {
 
 /// What arrived on a link.
 enum Received {
-    Bytes(Vec<u8>),
+    Bytes(bytes::Bytes),
     /// Nothing more will come (closed, failed): the reason.
     Gone(String),
     /// Over the frame size limit.
@@ -123,7 +123,7 @@ impl Link {
         match self {
             Link::Ws(ws) => loop {
                 return match ws.next().await {
-                    Some(Ok(WsMessage::Binary(bytes))) => Received::Bytes(bytes.to_vec()),
+                    Some(Ok(WsMessage::Binary(bytes))) => Received::Bytes(bytes),
                     Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
                     Some(Ok(WsMessage::Close(_))) | None => {
                         Received::Gone("connection closed without a CLOSE frame".into())
@@ -134,7 +134,7 @@ impl Link {
                 };
             },
             Link::Poll(_, inbound) => match inbound.recv().await {
-                Some(bytes) => Received::Bytes(bytes),
+                Some(bytes) => Received::Bytes(bytes.into()),
                 None => Received::Gone("polling stopped".into()),
             },
         }
@@ -269,7 +269,7 @@ async fn run(shared: &Arc<Shared>, ws: &mut Link, attached: Attached, mut shutdo
                     Received::Text => return refuse(ws, CloseReason::ProtocolError, "binary messages only").await,
                     Received::TooLarge(why) => return refuse(ws, CloseReason::FrameTooLarge, &why).await,
                 };
-                let frames = match protocol::decode_all(&bytes, config.max_frame_size) {
+                let frames = match protocol::decode_owned(bytes, config.max_frame_size) {
                     Ok(frames) => frames,
                     Err(e) => {
                         let reason = if matches!(e, DecodeError::TooLarge { .. }) { CloseReason::FrameTooLarge } else { CloseReason::ProtocolError };

@@ -123,7 +123,7 @@ impl Registry {
 
     /// Queues `data` for every session subscribed to `path` (once per session, however many of
     /// its subscriptions match) and wakes their connections. Returns how many sessions get it.
-    pub(crate) fn publish(&self, path: &str, data: &[u8]) -> usize {
+    pub(crate) fn publish(&self, path: &str, data: &bytes::Bytes) -> usize {
         let targets: Vec<Arc<ServerSession>> = {
             let index = self.index.lock();
             let mut ids: HashSet<u64> = index.exact.get(path).cloned().unwrap_or_default();
@@ -135,7 +135,7 @@ impl Registry {
             ids.iter().filter_map(|id| index.sessions.get(id)).cloned().collect()
         };
         for session in &targets {
-            session.state.lock().out.push(Message::Deliver { path: path.to_string(), data: data.to_vec() });
+            session.state.lock().out.push(Message::Deliver { path: path.to_string(), data: data.clone() });
             session.wake.notify_one();
         }
         targets.len()
@@ -200,13 +200,13 @@ mod tests {
         registry.subscribe(1, "news/");
         registry.subscribe(1, "news/sport");
         registry.subscribe(2, "news/weather");
-        assert_eq!(registry.publish("news/sport", b"goal"), 1);
-        assert_eq!(registry.publish("news/weather", b"rain"), 2);
-        assert_eq!(registry.publish("other", b"x"), 0);
+        assert_eq!(registry.publish("news/sport", &bytes::Bytes::from_static(b"goal")), 1);
+        assert_eq!(registry.publish("news/weather", &bytes::Bytes::from_static(b"rain")), 2);
+        assert_eq!(registry.publish("other", &bytes::Bytes::from_static(b"x")), 0);
         assert_eq!(delivered(&a), vec!["news/sport", "news/weather"]);
         assert_eq!(delivered(&b), vec!["news/weather"]);
         registry.unsubscribe(1, "news/");
-        assert_eq!(registry.publish("news/weather", b"sun"), 1);
+        assert_eq!(registry.publish("news/weather", &bytes::Bytes::from_static(b"sun")), 1);
     }
 
     #[test]
@@ -216,7 +216,7 @@ mod tests {
         registry.subscribe(1, "a");
         registry.remove(1);
         assert!(registry.by_token(&[9]).is_none());
-        assert_eq!(registry.publish("a", b""), 0);
+        assert_eq!(registry.publish("a", &bytes::Bytes::from_static(b"")), 0);
         assert_eq!(registry.len(), 0);
     }
 

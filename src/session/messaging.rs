@@ -90,7 +90,7 @@ impl Mailbox {
                 ),
             ));
         }
-        self.enqueue(Message::Publish { path: path.to_string(), data: data.to_vec() })
+        self.enqueue(Message::Publish { path: path.to_string(), data: bytes::Bytes::copy_from_slice(data) })
     }
 
     /// Registers `handler` for `path` (replacing an earlier one) and tells the server.
@@ -154,8 +154,8 @@ mod tests {
         mailbox.publish("a", b"1").unwrap();
         mailbox.publish("a", b"2").unwrap();
         assert_eq!(mailbox.publish("a", b"3").unwrap_err().code(), ErrorCode::QueueFull);
-        assert_eq!(mailbox.next(), Some(Message::Publish { path: "a".into(), data: b"1".to_vec() }));
-        assert_eq!(mailbox.next(), Some(Message::Publish { path: "a".into(), data: b"2".to_vec() }));
+        assert_eq!(mailbox.next(), Some(Message::Publish { path: "a".into(), data: b"1".to_vec().into() }));
+        assert_eq!(mailbox.next(), Some(Message::Publish { path: "a".into(), data: b"2".to_vec().into() }));
         assert_eq!(mailbox.next(), None);
     }
 

@@ -14,6 +14,9 @@ use crate::session::cookies::CookieJar;
 use crate::session::url::ServerUrl;
 use crate::session::SessionOptions;
 
+/// Bytes read from the socket at a time.
+const READ_CHUNK: usize = 4 * 1024;
+
 /// An open WebSocket to the server carrying protocol frames.
 pub struct WsConnection {
     ws: WebSocketStream<Stream>,
@@ -42,8 +45,13 @@ impl WsConnection {
             request.headers_mut().append(name, value);
         }
         let message_limit = max_frame_size as usize + FRAME_HEADER_LEN;
-        let config =
-            WebSocketConfig::default().max_message_size(Some(message_limit)).max_frame_size(Some(message_limit));
+        // Reads go in chunks of up to READ_CHUNK bytes: the chunk is memory every idle session
+        // holds, so it stays small; larger messages grow the buffer while they arrive.
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(message_limit))
+            .max_frame_size(Some(message_limit))
+            .read_buffer_size(READ_CHUNK)
+            .write_buffer_size(0);
         let (ws, response) = match tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await {
             Ok(upgraded) => upgraded,
             Err(e) => {
@@ -93,7 +101,7 @@ impl WsConnection {
             };
             match message {
                 Message::Binary(bytes) => {
-                    let frames = protocol::decode_all(&bytes, self.max_frame_size).map_err(|e| {
+                    let frames = protocol::decode_owned(bytes, self.max_frame_size).map_err(|e| {
                         Error::new(
                             ErrorCode::ConnectionProtocolError,
                             format!("server {} sent a bad frame: {e}", self.peer),
