@@ -321,6 +321,7 @@ impl BundledServer {
         let port_file = dir.join("port");
         let _ = std::fs::remove_file(&port_file);
         let child = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/session-server"))
+            .args(["--threads", &std::env::var("BENCH_SERVER_THREADS").unwrap_or_else(|_| "2".into())])
             .args(["--listen", "127.0.0.1:0", "--allow-anonymous", "--max-sessions", "50000", "--port-file"])
             // Logging every connect and close is not what is measured.
             .env("LIBSESSION_LOG", "warn")

@@ -56,6 +56,9 @@ struct Args {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Worker threads of the server's runtime.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=256))]
+    threads: u64,
     /// Write the bound port to this file once listening.
     #[arg(long, value_name = "FILE")]
     port_file: Option<PathBuf>,
@@ -112,7 +115,7 @@ fn main() -> std::process::ExitCode {
     config.users = args.users.into_iter().map(|(n, p)| (n, p.into_bytes())).collect();
     config.custom_credentials = args.custom.into_iter().map(|(n, v)| (n, v.into_bytes())).collect();
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads as usize).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("session-server: cannot start the runtime: {e}");
