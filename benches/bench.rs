@@ -34,6 +34,18 @@ fn main() {
         return subscriber(&args[2], args[3].parse().unwrap(), args[4].parse().unwrap());
     }
     raise_fd_limit();
+    // For profiling one part: `BENCH_ONLY=connect` or `BENCH_ONLY=rtt` loops on it and prints figures.
+    if let Ok(part) = std::env::var("BENCH_ONLY") {
+        let server = BundledServer::start();
+        for _ in 0..5 {
+            let figure = match part.as_str() {
+                "connect" => median(&session_connects(&server.url(), None, 500)),
+                _ => percentile(&session_round_trips(&server.url(), 5000, SMALL), 50.0),
+            };
+            println!("{part}: {figure:.1} µs");
+        }
+        return;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let echo = rt.block_on(ws_echo_server());
     let tcp_echo = tcp_echo_server();
