@@ -115,6 +115,9 @@ fn main() {
     let recovery = median(&recoveries(&server, 20));
     rows.push(Row::new("recovery: cut to CONNECTED_ACTIVE (µs, median)", recovery, 0.0, None, Goal::Report));
 
+    // What a blocking call through the C API pays for handing work to an I/O thread and back.
+    rows.push(Row::new("hand-over to an I/O thread and back (µs, median)", median(&hand_overs(1000)), 0.0, None, Goal::Report));
+
     let table = render(&rows, lws.is_some());
     println!("\n{table}");
     let doc = format!(
@@ -437,6 +440,23 @@ fn open(url: &str, proxy_port: Option<u16>) -> *mut SESSION_T {
         assert!(!session.is_null(), "session_create failed");
         session
     }
+}
+
+/// Time for the calling thread to run a no-op on a libsession I/O thread and hear back: the
+/// floor under any blocking call of the C API.
+fn hand_overs(count: usize) -> Vec<f64> {
+    let threads = session::runtime::get().unwrap();
+    (0..count)
+        .map(|_| {
+            let (tx, rx) = mpsc::sync_channel(1);
+            let start = Instant::now();
+            threads.spawn(async move {
+                let _ = tx.send(());
+            });
+            rx.recv().unwrap();
+            start.elapsed().as_secs_f64() * 1e6
+        })
+        .collect()
 }
 
 fn session_connects(url: &str, proxy_port: Option<u16>, count: usize) -> Vec<f64> {

@@ -4,7 +4,7 @@ use bytes::{Buf, BufMut, BytesMut};
 
 use super::{
     frame_type as ft, CloseReason, ConnectRequest, ConnectResponse, Credentials, DecodeError, Frame, Message,
-    ResponseCode, SessionId, FRAME_HEADER_LEN,
+    ResponseCode, SessionId,
 };
 
 const CREDENTIALS_NONE: u8 = 0;
@@ -13,32 +13,49 @@ const CREDENTIALS_CUSTOM: u8 = 2;
 
 /// Encodes one frame, header included.
 pub fn encode(frame: &Frame) -> Vec<u8> {
-    let mut body = BytesMut::with_capacity(64);
+    let hint = match frame {
+        Frame::Message { body: Message::Publish { path, data } | Message::Deliver { path, data }, .. } => {
+            32 + path.len() + data.len()
+        }
+        _ => 64,
+    };
+    let mut out = Vec::with_capacity(hint);
+    encode_into(frame, &mut out);
+    out
+}
+
+/// Appends one encoded frame to `out` (so that frames batch without copies in between).
+pub fn encode_into(frame: &Frame, out: &mut Vec<u8>) {
+    let start = out.len();
+    // The length and type, patched in once the body is written.
+    out.put_u32(0);
+    out.put_u8(0);
+    let body = out;
     let kind = match frame {
         Frame::ConnectRequest(r) => {
             body.put_u8(r.min_version);
             body.put_u8(r.max_version);
-            put_str16(&mut body, &r.principal);
+            put_str16(body, &r.principal);
             match &r.credentials {
                 Credentials::None => {
                     body.put_u8(CREDENTIALS_NONE);
-                    put_bytes32(&mut body, &[]);
+                    put_bytes32(body, &[]);
                 }
                 Credentials::Password(p) => {
                     body.put_u8(CREDENTIALS_PASSWORD);
-                    put_bytes32(&mut body, p);
+                    put_bytes32(body, p);
                 }
                 Credentials::Custom(c) => {
                     body.put_u8(CREDENTIALS_CUSTOM);
-                    put_bytes32(&mut body, c);
+                    put_bytes32(body, c);
                 }
             }
             body.put_u16(r.properties.len().min(u16::MAX as usize) as u16);
             for (k, v) in r.properties.iter().take(u16::MAX as usize) {
-                put_str16(&mut body, k);
-                put_str16(&mut body, v);
+                put_str16(body, k);
+                put_str16(body, v);
             }
-            put_bytes16(&mut body, &r.reconnect_token);
+            put_bytes16(body, &r.reconnect_token);
             body.put_u64(r.last_received);
             body.put_u32(r.max_frame_size);
             ft::CONNECT_REQUEST
@@ -48,11 +65,11 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
             body.put_u8(r.code.to_wire());
             body.put_u64(r.session_id.server_instance);
             body.put_u64(r.session_id.value);
-            put_bytes16(&mut body, &r.token);
+            put_bytes16(body, &r.token);
             body.put_u32(r.ping_interval_ms);
             body.put_u32(r.max_frame_size);
             body.put_u64(r.last_received);
-            put_str16(&mut body, &r.message);
+            put_str16(body, &r.message);
             ft::CONNECT_RESPONSE
         }
         Frame::Ping(n) => {
@@ -65,21 +82,21 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
         }
         Frame::Close { reason, message } => {
             body.put_u8(reason.to_wire());
-            put_str16(&mut body, message);
+            put_str16(body, message);
             ft::CLOSE
         }
         Frame::Message { seq, body: message } => {
             body.put_u64(*seq);
-            put_str16(&mut body, message.path());
+            put_str16(body, message.path());
             match message {
                 Message::Publish { data, .. } => {
-                    put_bytes32(&mut body, data);
+                    put_bytes32(body, data);
                     ft::PUBLISH
                 }
                 Message::Subscribe { .. } => ft::SUBSCRIBE,
                 Message::Unsubscribe { .. } => ft::UNSUBSCRIBE,
                 Message::Deliver { data, .. } => {
-                    put_bytes32(&mut body, data);
+                    put_bytes32(body, data);
                     ft::DELIVER
                 }
             }
@@ -89,11 +106,9 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
             ft::ACK
         }
     };
-    let mut out = Vec::with_capacity(FRAME_HEADER_LEN + body.len());
-    out.put_u32(body.len() as u32 + 1);
-    out.put_u8(kind);
-    out.extend_from_slice(&body);
-    out
+    let length = (body.len() - start - 4) as u32;
+    body[start..start + 4].copy_from_slice(&length.to_be_bytes());
+    body[start + 4] = kind;
 }
 
 /// Decodes every frame in `buf`, which must hold whole frames only.
@@ -232,17 +247,17 @@ fn decode_body(kind: u8, b: &mut BytesMut) -> Result<Frame, DecodeError> {
     Ok(frame)
 }
 
-fn put_str16(b: &mut BytesMut, s: &str) {
+fn put_str16(b: &mut impl BufMut, s: &str) {
     put_bytes16(b, s.as_bytes());
 }
 
-fn put_bytes16(b: &mut BytesMut, v: &[u8]) {
+fn put_bytes16(b: &mut impl BufMut, v: &[u8]) {
     let v = &v[..v.len().min(u16::MAX as usize)];
     b.put_u16(v.len() as u16);
     b.put_slice(v);
 }
 
-fn put_bytes32(b: &mut BytesMut, v: &[u8]) {
+fn put_bytes32(b: &mut impl BufMut, v: &[u8]) {
     b.put_u32(v.len() as u32);
     b.put_slice(v);
 }

@@ -144,7 +144,7 @@ impl Link {
     pub(super) async fn send_frames(&mut self, frames: &[Frame]) -> Result<(), ()> {
         let mut batch = Vec::new();
         for frame in frames {
-            batch.extend_from_slice(&protocol::encode(frame));
+            protocol::encode_into(frame, &mut batch);
             if batch.len() >= 64 * 1024 {
                 self.send_bytes(std::mem::take(&mut batch)).await?;
             }

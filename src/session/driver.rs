@@ -311,10 +311,9 @@ async fn resume(conn: &mut Connection, link: &mut Link, established: &Establishe
 fn batches<'a>(frames: impl Iterator<Item = &'a Frame>) -> Vec<Vec<u8>> {
     let mut out: Vec<Vec<u8>> = Vec::new();
     for frame in frames {
-        let bytes = protocol::encode(frame);
         match out.last_mut() {
-            Some(batch) if batch.len() + bytes.len() <= BATCH_BYTES => batch.extend_from_slice(&bytes),
-            _ => out.push(bytes),
+            Some(batch) if batch.len() < BATCH_BYTES => protocol::encode_into(frame, batch),
+            _ => out.push(protocol::encode(frame)),
         }
     }
     out
@@ -428,7 +427,7 @@ async fn flush(shared: &Shared, conn: &mut Connection, link: &mut Link) -> Resul
     let mut batch = Vec::new();
     while link.out.has_room() {
         let Some(message) = shared.mailbox.next() else { break };
-        batch.extend_from_slice(&protocol::encode(&link.out.push(message)));
+        protocol::encode_into(&link.out.push(message), &mut batch);
         if batch.len() >= BATCH_BYTES {
             conn.send_encoded(std::mem::take(&mut batch)).await?;
         }
