@@ -82,6 +82,9 @@ impl Default for ServerConfig {
     }
 }
 
+/// Bytes the server reads from a connection at a time.
+const SERVER_READ_CHUNK: usize = 16 * 1024;
+
 /// What the server knows about a session it serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionInfo {
@@ -319,7 +322,12 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
         }
     };
     let limit = config.max_frame_size as usize + FRAME_HEADER_LEN;
-    let ws_config = WebSocketConfig::default().max_message_size(Some(limit)).max_frame_size(Some(limit));
+    // tungstenite allocates and zero-fills its read chunk per connection (and on every read): a
+    // modest chunk keeps connection set-up and reads cheap.
+    let ws_config = WebSocketConfig::default()
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit))
+        .read_buffer_size(SERVER_READ_CHUNK);
     let gate = shared.clone();
     let check_path = move |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
         let refuse = |status: StatusCode, body: &str| {
