@@ -90,33 +90,86 @@ fn main() {
     }
     let lws_rtts = lws.as_ref().map(|_| lws_all);
     let tcp_rtts = tcp_round_trips(tcp_echo, ROUND_TRIPS, SMALL);
-    rows.push(Row::new("round trip p50, 64 B (µs)", percentile(&our_rtts, 50.0), percentile(&raw_rtts, 50.0),
-        lws_rtts.as_ref().map(|r| percentile(r, 50.0)), Goal::AtMost(1.2)));
-    rows.push(Row::new("round trip p99, 64 B (µs)", percentile(&our_rtts, 99.0), percentile(&raw_rtts, 99.0),
-        lws_rtts.as_ref().map(|r| percentile(r, 99.0)), Goal::AtMost(1.5)));
-    rows.push(Row::new("raw TCP round trip p50, 64 B (µs): the floor", percentile(&tcp_rtts, 50.0), percentile(&tcp_rtts, 50.0), None, Goal::Report));
+    rows.push(Row::new(
+        "round trip p50, 64 B (µs)",
+        percentile(&our_rtts, 50.0),
+        percentile(&raw_rtts, 50.0),
+        lws_rtts.as_ref().map(|r| percentile(r, 50.0)),
+        Goal::AtMost(1.2),
+    ));
+    rows.push(Row::new(
+        "round trip p99, 64 B (µs)",
+        percentile(&our_rtts, 99.0),
+        percentile(&raw_rtts, 99.0),
+        lws_rtts.as_ref().map(|r| percentile(r, 99.0)),
+        Goal::AtMost(1.5),
+    ));
+    rows.push(Row::new(
+        "raw TCP round trip p50, 64 B (µs): the floor",
+        percentile(&tcp_rtts, 50.0),
+        percentile(&tcp_rtts, 50.0),
+        None,
+        Goal::Report,
+    ));
 
     // Throughput.
     for (size, count) in [(SMALL, SMALL_COUNT), (LARGE, LARGE_COUNT)] {
         let raw_rate = best_of(REPEATS, || rt.block_on(raw_throughput(echo, count, size)));
         let our_rate = best_of(REPEATS, || session_throughput(&server.url(), count, size));
-        let lws_rate = lws.as_ref().map(|c| best_of(REPEATS, || count as f64 / (c.run(echo.port(), "throughput", count, size)[0] / 1e6)));
+        let lws_rate = lws
+            .as_ref()
+            .map(|c| best_of(REPEATS, || count as f64 / (c.run(echo.port(), "throughput", count, size)[0] / 1e6)));
         let label = if size == SMALL { "64 B" } else { "16 KiB" };
-        rows.push(Row::new(&format!("throughput, {label} (messages/s)"), our_rate, raw_rate, lws_rate, Goal::AtLeast(0.8)));
-        rows.push(Row::new(&format!("throughput, {label} (MB/s)"), our_rate * size as f64 / 1e6, raw_rate * size as f64 / 1e6,
-            lws_rate.map(|r| r * size as f64 / 1e6), Goal::ReportHigher));
+        rows.push(Row::new(
+            &format!("throughput, {label} (messages/s)"),
+            our_rate,
+            raw_rate,
+            lws_rate,
+            Goal::AtLeast(0.8),
+        ));
+        rows.push(Row::new(
+            &format!("throughput, {label} (MB/s)"),
+            our_rate * size as f64 / 1e6,
+            raw_rate * size as f64 / 1e6,
+            lws_rate.map(|r| r * size as f64 / 1e6),
+            Goal::ReportHigher,
+        ));
     }
 
     // Scale and recovery.
     let scale = idle_sessions(&server.url(), IDLE_SESSIONS);
-    rows.push(Row::new("idle sessions: resident memory per session (KiB)", scale.kib_per_session, 16.0, None, Goal::Limit(16.0)));
-    rows.push(Row::new("idle sessions: I/O threads before / after", scale.threads_after as f64, scale.threads_before as f64, None, Goal::AtMost(1.0)));
-    rows.push(Row::new(&format!("idle sessions: time to open {IDLE_SESSIONS} (ms)"), scale.open_ms, 0.0, None, Goal::Report));
+    rows.push(Row::new(
+        "idle sessions: resident memory per session (KiB)",
+        scale.kib_per_session,
+        16.0,
+        None,
+        Goal::Limit(16.0),
+    ));
+    rows.push(Row::new(
+        "idle sessions: I/O threads before / after",
+        scale.threads_after as f64,
+        scale.threads_before as f64,
+        None,
+        Goal::AtMost(1.0),
+    ));
+    rows.push(Row::new(
+        &format!("idle sessions: time to open {IDLE_SESSIONS} (ms)"),
+        scale.open_ms,
+        0.0,
+        None,
+        Goal::Report,
+    ));
     let recovery = median(&recoveries(&server, 20));
     rows.push(Row::new("recovery: cut to CONNECTED_ACTIVE (µs, median)", recovery, 0.0, None, Goal::Report));
 
     // What a blocking call through the C API pays for handing work to an I/O thread and back.
-    rows.push(Row::new("hand-over to an I/O thread and back (µs, median)", median(&hand_overs(1000)), 0.0, None, Goal::Report));
+    rows.push(Row::new(
+        "hand-over to an I/O thread and back (µs, median)",
+        median(&hand_overs(1000)),
+        0.0,
+        None,
+        Goal::Report,
+    ));
 
     let table = render(&rows, lws.is_some());
     println!("\n{table}");
@@ -157,8 +210,12 @@ impl Row {
     fn verdict(&self) -> String {
         let ratio = self.ours / self.raw;
         match self.goal {
-            Goal::AtMost(limit) => format!("{ratio:.2}x (target <= {limit}x) {}", if ratio <= limit { "met" } else { "MISSED" }),
-            Goal::AtLeast(limit) => format!("{ratio:.2}x (target >= {limit}x) {}", if ratio >= limit { "met" } else { "MISSED" }),
+            Goal::AtMost(limit) => {
+                format!("{ratio:.2}x (target <= {limit}x) {}", if ratio <= limit { "met" } else { "MISSED" })
+            }
+            Goal::AtLeast(limit) => {
+                format!("{ratio:.2}x (target >= {limit}x) {}", if ratio >= limit { "met" } else { "MISSED" })
+            }
             Goal::Limit(limit) => format!("target <= {limit} {}", if self.ours <= limit { "met" } else { "MISSED" }),
             Goal::Report | Goal::ReportHigher => String::new(),
         }
@@ -177,9 +234,22 @@ impl Row {
 fn render(rows: &[Row], with_lws: bool) -> String {
     let mut out = String::from("| figure | libsession | raw tokio-tungstenite | libwebsockets | libsession / raw | libsession / libwebsockets |\n|---|---:|---:|---:|---|---|\n");
     for row in rows {
-        let lws = row.lws.map(|v| format!("{v:.1}")).unwrap_or_else(|| if with_lws { "-".into() } else { "not built".into() });
-        let raw = if matches!(row.goal, Goal::Limit(_)) || row.raw == 0.0 { "-".to_string() } else { format!("{:.1}", row.raw) };
-        out.push_str(&format!("| {} | {:.1} | {raw} | {lws} | {} | {} |\n", row.name, row.ours, row.verdict(), row.versus_lws()));
+        let lws =
+            row.lws
+                .map(|v| format!("{v:.1}"))
+                .unwrap_or_else(|| if with_lws { "-".into() } else { "not built".into() });
+        let raw = if matches!(row.goal, Goal::Limit(_)) || row.raw == 0.0 {
+            "-".to_string()
+        } else {
+            format!("{:.1}", row.raw)
+        };
+        out.push_str(&format!(
+            "| {} | {:.1} | {raw} | {lws} | {} | {} |\n",
+            row.name,
+            row.ours,
+            row.verdict(),
+            row.versus_lws()
+        ));
     }
     out
 }
@@ -187,12 +257,23 @@ fn render(rows: &[Row], with_lws: bool) -> String {
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_default();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let memory = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| m.lines().next().map(str::to_string)).unwrap_or_default();
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().map(str::to_string))
+        .unwrap_or_default();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("- CPU: {cpu}, {cores} cores\n- {memory}\n- Linux {}\n- libsession I/O threads: {}", kernel.trim(), session::runtime::DEFAULT_IO_THREADS)
+    format!(
+        "- CPU: {cpu}, {cores} cores\n- {memory}\n- Linux {}\n- libsession I/O threads: {}",
+        kernel.trim(),
+        session::runtime::DEFAULT_IO_THREADS
+    )
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -231,11 +312,8 @@ struct EchoServer {
 
 impl EchoServer {
     fn start() -> EchoServer {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .arg("--echo-server")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child =
+            Command::new(std::env::current_exe().unwrap()).arg("--echo-server").stdout(Stdio::piped()).spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         EchoServer { child, addr: SocketAddr::from(([127, 0, 0, 1], line.trim().parse().unwrap())) }
@@ -361,7 +439,10 @@ struct LwsClient {
 
 impl LwsClient {
     fn run(&self, port: u16, mode: &str, count: usize, size: usize) -> Vec<f64> {
-        let output = Command::new(&self.path).args([port.to_string(), mode.into(), count.to_string(), size.to_string()]).output().unwrap();
+        let output = Command::new(&self.path)
+            .args([port.to_string(), mode.into(), count.to_string(), size.to_string()])
+            .output()
+            .unwrap();
         assert!(output.status.success(), "libwebsockets client failed in mode {mode}");
         String::from_utf8_lossy(&output.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect()
     }
@@ -475,7 +556,13 @@ fn session_connects(url: &str, proxy_port: Option<u16>, count: usize) -> Vec<f64
 }
 
 /// A message handler that passes each arrival's count to a channel.
-unsafe extern "C" fn counting(_s: *mut SESSION_T, _p: *const std::ffi::c_char, _d: *const c_void, _l: usize, context: *mut c_void) -> c_int {
+unsafe extern "C" fn counting(
+    _s: *mut SESSION_T,
+    _p: *const std::ffi::c_char,
+    _d: *const c_void,
+    _l: usize,
+    context: *mut c_void,
+) -> c_int {
     let sink = &*(context as *const Mutex<mpsc::Sender<()>>);
     let _ = sink.lock().unwrap().send(());
     0
@@ -491,7 +578,9 @@ fn subscribe(session: *mut SESSION_T, path: &str, sink: &Mutex<mpsc::Sender<()>>
 }
 
 fn publish(session: *mut SESSION_T, path: &CString, payload: &[u8]) -> bool {
-    unsafe { session_publish(session, path.as_ptr(), payload.as_ptr() as *const c_void, payload.len(), null_mut()) == 1 }
+    unsafe {
+        session_publish(session, path.as_ptr(), payload.as_ptr() as *const c_void, payload.len(), null_mut()) == 1
+    }
 }
 
 fn session_round_trips(url: &str, count: usize, size: usize) -> Vec<f64> {
@@ -522,7 +611,13 @@ struct Counter {
     done: (Mutex<bool>, std::sync::Condvar),
 }
 
-unsafe extern "C" fn count_arrival(_s: *mut SESSION_T, _p: *const std::ffi::c_char, _d: *const c_void, _l: usize, context: *mut c_void) -> c_int {
+unsafe extern "C" fn count_arrival(
+    _s: *mut SESSION_T,
+    _p: *const std::ffi::c_char,
+    _d: *const c_void,
+    _l: usize,
+    context: *mut c_void,
+) -> c_int {
     let counter = &*(context as *const Counter);
     if counter.seen.fetch_add(1, Ordering::SeqCst) + 1 == counter.target {
         *counter.done.0.lock().unwrap() = true;
@@ -535,7 +630,8 @@ unsafe extern "C" fn count_arrival(_s: *mut SESSION_T, _p: *const std::ffi::c_ch
 /// once subscribed, "done" once all arrived.
 fn subscriber(url: &str, count: usize, _size: usize) {
     let session = open(url, None);
-    let counter = Counter { seen: AtomicUsize::new(0), target: count + 1, done: (Mutex::new(false), std::sync::Condvar::new()) };
+    let counter =
+        Counter { seen: AtomicUsize::new(0), target: count + 1, done: (Mutex::new(false), std::sync::Condvar::new()) };
     let handler = SESSION_MESSAGE_HANDLER_T {
         on_message: Some(count_arrival),
         context: &counter as *const Counter as *mut c_void,
@@ -660,7 +756,9 @@ fn recoveries(server: &BundledServer, count: usize) -> Vec<f64> {
         .map(|_| {
             let start = Instant::now();
             relay.cut();
-            while unsafe { session_state_get(session) } == SESSION_STATE_T::CONNECTED_ACTIVE && start.elapsed() < Duration::from_secs(5) {
+            while unsafe { session_state_get(session) } == SESSION_STATE_T::CONNECTED_ACTIVE
+                && start.elapsed() < Duration::from_secs(5)
+            {
                 std::hint::spin_loop();
             }
             while unsafe { session_state_get(session) } != SESSION_STATE_T::CONNECTED_ACTIVE {
@@ -694,7 +792,8 @@ impl Relay {
                 let _ = client.set_nodelay(true);
                 let _ = server.set_nodelay(true);
                 open.lock().unwrap().extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
-                for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)] {
+                for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
+                {
                     std::thread::spawn(move || {
                         let _ = std::io::copy(&mut from, &mut to);
                         let _ = to.shutdown(std::net::Shutdown::Both);
@@ -720,13 +819,20 @@ struct Tinyproxy {
 
 impl Tinyproxy {
     fn start(server_port: u16) -> Option<Tinyproxy> {
-        let program = ["/usr/bin/tinyproxy", "/usr/sbin/tinyproxy"].into_iter().find(|p| std::path::Path::new(p).exists())?;
+        let program =
+            ["/usr/bin/tinyproxy", "/usr/sbin/tinyproxy"].into_iter().find(|p| std::path::Path::new(p).exists())?;
         let dir = std::env::temp_dir().join(format!("libsession-bench-proxy-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let conf = dir.join("tinyproxy.conf");
         std::fs::write(&conf, format!("Port {port}\nListen 127.0.0.1\nTimeout 60\nLogLevel Error\nAllow 127.0.0.1\nConnectPort {server_port}\nMaxClients 200\n")).unwrap();
-        let child = Command::new(program).args(["-d", "-c"]).arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().ok()?;
+        let child = Command::new(program)
+            .args(["-d", "-c"])
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if Instant::now() > deadline {

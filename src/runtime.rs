@@ -37,7 +37,8 @@ impl IoThreads {
     }
 
     fn start(count: usize) -> Result<IoThreads> {
-        let failed = |e: &dyn std::fmt::Display| Error::new(ErrorCode::Unknown, format!("cannot start the I/O threads: {e}"));
+        let failed =
+            |e: &dyn std::fmt::Display| Error::new(ErrorCode::Unknown, format!("cannot start the I/O threads: {e}"));
         let mut handles = Vec::with_capacity(count);
         for i in 0..count {
             let (tx, rx) = std::sync::mpsc::channel();

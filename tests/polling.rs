@@ -113,7 +113,9 @@ fn squid_without_connect(user: (&str, &str)) -> Option<External> {
     );
     std::fs::write(dir.path().join("squid.conf"), conf).unwrap();
     let conf = dir.path().join("squid.conf");
-    Some(External::start("squid", &program, &["-N", "-f", conf.to_str().unwrap()], port, dir))
+    // A service name of its own: squids running at once must not share shared-memory segments.
+    let service = format!("libsessiontest{port}");
+    Some(External::start("squid", &program, &["-N", "-n", &service, "-f", conf.to_str().unwrap()], port, dir))
 }
 
 #[test]

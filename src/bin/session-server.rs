@@ -115,13 +115,14 @@ fn main() -> std::process::ExitCode {
     config.users = args.users.into_iter().map(|(n, p)| (n, p.into_bytes())).collect();
     config.custom_credentials = args.custom.into_iter().map(|(n, v)| (n, v.into_bytes())).collect();
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads as usize).enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("session-server: cannot start the runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
+    let runtime =
+        match tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads as usize).enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("session-server: cannot start the runtime: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
     runtime.block_on(async move {
         let paths = config.paths.join(", ");
         let instance = config.server_instance;

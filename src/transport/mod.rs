@@ -37,7 +37,7 @@ impl std::fmt::Display for Transport {
 /// A connection to the server over one of the transports.
 pub enum Connection {
     Ws(Box<WsConnection>),
-    Poll(PollConnection),
+    Poll(Box<PollConnection>),
 }
 
 impl Connection {
@@ -50,7 +50,7 @@ impl Connection {
     ) -> Result<Connection> {
         Ok(match transport {
             Transport::WebSocket => Connection::Ws(Box::new(WsConnection::open(url, options, cookies).await?)),
-            Transport::HttpPolling => Connection::Poll(PollConnection::new(url, options, cookies.clone())?),
+            Transport::HttpPolling => Connection::Poll(Box::new(PollConnection::new(url, options, cookies.clone())?)),
         })
     }
 

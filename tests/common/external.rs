@@ -164,7 +164,9 @@ pub fn squid(connect_port: u16, auth: SquidAuth, user: (&str, &str)) -> Option<E
          http_access deny CONNECT !test_port\nhttp_access allow authenticated\nhttp_access deny all\n"
     );
     let conf = write(dir.path(), "squid.conf", &conf);
-    Some(External::start("squid", &program, &["-N", "-f", conf.to_str().unwrap()], port, dir))
+    // A service name of its own: squids running at once must not share shared-memory segments.
+    let service = format!("libsessiontest{port}");
+    Some(External::start("squid", &program, &["-N", "-n", &service, "-f", conf.to_str().unwrap()], port, dir))
 }
 
 /// microsocks, requiring `user` when given.
