@@ -61,34 +61,27 @@ fn main() {
     let lws = build_lws_client();
     let mut rows: Vec<Row> = Vec::new();
 
-    // Connect; the clients take turns, so that drift in the machine's load hits them alike.
-    let (mut raw_samples, mut our_samples, mut lws_samples) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..REPEATS {
-        raw_samples.extend(rt.block_on(raw_connects(echo, CONNECTS)));
-        our_samples.extend(session_connects(&server.url(), None, CONNECTS));
-        if let Some(c) = &lws {
-            lws_samples.extend(c.run(echo.port(), "connect", CONNECTS, SMALL));
-        }
-    }
+    // Connect.
+    let (raw_samples, our_samples, lws_samples) = take_turns(
+        || rt.block_on(raw_connects(echo, CONNECTS)),
+        || session_connects(&server.url(), None, CONNECTS),
+        lws.as_ref().map(|c| move || c.run(echo.port(), "connect", CONNECTS, SMALL)),
+    );
     let raw = median(&raw_samples);
     let ours = median(&our_samples);
-    let lws_connect = lws.as_ref().map(|_| median(&lws_samples));
+    let lws_connect = lws_samples.as_deref().map(median);
     rows.push(Row::new("connect, direct (µs, median)", ours, raw, lws_connect, Goal::AtMost(1.2)));
     if let Some(proxy) = Tinyproxy::start(server.port) {
         let through = median(&session_connects(&server.url(), Some(proxy.port), CONNECTS));
         rows.push(Row::new("connect, through tinyproxy (µs, median)", through, raw, None, Goal::Report));
     }
 
-    // Round trip, 64 bytes, taking turns likewise.
-    let (mut raw_rtts, mut our_rtts, mut lws_all) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..REPEATS {
-        raw_rtts.extend(rt.block_on(raw_round_trips(echo, ROUND_TRIPS, SMALL)));
-        our_rtts.extend(session_round_trips(&server.url(), ROUND_TRIPS, SMALL));
-        if let Some(c) = &lws {
-            lws_all.extend(c.run(echo.port(), "rtt", ROUND_TRIPS, SMALL));
-        }
-    }
-    let lws_rtts = lws.as_ref().map(|_| lws_all);
+    // Round trip, 64 bytes.
+    let (raw_rtts, our_rtts, lws_rtts) = take_turns(
+        || rt.block_on(raw_round_trips(echo, ROUND_TRIPS, SMALL)),
+        || session_round_trips(&server.url(), ROUND_TRIPS, SMALL),
+        lws.as_ref().map(|c| move || c.run(echo.port(), "rtt", ROUND_TRIPS, SMALL)),
+    );
     let tcp_rtts = tcp_round_trips(tcp_echo, ROUND_TRIPS, SMALL);
     rows.push(Row::new(
         "round trip p50, 64 B (µs)",
@@ -274,6 +267,24 @@ fn machine() -> String {
         kernel.trim(),
         session::runtime::DEFAULT_IO_THREADS
     )
+}
+
+/// Runs the clients in turn, REPEATS times, so that drift in the machine's load hits them alike;
+/// returns each one's samples.
+fn take_turns(
+    raw: impl Fn() -> Vec<f64>,
+    ours: impl Fn() -> Vec<f64>,
+    lws: Option<impl Fn() -> Vec<f64>>,
+) -> (Vec<f64>, Vec<f64>, Option<Vec<f64>>) {
+    let (mut raw_samples, mut our_samples, mut lws_samples) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..REPEATS {
+        raw_samples.extend(raw());
+        our_samples.extend(ours());
+        if let Some(lws) = &lws {
+            lws_samples.extend(lws());
+        }
+    }
+    (raw_samples, our_samples, lws.map(|_| lws_samples))
 }
 
 fn median(values: &[f64]) -> f64 {

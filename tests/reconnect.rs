@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -59,84 +58,9 @@ fn numbered(n: u32) -> [u8; 4] {
     n.to_be_bytes()
 }
 
-/// Publishes, waiting while the session's queue is full (the application's back-pressure).
-fn publish_patiently(session: &Session, path: &str, data: &[u8]) {
-    loop {
-        match session.publish(path, data) {
-            Ok(()) => return,
-            Err(e) if e.code() == ErrorCode::QueueFull => std::thread::sleep(Duration::from_millis(1)),
-            Err(e) => panic!("{e}"),
-        }
-    }
-}
-
 #[test]
 fn ten_thousand_messages_each_way_survive_twenty_cuts_exactly_once_in_order() {
-    const N: u32 = 10_000;
-    let server = start_server();
-    let relay = Relay::start(server.addr());
-    let mut cfg = reconnecting(&relay.url("ws", "127.0.0.1"));
-    cfg.options.maximum_queue_size = 2 * N;
-    cfg.options.reconnection.policy = ReconnectPolicy::Repeating { attempts: 10_000, delay: Duration::from_millis(5) };
-    let session = Session::connect(cfg, None).unwrap();
-    let inbox = Inbox::default();
-    session.subscribe("burst/", inbox.handler()).unwrap();
-    let other = Session::connect(config(&server.url()), None).unwrap();
-    // Wait until the subscription is in place before publishing.
-    session.publish("burst/ready", b"").unwrap();
-    assert!(inbox.wait_for(1, Duration::from_secs(5)));
-
-    let cutter = {
-        let relay = Arc::new(relay);
-        let r = relay.clone();
-        let handle = std::thread::spawn(move || {
-            let mut seed = 0x2545F4914F6CDD1Du64;
-            for _ in 0..20 {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                std::thread::sleep(Duration::from_millis(10 + seed % 60));
-                r.cut();
-            }
-        });
-        (relay, handle)
-    };
-    // Client to server (and back): this session publishes; the other session publishes to it.
-    let publisher = std::thread::spawn(move || {
-        for i in 0..N {
-            publish_patiently(&other, "burst/in", &numbered(i));
-        }
-        other
-    });
-    for i in 0..N {
-        publish_patiently(&session, "burst/out", &numbered(i));
-        if i % 500 == 0 {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-    let other = publisher.join().unwrap();
-    cutter.1.join().unwrap();
-    assert!(
-        inbox.wait_for(1 + 2 * N as usize, Duration::from_secs(60)),
-        "received {} of {}; state {:?}",
-        inbox.len(),
-        1 + 2 * N,
-        session.state()
-    );
-    std::thread::sleep(Duration::from_millis(200));
-    let received = inbox.0.lock().unwrap().clone();
-    assert_eq!(received.len(), 1 + 2 * N as usize, "no duplicates");
-    let mut next: HashMap<String, u32> = HashMap::new();
-    for (path, data) in received.iter().skip(1) {
-        let n = u32::from_be_bytes(data[..4].try_into().unwrap());
-        let expected = next.entry(path.clone()).or_insert(0);
-        assert_eq!(n, *expected, "{path}: out of order or lost");
-        *expected += 1;
-    }
-    assert_eq!(next["burst/out"], N);
-    assert_eq!(next["burst/in"], N);
-    assert_eq!(session.state(), State::ConnectedActive);
-    drop(other);
+    common::burst::ten_thousand_each_way_through_twenty_cuts("ws");
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! cannot do (silence, malformed or hostile answers).
 #![allow(dead_code)]
 
+pub mod burst;
 pub mod external;
 pub mod pki;
 pub mod relay;
