@@ -26,7 +26,7 @@ const LARGE: usize = 16 * 1024;
 const SMALL_COUNT: usize = 100_000;
 const LARGE_COUNT: usize = 5_000;
 const IDLE_SESSIONS: usize = 10_000;
-const REPEATS: usize = 3;
+const REPEATS: usize = 5;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
