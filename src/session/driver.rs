@@ -46,8 +46,10 @@ pub(crate) async fn drive(shared: Arc<Shared>, mut commands: mpsc::UnboundedRece
         id: SessionId::default(),
         ping_interval: Duration::from_secs(10),
     };
+    // Connecting needs a large future for a short while: boxed, so that it is not part of every
+    // idle session's task.
     let established = tokio::select! {
-        result = establish(&shared, &mut link) => result,
+        result = Box::pin(establish(&shared, &mut link)) => result,
         // Closed by the application: `close` has already reported it.
         _ = commands.recv() => return,
     };
@@ -95,7 +97,7 @@ pub(crate) async fn drive(shared: Arc<Shared>, mut commands: mpsc::UnboundedRece
                     return;
                 }
                 let recovered = tokio::select! {
-                    result = recover(&shared, &mut link, e) => result,
+                    result = Box::pin(recover(&shared, &mut link, e)) => result,
                     _ = commands.recv() => return,
                 };
                 match recovered {
@@ -487,4 +489,17 @@ async fn close_connection(mut conn: Connection) {
         conn.close().await;
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_idle_session_task_stays_small() {
+        // Every idle session holds its task's future: transient large futures are boxed.
+        let config = super::super::SessionConfig::new("ws://127.0.0.1:1").unwrap();
+        let session = super::super::Session::new(config);
+        let (_tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let task = super::drive(session.shared.clone(), rx);
+        assert!(std::mem::size_of_val(&task) <= 2048, "{} bytes", std::mem::size_of_val(&task));
+    }
 }

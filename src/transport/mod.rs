@@ -68,7 +68,9 @@ impl Connection {
     pub async fn send_encoded(&mut self, frames: Vec<u8>) -> Result<()> {
         match self {
             Connection::Ws(c) => c.send_encoded(frames).await,
-            Connection::Poll(c) => c.send_encoded(frames).await,
+            // A polling send may have to open a connection (proxy, TLS): a large future, boxed so
+            // that it does not weigh on every session's task.
+            Connection::Poll(c) => Box::pin(c.send_encoded(frames)).await,
         }
     }
 
