@@ -1,6 +1,6 @@
 //! Binary encoding of [`Frame`]s.
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::{
     frame_type as ft, CloseReason, ConnectRequest, ConnectResponse, Credentials, DecodeError, Frame, Message,
@@ -10,6 +10,16 @@ use super::{
 const CREDENTIALS_NONE: u8 = 0;
 const CREDENTIALS_PASSWORD: u8 = 1;
 const CREDENTIALS_CUSTOM: u8 = 2;
+
+/// Frames travel batched: a WebSocket message (or HTTP body) is closed once it holds this many
+/// bytes.
+pub const BATCH_BYTES: usize = 64 * 1024;
+
+/// An empty batch with room for [`BATCH_BYTES`] and one more typical frame, so that filling it
+/// does not reallocate (and copy) as it grows.
+pub fn batch_buffer() -> Vec<u8> {
+    Vec::with_capacity(BATCH_BYTES + 17 * 1024)
+}
 
 /// Encodes one frame, header included.
 pub fn encode(frame: &Frame) -> Vec<u8> {
@@ -113,20 +123,42 @@ pub fn encode_into(frame: &Frame, out: &mut Vec<u8>) {
 
 /// Decodes every frame in `buf`, which must hold whole frames only.
 pub fn decode_all(buf: &[u8], limit: u32) -> Result<Vec<Frame>, DecodeError> {
-    decode_owned(BytesMut::from(buf), limit)
+    decode_owned(Bytes::copy_from_slice(buf), limit)
 }
 
 /// As [`decode_all`], taking the buffer: message data stays in it, shared rather than copied.
-pub fn decode_owned(buf: impl Into<BytesMut>, limit: u32) -> Result<Vec<Frame>, DecodeError> {
-    let mut decoder = FrameDecoder { buf: buf.into(), limit };
+pub fn decode_owned(buf: impl Into<Bytes>, limit: u32) -> Result<Vec<Frame>, DecodeError> {
+    let mut buf: Bytes = buf.into();
     let mut frames = Vec::new();
-    while let Some(frame) = decoder.next_frame()? {
-        frames.push(frame);
-    }
-    if decoder.buffered() > 0 {
-        return Err(DecodeError::Truncated);
+    while !buf.is_empty() {
+        let Some(len) = frame_length(&buf, limit)? else { return Err(DecodeError::Truncated) };
+        if buf.len() < 4 + len {
+            return Err(DecodeError::Truncated);
+        }
+        buf.advance(4);
+        frames.push(decode_frame(buf.split_to(len))?);
     }
     Ok(frames)
+}
+
+/// The body length announced by the frame header at the start of `buf`, checked against `limit`;
+/// `None` while the header is incomplete.
+fn frame_length(buf: &[u8], limit: u32) -> Result<Option<usize>, DecodeError> {
+    let Some(header) = buf.get(..4) else { return Ok(None) };
+    let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+    if len == 0 {
+        return Err(DecodeError::Malformed("zero-length frame"));
+    }
+    if len > limit {
+        return Err(DecodeError::TooLarge { size: len as u64, limit });
+    }
+    Ok(Some(len as usize))
+}
+
+/// Decodes one frame's type and body (the length already stripped).
+fn decode_frame(mut body: Bytes) -> Result<Frame, DecodeError> {
+    let kind = body.get_u8();
+    decode_body(kind, &mut body)
 }
 
 /// Incremental decoder: push bytes as they arrive, take frames out as they complete.
@@ -155,27 +187,16 @@ impl FrameDecoder {
     /// The next complete frame, `None` if more bytes are needed. The size check happens as soon as
     /// the header is in, so an oversized frame is refused before its body is buffered.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, DecodeError> {
-        if self.buf.len() < 4 {
-            return Ok(None);
-        }
-        let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
-        if len == 0 {
-            return Err(DecodeError::Malformed("zero-length frame"));
-        }
-        if len > self.limit {
-            return Err(DecodeError::TooLarge { size: len as u64, limit: self.limit });
-        }
-        if self.buf.len() < 4 + len as usize {
+        let Some(len) = frame_length(&self.buf, self.limit)? else { return Ok(None) };
+        if self.buf.len() < 4 + len {
             return Ok(None);
         }
         self.buf.advance(4);
-        let mut body = self.buf.split_to(len as usize);
-        let kind = body.get_u8();
-        decode_body(kind, &mut body).map(Some)
+        decode_frame(self.buf.split_to(len).freeze()).map(Some)
     }
 }
 
-fn decode_body(kind: u8, b: &mut BytesMut) -> Result<Frame, DecodeError> {
+fn decode_body(kind: u8, b: &mut Bytes) -> Result<Frame, DecodeError> {
     let frame = match kind {
         ft::CONNECT_REQUEST => {
             let min_version = get_u8(b)?;
@@ -262,7 +283,7 @@ fn put_bytes32(b: &mut impl BufMut, v: &[u8]) {
     b.put_slice(v);
 }
 
-fn need(b: &BytesMut, n: usize) -> Result<(), DecodeError> {
+fn need(b: &Bytes, n: usize) -> Result<(), DecodeError> {
     if b.remaining() < n {
         Err(DecodeError::Malformed("field runs past the end of the frame"))
     } else {
@@ -270,49 +291,49 @@ fn need(b: &BytesMut, n: usize) -> Result<(), DecodeError> {
     }
 }
 
-fn get_u8(b: &mut BytesMut) -> Result<u8, DecodeError> {
+fn get_u8(b: &mut Bytes) -> Result<u8, DecodeError> {
     need(b, 1)?;
     Ok(b.get_u8())
 }
 
-fn get_u16(b: &mut BytesMut) -> Result<u16, DecodeError> {
+fn get_u16(b: &mut Bytes) -> Result<u16, DecodeError> {
     need(b, 2)?;
     Ok(b.get_u16())
 }
 
-fn get_u32(b: &mut BytesMut) -> Result<u32, DecodeError> {
+fn get_u32(b: &mut Bytes) -> Result<u32, DecodeError> {
     need(b, 4)?;
     Ok(b.get_u32())
 }
 
-fn get_u64(b: &mut BytesMut) -> Result<u64, DecodeError> {
+fn get_u64(b: &mut Bytes) -> Result<u64, DecodeError> {
     need(b, 8)?;
     Ok(b.get_u64())
 }
 
-fn get_vec(b: &mut BytesMut, n: usize) -> Result<Vec<u8>, DecodeError> {
+fn get_vec(b: &mut Bytes, n: usize) -> Result<Vec<u8>, DecodeError> {
     need(b, n)?;
     Ok(b.split_to(n).to_vec())
 }
 
-fn get_bytes16(b: &mut BytesMut) -> Result<Vec<u8>, DecodeError> {
+fn get_bytes16(b: &mut Bytes) -> Result<Vec<u8>, DecodeError> {
     let n = get_u16(b)? as usize;
     get_vec(b, n)
 }
 
-fn get_bytes32(b: &mut BytesMut) -> Result<Vec<u8>, DecodeError> {
+fn get_bytes32(b: &mut Bytes) -> Result<Vec<u8>, DecodeError> {
     let n = get_u32(b)? as usize;
     get_vec(b, n)
 }
 
 /// A length-prefixed field as a view of the frame's buffer, without copying.
-fn get_shared32(b: &mut BytesMut) -> Result<bytes::Bytes, DecodeError> {
+fn get_shared32(b: &mut Bytes) -> Result<Bytes, DecodeError> {
     let n = get_u32(b)? as usize;
     need(b, n)?;
-    Ok(b.split_to(n).freeze())
+    Ok(b.split_to(n))
 }
 
-fn get_str16(b: &mut BytesMut) -> Result<String, DecodeError> {
+fn get_str16(b: &mut Bytes) -> Result<String, DecodeError> {
     String::from_utf8(get_bytes16(b)?).map_err(|_| DecodeError::Malformed("string is not UTF-8"))
 }
 

@@ -8,7 +8,7 @@ mod codec;
 mod handshake;
 pub mod reliable;
 
-pub use codec::{decode_all, decode_owned, encode, encode_into, FrameDecoder};
+pub use codec::{batch_buffer, decode_all, decode_owned, encode, encode_into, FrameDecoder, BATCH_BYTES};
 pub(crate) use handshake::frame_name;
 pub use handshake::{ClientHandshake, Established};
 

@@ -142,11 +142,14 @@ impl Link {
 
     /// Sends frames, batched.
     pub(super) async fn send_frames(&mut self, frames: &[Frame]) -> Result<(), ()> {
-        let mut batch = Vec::new();
+        if let [frame] = frames {
+            return self.send(frame).await;
+        }
+        let mut batch = protocol::batch_buffer();
         for frame in frames {
             protocol::encode_into(frame, &mut batch);
-            if batch.len() >= 64 * 1024 {
-                self.send_bytes(std::mem::take(&mut batch)).await?;
+            if batch.len() >= protocol::BATCH_BYTES {
+                self.send_bytes(std::mem::replace(&mut batch, protocol::batch_buffer())).await?;
             }
         }
         if batch.is_empty() {

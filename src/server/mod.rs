@@ -307,7 +307,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
         .await
     {
         Ok(http::Read::Request(request, raw)) if request.is_upgrade() => {
-            Box::new(crate::transport::prefixed::Prefixed::new(raw, stream))
+            Box::new(crate::transport::readahead::ReadAhead::with_prefix(raw, stream))
         }
         Ok(http::Read::Request(request, rest)) => return poll::serve_http(shared, stream, request, rest, peer).await,
         Ok(http::Read::Closed) => return,

@@ -21,8 +21,6 @@ const KEEP_ALIVE_MISSES: u32 = 2;
 const KEEP_ALIVE_SLACK: Duration = Duration::from_millis(500);
 /// Longest wait before acknowledging received messages.
 const ACK_DELAY: Duration = Duration::from_millis(20);
-/// Frames are batched into WebSocket messages of up to this many bytes.
-const BATCH_BYTES: usize = 64 * 1024;
 
 /// What survives from one connection to the next.
 struct Link {
@@ -309,12 +307,12 @@ async fn resume(conn: &mut Connection, link: &mut Link, established: &Establishe
     Ok(())
 }
 
-/// Frames encoded and grouped into WebSocket messages of at most `BATCH_BYTES`.
+/// Frames encoded and grouped into WebSocket messages of about `protocol::BATCH_BYTES`.
 fn batches<'a>(frames: impl Iterator<Item = &'a Frame>) -> Vec<Vec<u8>> {
     let mut out: Vec<Vec<u8>> = Vec::new();
     for frame in frames {
         match out.last_mut() {
-            Some(batch) if batch.len() < BATCH_BYTES => protocol::encode_into(frame, batch),
+            Some(batch) if batch.len() < protocol::BATCH_BYTES => protocol::encode_into(frame, batch),
             _ => out.push(protocol::encode(frame)),
         }
     }
@@ -429,9 +427,12 @@ async fn flush(shared: &Shared, conn: &mut Connection, link: &mut Link) -> Resul
     let mut batch = Vec::new();
     while link.out.has_room() {
         let Some(message) = shared.mailbox.next() else { break };
+        if batch.capacity() == 0 {
+            batch = protocol::batch_buffer();
+        }
         protocol::encode_into(&link.out.push(message), &mut batch);
-        if batch.len() >= BATCH_BYTES {
-            conn.send_encoded(std::mem::take(&mut batch)).await?;
+        if batch.len() >= protocol::BATCH_BYTES {
+            conn.send_encoded(std::mem::replace(&mut batch, protocol::batch_buffer())).await?;
         }
     }
     if !batch.is_empty() {

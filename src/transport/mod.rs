@@ -1,7 +1,7 @@
 //! Ways of carrying protocol frames to the server.
 
 mod polling;
-pub(crate) mod prefixed;
+pub(crate) mod readahead;
 mod websocket;
 
 pub use polling::PollConnection;

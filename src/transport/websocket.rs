@@ -45,13 +45,14 @@ impl WsConnection {
             request.headers_mut().append(name, value);
         }
         let message_limit = max_frame_size as usize + FRAME_HEADER_LEN;
-        // Reads go in chunks of up to READ_CHUNK bytes: the chunk is memory every idle session
-        // holds, so it stays small; larger messages grow the buffer while they arrive.
+        // The codec reads in chunks of up to READ_CHUNK bytes: the chunk is memory every idle
+        // session holds, so it stays small; ReadAhead reads in bulk underneath while data streams.
         let config = WebSocketConfig::default()
             .max_message_size(Some(message_limit))
             .max_frame_size(Some(message_limit))
             .read_buffer_size(READ_CHUNK)
             .write_buffer_size(0);
+        let stream: Stream = Box::new(super::readahead::ReadAhead::new(stream));
         let (ws, response) = match tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await {
             Ok(upgraded) => upgraded,
             Err(e) => {
