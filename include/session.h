@@ -792,9 +792,9 @@ void diffusion_session_factory_property(const DIFFUSION_SESSION_FACTORY_T *facto
  *
  * Returns 1, or 0 when the header is refused: NULL or non-UTF-8 arguments, an invalid name, CR,
  * LF or NUL anywhere (header injection), or a header the library sets itself (Host, Upgrade,
- * Connection, Sec-WebSocket-*, Cookie, Proxy-*, Content-Length, Transfer-Encoding, TE). A refused
- * header also makes sessions created from the factory fail with DIFF_ERR_ILLEGAL_ARGUMENT naming
- * it, so that none goes out without it. NULL factory: 0.
+ * Connection, Sec-WebSocket-*, X-Session-Connect, Cookie, Proxy-*, Content-Length,
+ * Transfer-Encoding, TE). A refused header also makes sessions created from the factory fail
+ * with DIFF_ERR_ILLEGAL_ARGUMENT naming it, so that none goes out without it. NULL factory: 0.
  */
 int diffusion_session_factory_http_header(const DIFFUSION_SESSION_FACTORY_T *factory,
                                           const char *name,

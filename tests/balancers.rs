@@ -154,3 +154,19 @@ fn nginx_proxies_the_upgrade_on_a_path_prefix_with_and_without_rewriting() {
     let s = Session::connect(config(&format!("ws://127.0.0.1:{}/app/diffusion", rewriting.port)), None).unwrap();
     assert_eq!(landed_on(&s), 2);
 }
+
+#[test]
+fn a_balancer_dropping_the_connect_header_costs_only_a_round_trip() {
+    // nginx blanks the header that carries the CONNECT_REQUEST in the upgrade: the client sends it
+    // as its first message instead, credentials included.
+    let server = instance_server(3, "/diffusion");
+    let location = nginx_location("/", &format!("http://127.0.0.1:{}", server.addr().port()))
+        .replace("proxy_read_timeout 1h;", "proxy_read_timeout 1h;\n            proxy_set_header X-Session-Connect \"\";");
+    let Some(balancer) = nginx(&location) else { return };
+    let mut c = config(&format!("ws://127.0.0.1:{}/diffusion", balancer.port));
+    c.options.principal = USER.into();
+    c.options.credentials = session::protocol::Credentials::Password(PASSWORD.into());
+    let s = Session::connect(c, None).unwrap();
+    assert_eq!(landed_on(&s), 3);
+    assert_eq!(server.sessions()[0].principal, USER);
+}

@@ -167,3 +167,66 @@ fn text_messages_are_refused() {
     });
     assert!(matches!(frames.as_slice(), [Frame::Close { reason: CloseReason::ProtocolError, .. }]), "{frames:?}");
 }
+
+/// Upgrades with `connect` (a header value) in the CONNECT_REQUEST header; returns whether the
+/// server said it took it, and the script's result.
+fn ws_client_offering<F, Fut, T>(url: String, connect: &str, script: F) -> (bool, T)
+where
+    F: FnOnce(tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(protocol::CONNECT_HEADER, connect.parse().unwrap());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async move {
+        let (ws, response) = tokio_tungstenite::connect_async(request).await.expect("upgrade");
+        let accepted = response.headers().get(protocol::CONNECT_HEADER).is_some_and(|v| v == protocol::CONNECT_ACCEPTED);
+        (accepted, tokio::time::timeout(Duration::from_secs(10), script(ws)).await.expect("script finished"))
+    })
+}
+
+#[test]
+fn a_connect_request_in_the_upgrade_is_answered_at_once() {
+    let server = start_server();
+    let header = protocol::connect_header(&protocol::encode(&request(USER, Credentials::Password(PASSWORD.into()))));
+    // Nothing is sent after the upgrade: the answer comes anyway.
+    let (accepted, frames) = ws_client_offering(server.url(), &header.unwrap(), |mut ws| async move {
+        let frames = next_frames(&mut ws).await;
+        ws.send(Message::binary(protocol::encode(&Frame::Ping(7)))).await.unwrap();
+        (frames, next_frames(&mut ws).await)
+    });
+    assert!(accepted);
+    assert!(matches!(frames.0.as_slice(), [Frame::ConnectResponse(r)] if r.code == ResponseCode::Ok), "{frames:?}");
+    assert_eq!(frames.1, vec![Frame::Pong(7)]);
+    assert_eq!(server.sessions()[0].principal, USER);
+}
+
+#[test]
+fn wrong_credentials_in_the_upgrade_are_refused_like_in_a_message() {
+    let server = start_server();
+    let header = protocol::connect_header(&protocol::encode(&request(USER, Credentials::Password(b"nope".to_vec()))));
+    let (accepted, frames) =
+        ws_client_offering(server.url(), &header.unwrap(), |mut ws| async move { next_frames(&mut ws).await });
+    assert!(accepted);
+    assert!(
+        matches!(frames.as_slice(), [Frame::ConnectResponse(r)] if r.code == ResponseCode::AuthenticationFailed),
+        "{frames:?}"
+    );
+    assert_eq!(server.session_count(), 0);
+}
+
+#[test]
+fn a_bad_connect_header_is_ignored_and_the_first_message_counts() {
+    let server = start_server();
+    let garbage = protocol::connect_header(&protocol::encode(&Frame::Ping(1))).unwrap();
+    for value in ["%%% not base64", garbage.as_str()] {
+        let (accepted, frames) = ws_client_offering(server.url(), value, |mut ws| async move {
+            ws.send(Message::binary(protocol::encode(&request("", Credentials::None)))).await.unwrap();
+            next_frames(&mut ws).await
+        });
+        assert!(!accepted, "{value}");
+        assert!(matches!(frames.as_slice(), [Frame::ConnectResponse(r)] if r.code == ResponseCode::Ok), "{frames:?}");
+    }
+    still_serves(&server);
+}

@@ -56,7 +56,8 @@ struct Args {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// Worker threads of the server's runtime.
+    /// Threads serving connections, each with a runtime of its own; the kernel spreads new
+    /// connections over them.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=256))]
     threads: u64,
     /// Write the bound port to this file once listening.
@@ -115,14 +116,15 @@ fn main() -> std::process::ExitCode {
     config.users = args.users.into_iter().map(|(n, p)| (n, p.into_bytes())).collect();
     config.custom_credentials = args.custom.into_iter().map(|(n, v)| (n, v.into_bytes())).collect();
 
-    let runtime =
-        match tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads as usize).enable_all().build() {
-            Ok(rt) => rt,
-            Err(e) => {
-                eprintln!("session-server: cannot start the runtime: {e}");
-                return std::process::ExitCode::FAILURE;
-            }
-        };
+    // One single-thread runtime per thread: a connection is served on the thread that accepted
+    // it, so serving it never wakes another thread.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("session-server: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     runtime.block_on(async move {
         let paths = config.paths.join(", ");
         let instance = config.server_instance;
@@ -150,11 +152,29 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         }
+        for n in 1..args.threads {
+            if let Err(e) = spawn_acceptor(&server, n) {
+                eprintln!("session-server: cannot start thread {n}: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
         tracing::info!(%addr, paths = %paths, tls = secure, instance = format!("{instance:016x}"), "listening");
         server.run(stop_signal()).await;
         tracing::info!("stopped");
         std::process::ExitCode::SUCCESS
     })
+}
+
+/// Runs one more acceptor of `server` on a thread with a runtime of its own.
+fn spawn_acceptor(server: &Server, n: u64) -> std::io::Result<()> {
+    let acceptor = server.acceptor()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::thread::Builder::new().name(format!("session-server-{n}")).spawn(move || {
+        if let Err(e) = runtime.block_on(acceptor.run()) {
+            tracing::error!(error = %e, thread = n, "cannot accept connections");
+        }
+    })?;
+    Ok(())
 }
 
 async fn stop_signal() {

@@ -355,9 +355,9 @@ pub unsafe extern "C" fn diffusion_session_factory_property(
 ///
 /// Returns 1, or 0 when the header is refused: NULL or non-UTF-8 arguments, an invalid name, CR,
 /// LF or NUL anywhere (header injection), or a header the library sets itself (Host, Upgrade,
-/// Connection, Sec-WebSocket-*, Cookie, Proxy-*, Content-Length, Transfer-Encoding, TE). A refused
-/// header also makes sessions created from the factory fail with DIFF_ERR_ILLEGAL_ARGUMENT naming
-/// it, so that none goes out without it. NULL factory: 0.
+/// Connection, Sec-WebSocket-*, X-Session-Connect, Cookie, Proxy-*, Content-Length,
+/// Transfer-Encoding, TE). A refused header also makes sessions created from the factory fail
+/// with DIFF_ERR_ILLEGAL_ARGUMENT naming it, so that none goes out without it. NULL factory: 0.
 #[no_mangle]
 pub unsafe extern "C" fn diffusion_session_factory_http_header(
     factory: *const DIFFUSION_SESSION_FACTORY_T,

@@ -12,6 +12,7 @@ mod sessions;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,6 +109,8 @@ struct Shared {
     /// Connections serving a session right now.
     attached: AtomicUsize,
     shutdown: watch::Sender<Shutdown>,
+    /// Set once the server stops accepting: ends the [`Acceptor`]s too.
+    stopped: watch::Sender<bool>,
 }
 
 /// A bound server, not yet accepting.
@@ -130,6 +133,7 @@ impl Server {
                 polls: poll::Channels::default(),
                 attached: AtomicUsize::new(0),
                 shutdown,
+                stopped: watch::channel(false).0,
             }),
         })
     }
@@ -144,6 +148,14 @@ impl Server {
         Closer(self.shared.clone())
     }
 
+    /// Another acceptor for this server, to run on a thread (and runtime) of its own. Acceptors
+    /// share the listening socket and take new connections as they come; a connection is served
+    /// where it was accepted, so its I/O never crosses threads.
+    pub fn acceptor(&self) -> std::io::Result<Acceptor> {
+        let listener = self.listener.as_fd().try_clone_to_owned()?;
+        Ok(Acceptor { listener: std::net::TcpListener::from(listener), shared: self.shared.clone() })
+    }
+
     /// Accepts connections until `stop` completes, then closes every session with
     /// [`CloseReason::ServerShutdown`] and returns.
     pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
@@ -153,23 +165,49 @@ impl Server {
         loop {
             tokio::select! {
                 _ = reaper.tick() => self.shared.registry.reap(keep),
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let shared = self.shared.clone();
-                        tokio::spawn(async move { serve(shared, stream, peer).await });
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
+                accepted = self.listener.accept() => on_accept(&self.shared, accepted).await,
                 _ = &mut stop => break,
             }
         }
+        self.shared.stopped.send_replace(true);
         self.closer().close_all(CloseReason::ServerShutdown, "server shutting down");
         let deadline = Instant::now() + Duration::from_secs(2);
         while self.shared.attached.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Serves an accepted connection on the current runtime; backs off after a failed accept.
+async fn on_accept(shared: &Arc<Shared>, accepted: std::io::Result<(TcpStream, SocketAddr)>) {
+    match accepted {
+        Ok((stream, peer)) => {
+            let shared = shared.clone();
+            tokio::spawn(async move { serve(shared, stream, peer).await });
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "accept failed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// One more thread's share of a server's connections (see [`Server::acceptor`]).
+pub struct Acceptor {
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+}
+
+impl Acceptor {
+    /// Accepts and serves connections on the current runtime until the server stops.
+    pub async fn run(self) -> std::io::Result<()> {
+        let listener = TcpListener::from_std(self.listener)?;
+        let mut stopped = self.shared.stopped.subscribe();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => on_accept(&self.shared, accepted).await,
+                _ = stopped.wait_for(|stopped| *stopped) => return Ok(()),
+            }
         }
     }
 }
@@ -281,6 +319,7 @@ pub fn spawn(config: ServerConfig) -> std::io::Result<ServerHandle> {
 #[allow(clippy::result_large_err)]
 async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
+    let cork = Cork::new(&tcp);
     let config = &shared.config;
     let stream: Stream = match &config.tls {
         None => Box::new(tcp),
@@ -307,6 +346,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
         .await
     {
         Ok(http::Read::Request(request, raw)) if request.is_upgrade() => {
+            cork.set(true);
             Box::new(crate::transport::readahead::ReadAhead::with_prefix(raw, stream))
         }
         Ok(http::Read::Request(request, rest)) => return poll::serve_http(shared, stream, request, rest, peer).await,
@@ -329,7 +369,10 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
         .max_frame_size(Some(limit))
         .read_buffer_size(SERVER_READ_CHUNK);
     let gate = shared.clone();
-    let check_path = move |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
+    // A CONNECT_REQUEST that came with the upgrade request (saving the client a round trip).
+    let mut carried: Option<ConnectRequest> = None;
+    let carried_slot = &mut carried;
+    let check_path = move |request: &Request, mut response: Response| -> Result<Response, ErrorResponse> {
         let refuse = |status: StatusCode, body: &str| {
             let mut refusal = ErrorResponse::new(Some(body.into()));
             *refusal.status_mut() = status;
@@ -343,6 +386,11 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
         } else if gate.registry.len() >= gate.config.max_sessions {
             refuse(StatusCode::SERVICE_UNAVAILABLE, "server is at its session limit; try later\n")
         } else {
+            let header = request.headers().get(protocol::CONNECT_HEADER);
+            *carried_slot = header.and_then(|v| protocol::connect_from_header(v.as_bytes(), gate.config.max_frame_size));
+            if carried_slot.is_some() {
+                response.headers_mut().insert(protocol::CONNECT_HEADER, protocol::CONNECT_ACCEPTED.parse().expect("valid"));
+            }
             Ok(response)
         }
     };
@@ -362,7 +410,15 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             return;
         }
     };
-    let request = match timeout(config.handshake_timeout, first_frame(&mut ws, config.max_frame_size)).await {
+    let request = match carried {
+        Some(request) => Ok(Ok(request)),
+        None => {
+            // The 101 goes now: the client answers it with its CONNECT_REQUEST.
+            cork.set(false);
+            timeout(config.handshake_timeout, first_frame(&mut ws, config.max_frame_size)).await
+        }
+    };
+    let request = match request {
         Ok(Ok(request)) => request,
         Ok(Err(reason)) => {
             tracing::info!(%peer, %reason, "bad connect request");
@@ -381,10 +437,34 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let (first, attached) = connection::attach(&shared, &request, peer);
     let mut link = connection::Link::Ws(Box::new(ws));
     let sent = link.send_frames(&first).await;
+    drop(cork);
     match (attached, sent) {
         (Some(attached), Ok(())) => connection::serve(&shared, link, attached, shutdown, peer).await,
         (Some(attached), Err(())) => connection::detach_now(&attached),
         (None, _) => link.close().await,
+    }
+}
+
+/// TCP_CORK on a connection while the upgrade response and the first frames are written, so that
+/// they leave in one segment: split, an intermediary with Nagle's algorithm on (tinyproxy, say)
+/// would hold the second part until the client's delayed ACK, 40 ms later. Uncorks when dropped.
+struct Cork(Option<socket2::Socket>);
+
+impl Cork {
+    fn new(tcp: &TcpStream) -> Cork {
+        Cork(tcp.as_fd().try_clone_to_owned().ok().map(socket2::Socket::from))
+    }
+
+    fn set(&self, on: bool) {
+        if let Some(socket) = &self.0 {
+            let _ = socket.set_tcp_cork(on);
+        }
+    }
+}
+
+impl Drop for Cork {
+    fn drop(&mut self) {
+        self.set(false);
     }
 }
 

@@ -105,7 +105,8 @@ impl SessionOptions {
     /// Adds a header to every upgrade request, e.g. for a balancer that routes on a header.
     /// Refuses header injection (CR, LF, NUL, invalid names) and headers the protocol owns.
     pub fn add_http_header(&mut self, name: &str, value: &str) -> Result<()> {
-        const OWNED: [&str; 9] = [
+        const OWNED: [&str; 10] = [
+            crate::protocol::CONNECT_HEADER,
             "host",
             "upgrade",
             "connection",
@@ -125,7 +126,7 @@ impl SessionOptions {
         let lower = name.to_ascii_lowercase();
         if OWNED.contains(&lower.as_str()) || lower.starts_with("sec-websocket-") {
             return Err(Error::illegal_argument(format!(
-                "header '{name}' is set by the library itself (the WebSocket upgrade, cookies or proxies) and cannot be added"
+                "header '{name}' is set by the library itself (the WebSocket upgrade, the session handshake, cookies or proxies) and cannot be added"
             )));
         }
         self.http_headers.push((name.to_string(), value.to_string()));
@@ -210,6 +211,7 @@ mod tests {
             ("Host", "h"),
             ("sec-websocket-key", "k"),
             ("Cookie", "c=1"),
+            ("X-Session-Connect", "x"),
         ] {
             assert_eq!(o.add_http_header(name, value).unwrap_err().code(), ErrorCode::IllegalArgument, "{name}");
         }

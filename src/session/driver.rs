@@ -239,7 +239,6 @@ async fn connect_over(shared: &Shared, link: &mut Link, transport: Transport) ->
     let options = &config.options;
     let authority = config.url.authority();
     let attempt = async {
-        let mut conn = Connection::open(transport, &config.url, options, &shared.cookies).await?;
         let handshake = ClientHandshake::new(
             ConnectRequest {
                 principal: options.principal.clone(),
@@ -252,7 +251,11 @@ async fn connect_over(shared: &Shared, link: &mut Link, transport: Transport) ->
             },
             authority.clone(),
         );
-        conn.send(&handshake.request_frame()).await?;
+        let request = protocol::encode(&handshake.request_frame());
+        let mut conn = Connection::open(transport, &config.url, options, &shared.cookies, &request).await?;
+        if !conn.connect_sent() {
+            conn.send_encoded(request).await?;
+        }
         let reply = conn.recv().await?.ok_or_else(|| {
             Error::new(
                 ErrorCode::ConnectionRejected,

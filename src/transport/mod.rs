@@ -41,15 +41,17 @@ pub enum Connection {
 }
 
 impl Connection {
-    /// Opens a connection over `transport` (polling connections open with their first send).
+    /// Opens a connection over `transport` (polling connections open with their first send). A
+    /// WebSocket offers the encoded CONNECT_REQUEST `connect` in its upgrade request.
     pub(crate) async fn open(
         transport: Transport,
         url: &ServerUrl,
         options: &SessionOptions,
         cookies: &std::sync::Arc<crate::session::cookies::CookieJar>,
+        connect: &[u8],
     ) -> Result<Connection> {
         Ok(match transport {
-            Transport::WebSocket => Connection::Ws(Box::new(WsConnection::open(url, options, cookies).await?)),
+            Transport::WebSocket => Connection::Ws(Box::new(WsConnection::open(url, options, cookies, connect).await?)),
             Transport::HttpPolling => Connection::Poll(Box::new(PollConnection::new(url, options, cookies.clone())?)),
         })
     }
@@ -58,6 +60,14 @@ impl Connection {
         match self {
             Connection::Ws(c) => c.peer(),
             Connection::Poll(c) => c.peer(),
+        }
+    }
+
+    /// Whether the server already has the CONNECT_REQUEST (it came with the WebSocket upgrade).
+    pub fn connect_sent(&self) -> bool {
+        match self {
+            Connection::Ws(c) => c.connect_sent(),
+            Connection::Poll(_) => false,
         }
     }
 

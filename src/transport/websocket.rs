@@ -24,12 +24,20 @@ pub struct WsConnection {
     max_frame_size: u32,
     write_timeout: std::time::Duration,
     peer: String,
+    /// Whether the server took the CONNECT_REQUEST from the upgrade request.
+    connect_sent: bool,
 }
 
 impl WsConnection {
-    /// Connects TCP and performs the WebSocket upgrade on `url`'s request path. Frames larger
-    /// than the options' maximum message size are refused when received.
-    pub(crate) async fn open(url: &ServerUrl, options: &SessionOptions, cookies: &CookieJar) -> Result<WsConnection> {
+    /// Connects TCP and performs the WebSocket upgrade on `url`'s request path, offering the
+    /// encoded CONNECT_REQUEST `connect` in the upgrade request. Frames larger than the options'
+    /// maximum message size are refused when received.
+    pub(crate) async fn open(
+        url: &ServerUrl,
+        options: &SessionOptions,
+        cookies: &CookieJar,
+        connect: &[u8],
+    ) -> Result<WsConnection> {
         let peer = url.authority();
         let max_frame_size = options.frame_limit();
         let stream = super::open_stream(url, options).await?;
@@ -44,6 +52,14 @@ impl WsConnection {
             };
             request.headers_mut().append(name, value);
         }
+        // The request carries the credentials: marked sensitive, it never shows in debug output.
+        let offered = match protocol::connect_header(connect).map(HeaderValue::try_from) {
+            Some(Ok(mut value)) => {
+                value.set_sensitive(true);
+                request.headers_mut().insert(protocol::CONNECT_HEADER, value).is_none()
+            }
+            _ => false,
+        };
         let message_limit = max_frame_size as usize + FRAME_HEADER_LEN;
         // The codec reads in chunks of up to READ_CHUNK bytes: the chunk is memory every idle
         // session holds, so it stays small; ReadAhead reads in bulk underneath while data streams.
@@ -63,12 +79,26 @@ impl WsConnection {
             }
         };
         cookies.store(url, response.headers());
-        Ok(WsConnection { ws, pending: VecDeque::new(), max_frame_size, write_timeout: options.write_timeout, peer })
+        let accepted = response.headers().get(protocol::CONNECT_HEADER).is_some_and(|v| v == protocol::CONNECT_ACCEPTED);
+        Ok(WsConnection {
+            ws,
+            pending: VecDeque::new(),
+            max_frame_size,
+            write_timeout: options.write_timeout,
+            peer,
+            connect_sent: offered && accepted,
+        })
     }
 
     /// `host:port` of the server.
     pub fn peer(&self) -> &str {
         &self.peer
+    }
+
+    /// Whether the server took the CONNECT_REQUEST from the upgrade request (and the client must
+    /// not send it again).
+    pub fn connect_sent(&self) -> bool {
+        self.connect_sent
     }
 
     /// Sends one frame, within the write timeout.
