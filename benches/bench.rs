@@ -45,7 +45,11 @@ fn main() {
             let figure = match part.as_str() {
                 "connect" => median(&session_connects(&server.url(), None, 500)),
                 "throughput" => session_throughput(&server.url(), LARGE_COUNT * 4, LARGE),
-                _ => percentile(&session_round_trips(&server.url(), 5000, SMALL), 50.0),
+                _ => {
+                    let rtts = session_round_trips(&server.url(), 5000, SMALL);
+                    println!("p99: {:.1}", percentile(&rtts, 99.0));
+                    percentile(&rtts, 50.0)
+                }
             };
             println!("{part}: {figure:.1}");
         }
@@ -107,11 +111,12 @@ fn main() {
 
     // Throughput.
     for (size, count) in [(SMALL, SMALL_COUNT), (LARGE, LARGE_COUNT)] {
-        let raw_rate = best_of(REPEATS, || rt.block_on(raw_throughput(echo, count, size)));
-        let our_rate = best_of(REPEATS, || session_throughput(&server.url(), count, size));
-        let lws_rate = lws
-            .as_ref()
-            .map(|c| best_of(REPEATS, || count as f64 / (c.run(echo.port(), "throughput", count, size)[0] / 1e6)));
+        let (raw_rates, our_rates, lws_rates) = take_turns(
+            || vec![rt.block_on(raw_throughput(echo, count, size))],
+            || vec![session_throughput(&server.url(), count, size)],
+            lws.as_ref().map(|c| move || vec![count as f64 / (c.run(echo.port(), "throughput", count, size)[0] / 1e6)]),
+        );
+        let (raw_rate, our_rate, lws_rate) = (median(&raw_rates), median(&our_rates), lws_rates.as_deref().map(median));
         let label = if size == SMALL { "64 B" } else { "16 KiB" };
         rows.push(Row::new(
             &format!("throughput, {label} (messages/s)"),
@@ -297,12 +302,6 @@ fn percentile(values: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p / 100.0).round() as usize]
 }
 
-fn best_of(n: usize, mut run: impl FnMut() -> f64) -> f64 {
-    let mut rates: Vec<f64> = (0..n).map(|_| run()).collect();
-    rates.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    rates[rates.len() / 2]
-}
-
 // --- baselines -------------------------------------------------------------------------------
 
 /// The echo server's process: prints its port, serves until killed.
@@ -485,7 +484,10 @@ impl BundledServer {
         std::fs::create_dir_all(&dir).unwrap();
         let port_file = dir.join("port");
         let _ = std::fs::remove_file(&port_file);
-        let child = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/session-server"))
+        // BENCH_SERVER names another build of the server, to compare two builds.
+        let program = std::env::var("BENCH_SERVER")
+            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/session-server").into());
+        let child = Command::new(program)
             .args(["--threads", &std::env::var("BENCH_SERVER_THREADS").unwrap_or_else(|_| "2".into())])
             .args(["--listen", "127.0.0.1:0", "--allow-anonymous", "--max-sessions", "50000", "--port-file"])
             // Logging every connect and close is not what is measured.

@@ -235,6 +235,8 @@ async fn run(shared: &Arc<Shared>, ws: &mut Link, attached: Attached, mut shutdo
     let mut pings = interval_at(Instant::now() + config.ping_interval, config.ping_interval);
     let mut nonce = 0u64;
     let mut ack_at: Option<Instant> = None;
+    // An ACK due now, sent with the deliveries it may have caused (one write, deliveries first).
+    let mut ack_due: Option<Frame> = None;
     let detach = |why: String| {
         let mut state = session.state.lock();
         if state.generation == generation {
@@ -251,8 +253,9 @@ async fn run(shared: &Arc<Shared>, ws: &mut Link, attached: Attached, mut shutdo
             pending
         };
         match pending {
-            Ok(frames) if frames.is_empty() => {}
-            Ok(frames) => {
+            Ok(frames) if frames.is_empty() && ack_due.is_none() => {}
+            Ok(mut frames) => {
+                frames.extend(ack_due.take());
                 if ws.send_frames(&frames).await.is_err() {
                     return detach("connection failed while delivering".into());
                 }
@@ -284,20 +287,12 @@ async fn run(shared: &Arc<Shared>, ws: &mut Link, attached: Attached, mut shutdo
                         return end;
                     }
                 }
-                let ack = {
-                    let mut state = session.state.lock();
-                    if state.incoming.ack_now() { Some(state.incoming.take_ack()) } else {
-                        if state.incoming.ack_pending() && ack_at.is_none() {
-                            ack_at = Some(Instant::now() + ACK_DELAY);
-                        }
-                        None
-                    }
-                };
-                if let Some(ack) = ack {
+                let mut state = session.state.lock();
+                if state.incoming.ack_now() {
+                    ack_due = Some(state.incoming.take_ack());
                     ack_at = None;
-                    if ws.send(&ack).await.is_err() {
-                        return detach("connection failed while acknowledging".into());
-                    }
+                } else if state.incoming.ack_pending() && ack_at.is_none() {
+                    ack_at = Some(Instant::now() + ACK_DELAY);
                 }
             }
             _ = session.wake.notified() => {}

@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use super::Stream;
 
 /// Bytes read at a time while data is streaming in.
-pub const BULK: usize = 64 * 1024;
+pub const BULK: usize = 256 * 1024;
 
 /// `prefix`, then whatever `inner` yields, read ahead in bulk while it streams; writes go to
 /// `inner`.
