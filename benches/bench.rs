@@ -173,7 +173,7 @@ fn main() {
     println!("\n{table}");
     let doc = format!(
         "# Benchmarks\n\nWritten by `make bench` (do not edit by hand). All traffic on loopback; medians of repeated runs;\n\
-         ratios are libsession / raw tokio-tungstenite (or the stated limit), from the same run.\n\n## Machine\n\n{}\n\n## Figures\n\n{table}\n",
+         ratios are libsession / raw tokio-tungstenite (or the stated limit), from the same run.\n\n## Machine\n\n{}\n\n## Figures\n\n{table}\n\n{NOTES}",
         machine()
     );
     std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/BENCHMARKS.md"), doc).unwrap();
@@ -181,6 +181,23 @@ fn main() {
 }
 
 // --- reporting -------------------------------------------------------------------------------
+
+/// What the figures measure, printed under the table.
+const NOTES: &str = "## What is measured\n\n\
+- Connect: the baselines open a WebSocket and exchange one echo message with the echo server.\n  \
+  libsession's `session_create` opens a session with the bundled server: its connect request\n  \
+  rides in the upgrade request, so the session (id, credentials, keep-alive) is open one round\n  \
+  trip after the TCP connect.\n\
+- libwebsockets runs its connection on the calling thread. A blocking libsession call hands the\n  \
+  work to an I/O thread and waits for it (the hand-over row), and a message received is handed\n  \
+  to the waiting thread too: two thread wake-ups per connect and per round trip that the\n  \
+  libwebsockets client does not pay.\n\
+- Throughput: the baselines send to the echo server and receive the echoes in one process;\n  \
+  libsession publishes from one process through the bundled server to a subscriber in another,\n  \
+  every message numbered and acknowledged.\n\
+- On a shared 2-core virtual machine figures move by tens of percent from run to run (waking a\n  \
+  thread on an idle virtual CPU costs tens of microseconds at times); the clients take turns\n  \
+  within each figure so that ratios compare like with like.\n";
 
 enum Goal {
     AtMost(f64),

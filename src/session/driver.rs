@@ -21,6 +21,9 @@ const KEEP_ALIVE_MISSES: u32 = 2;
 const KEEP_ALIVE_SLACK: Duration = Duration::from_millis(500);
 /// Longest wait before acknowledging received messages.
 const ACK_DELAY: Duration = Duration::from_millis(20);
+/// Once an ACK is due (enough messages received), how long it may wait for an outgoing message
+/// to ride with.
+const ACK_RIDE: Duration = Duration::from_millis(1);
 
 /// What survives from one connection to the next.
 struct Link {
@@ -356,6 +359,9 @@ async fn serve(
         if let Err(e) = flush(shared, conn, link).await {
             return e.into();
         }
+        if !link.incoming.ack_pending() {
+            ack_at = None;
+        }
         tokio::select! {
             received = conn.recv() => {
                 let frame = match received {
@@ -371,10 +377,9 @@ async fn serve(
                     return ended;
                 }
                 if link.incoming.ack_now() {
-                    if let Err(e) = conn.send(&link.incoming.take_ack()).await {
-                        return e.into();
-                    }
-                    ack_at = None;
+                    // Due: it rides with the next outgoing message, or goes alone shortly.
+                    let soon = Instant::now() + ACK_RIDE;
+                    ack_at = Some(ack_at.map_or(soon, |at| at.min(soon)));
                 } else if link.incoming.ack_pending() && ack_at.is_none() {
                     ack_at = Some(Instant::now() + ACK_DELAY);
                 }
@@ -425,13 +430,17 @@ impl KeepAlive {
     }
 }
 
-/// Sends queued messages while the recovery buffer has room, batched.
+/// Sends queued messages while the recovery buffer has room, batched; a pending ACK rides with
+/// them.
 async fn flush(shared: &Shared, conn: &mut Connection, link: &mut Link) -> Result<()> {
     let mut batch = Vec::new();
     while link.out.has_room() {
         let Some(message) = shared.mailbox.next() else { break };
         if batch.capacity() == 0 {
             batch = protocol::batch_buffer();
+            if link.incoming.ack_pending() {
+                protocol::encode_into(&link.incoming.take_ack(), &mut batch);
+            }
         }
         protocol::encode_into(&link.out.push(message), &mut batch);
         if batch.len() >= protocol::BATCH_BYTES {
