@@ -37,14 +37,17 @@ fn main() {
         return echo_server_process();
     }
     raise_fd_limit();
-    // For profiling one part: `BENCH_ONLY=connect`, `rtt` or `throughput` (16 KiB) loops on it
-    // and prints figures.
+    // For profiling one part: `BENCH_ONLY=connect`, `rtt`, `throughput` (16 KiB) or
+    // `raw-throughput` (the same against the echo server) loops on it and prints figures.
     if let Ok(part) = std::env::var("BENCH_ONLY") {
         let server = BundledServer::start();
+        let echo = (part == "raw-throughput").then(EchoServer::start);
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         for _ in 0..5 {
             let figure = match part.as_str() {
                 "connect" => median(&session_connects(&server.url(), None, 500)),
                 "throughput" => session_throughput(&server.url(), LARGE_COUNT * 4, LARGE),
+                "raw-throughput" => rt.block_on(raw_throughput(echo.as_ref().unwrap().addr, LARGE_COUNT * 4, LARGE)),
                 _ => {
                     let rtts = session_round_trips(&server.url(), 5000, SMALL);
                     println!("p99: {:.1}", percentile(&rtts, 99.0));
@@ -173,7 +176,7 @@ fn main() {
     println!("\n{table}");
     let doc = format!(
         "# Benchmarks\n\nWritten by `make bench` (do not edit by hand). All traffic on loopback; medians of repeated runs;\n\
-         ratios are libsession / raw tokio-tungstenite (or the stated limit), from the same run.\n\n## Machine\n\n{}\n\n## Figures\n\n{table}\n\n{NOTES}",
+         ratios are libsession / raw tokio-tungstenite (or the stated limit), from the same run.\n\n## Machine\n\n{}\n\n## Figures\n\n{table}\n{NOTES}",
         machine()
     );
     std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/BENCHMARKS.md"), doc).unwrap();
