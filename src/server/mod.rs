@@ -351,7 +351,10 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             cork.set(true);
             Box::new(crate::transport::readahead::ReadAhead::with_prefix(raw, stream))
         }
-        Ok(http::Read::Request(request, rest)) => return poll::serve_http(shared, stream, request, rest, peer).await,
+        Ok(http::Read::Request(request, rest)) => {
+            drop(cork);
+            return poll::serve_http(shared, stream, request, rest, peer).await;
+        }
         Ok(http::Read::Closed) => return,
         Ok(http::Read::Bad(why)) => {
             tracing::debug!(%peer, %why, "bad request");
@@ -450,16 +453,22 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
 /// TCP_CORK on a connection while the upgrade response and the first frames are written, so that
 /// they leave in one segment: split, an intermediary with Nagle's algorithm on (tinyproxy, say)
 /// would hold the second part until the client's delayed ACK, 40 ms later. Uncorks when dropped.
-struct Cork(Option<socket2::Socket>);
+struct Cork {
+    /// The connection's socket (a duplicate descriptor).
+    socket: Option<socket2::Socket>,
+    on: std::cell::Cell<bool>,
+}
 
 impl Cork {
     fn new(tcp: &TcpStream) -> Cork {
-        Cork(tcp.as_fd().try_clone_to_owned().ok().map(socket2::Socket::from))
+        let socket = tcp.as_fd().try_clone_to_owned().ok().map(socket2::Socket::from);
+        Cork { socket, on: std::cell::Cell::new(false) }
     }
 
     fn set(&self, on: bool) {
-        if let Some(socket) = &self.0 {
+        if let Some(socket) = self.socket.as_ref().filter(|_| self.on.get() != on) {
             let _ = socket.set_tcp_cork(on);
+            self.on.set(on);
         }
     }
 }
