@@ -37,17 +37,20 @@ fn main() {
         return echo_server_process();
     }
     raise_fd_limit();
-    // For profiling one part: `BENCH_ONLY=connect`, `rtt`, `throughput` (16 KiB) or
-    // `raw-throughput` (the same against the echo server) loops on it and prints figures.
+    // For profiling one part: `BENCH_ONLY=connect`, `rtt`, `throughput` (16 KiB), or the raw
+    // client's `raw-connect`, `raw-throughput` (against the echo server) and `raw-open` (a
+    // session opened with the bundled server by hand) loops on it and prints figures.
     if let Ok(part) = std::env::var("BENCH_ONLY") {
         let server = BundledServer::start();
-        let echo = (part == "raw-throughput").then(EchoServer::start);
+        let echo = part.starts_with("raw-").then(EchoServer::start);
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         for _ in 0..5 {
             let figure = match part.as_str() {
                 "connect" => median(&session_connects(&server.url(), None, 500)),
                 "throughput" => session_throughput(&server.url(), LARGE_COUNT * 4, LARGE),
                 "raw-throughput" => rt.block_on(raw_throughput(echo.as_ref().unwrap().addr, LARGE_COUNT * 4, LARGE)),
+                "raw-open" => median(&rt.block_on(raw_opens(&server.url(), 500))),
+                "raw-connect" => median(&rt.block_on(raw_connects(echo.as_ref().unwrap().addr, 500))),
                 _ => {
                     let rtts = session_round_trips(&server.url(), 5000, SMALL);
                     println!("p99: {:.1}", percentile(&rtts, 99.0));
@@ -424,6 +427,31 @@ async fn raw_connects(addr: SocketAddr, count: usize) -> Vec<f64> {
         let start = Instant::now();
         let mut ws = raw_connect(addr).await;
         ws.send(Message::binary(vec![1u8; SMALL])).await.unwrap();
+        ws.next().await.unwrap().unwrap();
+        times.push(start.elapsed().as_secs_f64() * 1e6);
+        let _ = ws.close(None).await;
+    }
+    times
+}
+
+/// A raw tokio-tungstenite client opening a session with the bundled server: upgrade with the
+/// connect request in the header, then the CONNECT_RESPONSE.
+async fn raw_opens(url: &str, count: usize) -> Vec<f64> {
+    use session::protocol::{self, ConnectRequest, Frame};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let request = protocol::encode(&Frame::ConnectRequest(ConnectRequest {
+        min_version: 1,
+        max_version: 1,
+        max_frame_size: 65536,
+        ..Default::default()
+    }));
+    let header = protocol::connect_header(&request).unwrap();
+    let mut times = Vec::new();
+    for _ in 0..count {
+        let start = Instant::now();
+        let mut upgrade = url.into_client_request().unwrap();
+        upgrade.headers_mut().insert(protocol::CONNECT_HEADER, header.parse().unwrap());
+        let (mut ws, _) = tokio_tungstenite::connect_async(upgrade).await.unwrap();
         ws.next().await.unwrap().unwrap();
         times.push(start.elapsed().as_secs_f64() * 1e6);
         let _ = ws.close(None).await;
