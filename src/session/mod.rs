@@ -134,18 +134,17 @@ impl Session {
             ));
         }
         let mut reported = self.shared.reported.lock();
-        loop {
-            match *reported {
-                State::ConnectedActive | State::RecoveringReconnect => return Ok(()),
-                s if s.is_closed() => {
-                    drop(reported);
-                    return Err(self.shared.error().unwrap_or_else(|| {
-                        Error::new(ErrorCode::SessionClosed, "the session was closed before it connected")
-                    }));
-                }
-                _ => self.shared.reported_changed.wait(&mut reported),
-            }
+        while !creation_settled(*reported) {
+            self.shared.reported_changed.wait(&mut reported);
         }
+        if !reported.is_closed() {
+            return Ok(());
+        }
+        drop(reported);
+        Err(self
+            .shared
+            .error()
+            .unwrap_or_else(|| Error::new(ErrorCode::SessionClosed, "the session was closed before it connected")))
     }
 
     /// Creates, starts and waits: returns a connected session or the reason it could not connect.
@@ -343,6 +342,17 @@ impl Shared {
         if !reported.is_closed() {
             *reported = to;
         }
-        self.reported_changed.notify_all();
+        // Only a state that ends `wait_connected` wakes its thread: waking it for CONNECTING would
+        // take the CPU from this I/O thread just as it starts to connect.
+        let settled = creation_settled(*reported);
+        drop(reported);
+        if settled {
+            self.reported_changed.notify_all();
+        }
     }
+}
+
+/// Whether a blocking creation waiting in `wait_connected` has its answer in `state`.
+fn creation_settled(state: State) -> bool {
+    matches!(state, State::ConnectedActive | State::RecoveringReconnect) || state.is_closed()
 }
