@@ -59,6 +59,23 @@ fn tinyproxy_without_authentication() {
 }
 
 #[test]
+fn a_session_opens_through_tinyproxy_without_waiting_for_a_delayed_ack() {
+    // The server's 101 and its CONNECT_RESPONSE must reach tinyproxy as one segment: split, the
+    // second part waits in tinyproxy (Nagle) for the client's delayed ACK, 40 ms or more.
+    let server = start_server();
+    let Some(proxy) = tinyproxy(server.addr().port(), None) else { return };
+    let mut times: Vec<Duration> = (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            connects(via(&server.url(), http(proxy.port, None)));
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    assert!(times[2] < Duration::from_millis(30), "median connect through tinyproxy {:?}", times[2]);
+}
+
+#[test]
 fn tinyproxy_with_basic_authentication() {
     let server = start_server();
     let Some(proxy) = tinyproxy(server.addr().port(), Some((PROXY_USER, PROXY_PASSWORD))) else { return };

@@ -230,3 +230,51 @@ fn a_bad_connect_header_is_ignored_and_the_first_message_counts() {
     }
     still_serves(&server);
 }
+
+#[test]
+fn acceptors_on_other_threads_serve_and_stop_with_the_server() {
+    use session::server::{Server, ServerConfig};
+    let runtime = || tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let config = ServerConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        allow_anonymous: true,
+        ..ServerConfig::default()
+    };
+    let main_rt = runtime();
+    let server = main_rt.block_on(Server::bind(config)).unwrap();
+    let url = format!("ws://{}/diffusion", server.local_addr().unwrap());
+    let closer = server.closer();
+    let acceptors: Vec<_> = (0..2)
+        .map(|_| {
+            let acceptor = server.acceptor().unwrap();
+            std::thread::spawn(move || runtime().block_on(acceptor.run()))
+        })
+        .collect();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let main = std::thread::spawn(move || {
+        main_rt.block_on(server.run(async {
+            let _ = stopped.await;
+        }))
+    });
+    let sessions: Vec<Session> = (0..30).map(|_| Session::connect(config_for(&url), None).unwrap()).collect();
+    assert_eq!(closer.session_count(), 30);
+    assert_eq!(closer.connection_count(), 30);
+    stop.send(()).unwrap();
+    main.join().unwrap();
+    for acceptor in acceptors {
+        acceptor.join().unwrap().unwrap();
+    }
+    // Every session heard that the server shut down, whichever thread served it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sessions.iter().any(|s| !s.state().is_closed()) {
+        assert!(std::time::Instant::now() < deadline, "sessions still open after the server stopped");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(sessions.iter().all(|s| s.state() == session::State::ClosedByServer));
+}
+
+fn config_for(url: &str) -> session::SessionConfig {
+    let mut c = config(url);
+    c.options.reconnection = session::reconnect::ReconnectionStrategy::disabled();
+    c
+}

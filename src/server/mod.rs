@@ -173,10 +173,7 @@ impl Server {
         }
         self.shared.stopped.send_replace(true);
         self.closer().close_all(CloseReason::ServerShutdown, "server shutting down");
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while self.shared.attached.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        drain(&self.shared).await;
     }
 }
 
@@ -201,16 +198,29 @@ pub struct Acceptor {
 }
 
 impl Acceptor {
-    /// Accepts and serves connections on the current runtime until the server stops.
+    /// Accepts and serves connections on the current runtime until the server stops, then lets
+    /// the sessions served here close (the runtime must live on until they have).
     pub async fn run(self) -> std::io::Result<()> {
         let listener = TcpListener::from_std(self.listener)?;
         let mut stopped = self.shared.stopped.subscribe();
         loop {
             tokio::select! {
                 accepted = listener.accept() => on_accept(&self.shared, accepted).await,
-                _ = stopped.wait_for(|stopped| *stopped) => return Ok(()),
+                _ = stopped.wait_for(|stopped| *stopped) => break,
             }
         }
+        drop(listener);
+        drain(&self.shared).await;
+        Ok(())
+    }
+}
+
+/// Once the server stopped: gives the connections serving sessions up to 2 s to send their CLOSE
+/// and end.
+async fn drain(shared: &Shared) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while shared.attached.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

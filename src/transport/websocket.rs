@@ -212,3 +212,43 @@ fn read_error(peer: &str, e: tungstenite::Error) -> Error {
         other => Error::new(ErrorCode::CommunicationError, format!("connection to {peer} lost: {other}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::ProxySetting;
+    use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+
+    /// A server that answers the upgrade, saying it took the CONNECT_REQUEST or not; returns the
+    /// header value it got.
+    async fn upgrade_answering(accept: bool) -> (bool, Option<String>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = ServerUrl::parse(&format!("ws://{}/diffusion", listener.local_addr().unwrap())).unwrap();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut offered = None;
+            let callback = |request: &Request, mut response: Response| {
+                offered = request.headers().get(protocol::CONNECT_HEADER).map(|v| v.to_str().unwrap().to_string());
+                if accept {
+                    response.headers_mut().insert(protocol::CONNECT_HEADER, protocol::CONNECT_ACCEPTED.parse().unwrap());
+                }
+                Ok(response)
+            };
+            let ws = tokio_tungstenite::accept_hdr_async(tcp, callback).await.unwrap();
+            drop(ws);
+            offered
+        });
+        let options = SessionOptions { proxy: ProxySetting::Disabled, ..SessionOptions::default() };
+        let request = protocol::encode(&Frame::Ping(9));
+        let conn = WsConnection::open(&url, &options, &CookieJar::default(), &request).await.unwrap();
+        (conn.connect_sent(), server.await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_connect_request_goes_in_the_upgrade_and_counts_once_the_server_says_so() {
+        let header = protocol::connect_header(&protocol::encode(&Frame::Ping(9)));
+        assert_eq!(upgrade_answering(true).await, (true, header.clone()));
+        // Without the server's word, the client must still send it as its first message.
+        assert_eq!(upgrade_answering(false).await, (false, header));
+    }
+}
