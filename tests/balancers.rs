@@ -160,8 +160,10 @@ fn a_balancer_dropping_the_connect_header_costs_only_a_round_trip() {
     // nginx blanks the header that carries the CONNECT_REQUEST in the upgrade: the client sends it
     // as its first message instead, credentials included.
     let server = instance_server(3, "/diffusion");
-    let location = nginx_location("/", &format!("http://127.0.0.1:{}", server.addr().port()))
-        .replace("proxy_read_timeout 1h;", "proxy_read_timeout 1h;\n            proxy_set_header X-Session-Connect \"\";");
+    let location = nginx_location("/", &format!("http://127.0.0.1:{}", server.addr().port())).replace(
+        "proxy_read_timeout 1h;",
+        "proxy_read_timeout 1h;\n            proxy_set_header X-Session-Connect \"\";",
+    );
     let Some(balancer) = nginx(&location) else { return };
     let mut c = config(&format!("ws://127.0.0.1:{}/diffusion", balancer.port));
     c.options.principal = USER.into();

@@ -181,7 +181,8 @@ where
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async move {
         let (ws, response) = tokio_tungstenite::connect_async(request).await.expect("upgrade");
-        let accepted = response.headers().get(protocol::CONNECT_HEADER).is_some_and(|v| v == protocol::CONNECT_ACCEPTED);
+        let accepted =
+            response.headers().get(protocol::CONNECT_HEADER).is_some_and(|v| v == protocol::CONNECT_ACCEPTED);
         (accepted, tokio::time::timeout(Duration::from_secs(10), script(ws)).await.expect("script finished"))
     })
 }

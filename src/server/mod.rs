@@ -354,28 +354,27 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     // Plain HTTP (long polling) and WebSocket upgrades share the endpoint.
     let max_body = config.max_frame_size as usize + 64 * 1024;
     let mut stream = stream;
-    let stream: Stream = match timeout(config.handshake_timeout, http::read_request(&mut stream, Vec::new(), max_body))
-        .await
-    {
-        Ok(http::Read::Request(request, raw)) if request.is_upgrade() => {
-            cork.set(true);
-            Box::new(crate::transport::readahead::ReadAhead::with_prefix(raw, stream))
-        }
-        Ok(http::Read::Request(request, rest)) => {
-            drop(cork);
-            return poll::serve_http(shared, stream, request, rest, peer).await;
-        }
-        Ok(http::Read::Closed) => return,
-        Ok(http::Read::Bad(why)) => {
-            tracing::debug!(%peer, %why, "bad request");
-            let _ = http::write_response(&mut stream, 400, "Bad Request", &[], format!("{why}\n").as_bytes()).await;
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "no request within the handshake timeout");
-            return;
-        }
-    };
+    let stream: Stream =
+        match timeout(config.handshake_timeout, http::read_request(&mut stream, Vec::new(), max_body)).await {
+            Ok(http::Read::Request(request, raw)) if request.is_upgrade() => {
+                cork.set(true);
+                Box::new(crate::transport::readahead::ReadAhead::with_prefix(raw, stream))
+            }
+            Ok(http::Read::Request(request, rest)) => {
+                drop(cork);
+                return poll::serve_http(shared, stream, request, rest, peer).await;
+            }
+            Ok(http::Read::Closed) => return,
+            Ok(http::Read::Bad(why)) => {
+                tracing::debug!(%peer, %why, "bad request");
+                let _ = http::write_response(&mut stream, 400, "Bad Request", &[], format!("{why}\n").as_bytes()).await;
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "no request within the handshake timeout");
+                return;
+            }
+        };
     let limit = config.max_frame_size as usize + FRAME_HEADER_LEN;
     // tungstenite allocates and zero-fills its read chunk per connection (and on every read): a
     // modest chunk keeps connection set-up and reads cheap.
@@ -402,9 +401,12 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             refuse(StatusCode::SERVICE_UNAVAILABLE, "server is at its session limit; try later\n")
         } else {
             let header = request.headers().get(protocol::CONNECT_HEADER);
-            *carried_slot = header.and_then(|v| protocol::connect_from_header(v.as_bytes(), gate.config.max_frame_size));
+            *carried_slot =
+                header.and_then(|v| protocol::connect_from_header(v.as_bytes(), gate.config.max_frame_size));
             if carried_slot.is_some() {
-                response.headers_mut().insert(protocol::CONNECT_HEADER, protocol::CONNECT_ACCEPTED.parse().expect("valid"));
+                response
+                    .headers_mut()
+                    .insert(protocol::CONNECT_HEADER, protocol::CONNECT_ACCEPTED.parse().expect("valid"));
             }
             Ok(response)
         }

@@ -79,7 +79,8 @@ impl WsConnection {
             }
         };
         cookies.store(url, response.headers());
-        let accepted = response.headers().get(protocol::CONNECT_HEADER).is_some_and(|v| v == protocol::CONNECT_ACCEPTED);
+        let accepted =
+            response.headers().get(protocol::CONNECT_HEADER).is_some_and(|v| v == protocol::CONNECT_ACCEPTED);
         Ok(WsConnection {
             ws,
             pending: VecDeque::new(),
@@ -221,6 +222,8 @@ mod tests {
 
     /// A server that answers the upgrade, saying it took the CONNECT_REQUEST or not; returns the
     /// header value it got.
+    // The upgrade callback's result type is tungstenite's.
+    #[allow(clippy::result_large_err)]
     async fn upgrade_answering(accept: bool) -> (bool, Option<String>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = ServerUrl::parse(&format!("ws://{}/diffusion", listener.local_addr().unwrap())).unwrap();
@@ -230,7 +233,9 @@ mod tests {
             let callback = |request: &Request, mut response: Response| {
                 offered = request.headers().get(protocol::CONNECT_HEADER).map(|v| v.to_str().unwrap().to_string());
                 if accept {
-                    response.headers_mut().insert(protocol::CONNECT_HEADER, protocol::CONNECT_ACCEPTED.parse().unwrap());
+                    response
+                        .headers_mut()
+                        .insert(protocol::CONNECT_HEADER, protocol::CONNECT_ACCEPTED.parse().unwrap());
                 }
                 Ok(response)
             };
