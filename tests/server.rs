@@ -279,3 +279,27 @@ fn config_for(url: &str) -> session::SessionConfig {
     c.options.reconnection = session::reconnect::ReconnectionStrategy::disabled();
     c
 }
+
+#[test]
+fn a_due_ack_travels_with_the_deliveries_it_caused() {
+    use session::protocol::Message as M;
+    let server = start_server();
+    let frames = ws_client(server.url(), |mut ws| async move {
+        ws.send(Message::binary(protocol::encode(&request("", Credentials::None)))).await.unwrap();
+        next_frames(&mut ws).await;
+        // 32 numbered messages: a subscription and 31 publications it covers.
+        let mut batch = protocol::encode(&Frame::Message { seq: 1, body: M::Subscribe { path: "a".into() } });
+        for seq in 2..=32 {
+            let body = M::Publish { path: "a".into(), data: bytes::Bytes::from_static(b"x") };
+            protocol::encode_into(&Frame::Message { seq, body }, &mut batch);
+        }
+        ws.send(Message::binary(batch)).await.unwrap();
+        next_frames(&mut ws).await
+    });
+    // One message: the 31 deliveries, then the ACK of all 32.
+    assert_eq!(frames.len(), 32, "{frames:?}");
+    assert!(frames[..31]
+        .iter()
+        .all(|f| matches!(f, Frame::Message { body: session::protocol::Message::Deliver { .. }, .. })));
+    assert_eq!(frames[31], Frame::Ack(32));
+}

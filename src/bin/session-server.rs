@@ -56,8 +56,8 @@ struct Args {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// Threads serving connections, each with a runtime of its own; the kernel spreads new
-    /// connections over them.
+    /// Threads serving connections, each with a runtime of its own; they share the listening
+    /// socket and each serves the connections it accepts.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=256))]
     threads: u64,
     /// Write the bound port to this file once listening.

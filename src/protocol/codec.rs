@@ -376,6 +376,20 @@ mod tests {
     }
 
     #[test]
+    fn message_data_is_a_view_of_the_received_buffer() {
+        let frame =
+            Frame::Message { seq: 1, body: Message::Deliver { path: "p".into(), data: Bytes::from(vec![7u8; 4096]) } };
+        let received = Bytes::from(encode(&frame));
+        let range = received.as_ptr_range();
+        let Ok(mut frames) = decode_owned(received.clone(), DEFAULT_MAX_FRAME_SIZE) else { panic!("decodes") };
+        let Some(Frame::Message { body: Message::Deliver { data, .. }, .. }) = frames.pop() else {
+            panic!("a DELIVER")
+        };
+        assert_eq!(data.len(), 4096);
+        assert!(range.contains(&data.as_ptr()), "the data was copied");
+    }
+
+    #[test]
     fn every_frame_round_trips() {
         for frame in sample_frames() {
             let bytes = encode(&frame);

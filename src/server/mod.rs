@@ -331,7 +331,7 @@ pub fn spawn(config: ServerConfig) -> std::io::Result<ServerHandle> {
 #[allow(clippy::result_large_err)]
 async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
-    let cork = Cork::new(&tcp);
+    let mut cork = Cork::new(&tcp);
     let config = &shared.config;
     let stream: Stream = match &config.tls {
         None => Box::new(tcp),
@@ -468,19 +468,18 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
 struct Cork {
     /// The connection's socket (a duplicate descriptor).
     socket: Option<socket2::Socket>,
-    on: std::cell::Cell<bool>,
+    on: bool,
 }
 
 impl Cork {
     fn new(tcp: &TcpStream) -> Cork {
-        let socket = tcp.as_fd().try_clone_to_owned().ok().map(socket2::Socket::from);
-        Cork { socket, on: std::cell::Cell::new(false) }
+        Cork { socket: tcp.as_fd().try_clone_to_owned().ok().map(socket2::Socket::from), on: false }
     }
 
-    fn set(&self, on: bool) {
-        if let Some(socket) = self.socket.as_ref().filter(|_| self.on.get() != on) {
+    fn set(&mut self, on: bool) {
+        if let Some(socket) = self.socket.as_ref().filter(|_| self.on != on) {
             let _ = socket.set_tcp_cork(on);
-            self.on.set(on);
+            self.on = on;
         }
     }
 }

@@ -149,6 +149,48 @@ mod tests {
         assert_eq!(got, data);
     }
 
+    /// Counts the reads that reach the stream underneath.
+    struct Counted(tokio::io::DuplexStream, std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+    impl AsyncRead for Counted {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Pin::new(&mut self.0).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Counted {
+        fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+            Pin::new(&mut self.0).poll_write(cx, data)
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.0).poll_flush(cx)
+        }
+
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.0).poll_shutdown(cx)
+        }
+    }
+
+    #[tokio::test]
+    async fn streaming_data_is_read_in_bulk() {
+        let (client, mut server) = tokio::io::duplex(BULK * 2);
+        server.write_all(&vec![3u8; 64 * 4096]).await.unwrap();
+        let reads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut stream = ReadAhead::new(Box::new(Counted(client, reads.clone())));
+        let mut chunk = [0u8; 4096];
+        for _ in 0..64 {
+            assert_eq!(stream.read(&mut chunk).await.unwrap(), 4096);
+        }
+        // One small read that fills the caller's buffer, then one bulk read for the rest.
+        assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
     #[tokio::test]
     async fn a_stream_that_goes_quiet_holds_no_staging_buffer() {
         let (client, mut server) = tokio::io::duplex(BULK * 4);
