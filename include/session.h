@@ -469,8 +469,8 @@ typedef struct {
  */
 typedef struct {
   /**
-   * Called for round 0 and for every challenge, on a libsession I/O thread; never for two
-   * rounds at once. Add headers with `diffusion_proxy_response_add_header` and return
+   * Called for round 0 and for every challenge, on a libsession I/O thread (on the calling
+   * thread while a blocking create connects); never for two rounds at once. Add headers with `diffusion_proxy_response_add_header` and return
    * HANDLER_SUCCESS to send another CONNECT, or return HANDLER_FAILURE to give up (the session
    * fails with DIFF_ERR_PROXY_AUTHENTICATION_FAILED). Required.
    */
@@ -548,7 +548,8 @@ typedef struct {
  */
 typedef struct {
   /**
-   * Decides on every TLS connection, on a libsession I/O thread: `host` is the name verified,
+   * Decides on every TLS connection, on a libsession I/O thread (on the calling thread while a
+   * blocking create connects): `host` is the name verified,
    * `chain[0]` the server's certificate followed by the intermediates it sent, `verdict` the
    * library's own verdict (DIFF_ERR_SUCCESS, or a DIFF_ERR_TLS_* code with `reason`, "" on
    * success). Return DIFFUSION_CERTIFICATE_ACCEPT or DIFFUSION_CERTIFICATE_REJECT (rejection
@@ -1057,7 +1058,9 @@ void diffusion_api_error_free(DIFFUSION_API_ERROR error);
  *
  * - `url_str`: `ws://host[:port][/path]`; required.
  * - `principal`: NULL or "" for anonymous. `credentials`: NULL for none; copied.
- * - `listener`: NULL or a listener, copied; its callback runs on a libsession I/O thread.
+ * - `listener`: NULL or a listener, copied. The connection is opened on the calling thread, so
+ *   the listener hears CONNECTING and the outcome there; later calls run on a libsession I/O
+ *   thread.
  * - `reconnection_strategy`: NULL for the default (reconnect every 5 s for up to 60 s); copied.
  * - `error`: NULL or a struct filled on failure (free `error->message` with `free`).
  *

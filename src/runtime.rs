@@ -4,13 +4,19 @@
 //! change) runs all connections and all callbacks, however many sessions exist. Each thread runs
 //! its own single-threaded runtime and sessions are spread over them in turn: a session's work
 //! stays on one thread, with no hand-over between threads on its way.
+//!
+//! A blocking create opens its connection on the calling thread instead ([`run_here`]), as a
+//! single-threaded event loop would, and then hands the session to its I/O thread: sockets move
+//! to the runtime that polls them ([`crate::transport::socket`]), and tasks a connection starts
+//! go to the session's I/O thread ([`spawn`]).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use once_cell::sync::OnceCell;
-use tokio::runtime::{Builder, Handle};
+use parking_lot::Mutex;
+use tokio::runtime::{Builder, Handle, Runtime};
 
 use crate::error::{Error, ErrorCode, Result};
 
@@ -25,15 +31,23 @@ pub struct IoThreads {
 
 static THREADS: OnceCell<IoThreads> = OnceCell::new();
 
+/// Runtimes for connecting on calling threads, kept between uses; at most this many are kept.
+static SPARE: Mutex<Vec<Runtime>> = Mutex::new(Vec::new());
+const SPARE_MAX: usize = 8;
+/// Runtime identities for [`here`]: I/O thread `n` is `n + 1`; connecting runtimes count from here.
+static NEXT_CALLER_RUNTIME: AtomicU64 = AtomicU64::new(1 << 32);
+
 thread_local! {
     static ON_IO_THREAD: Cell<bool> = const { Cell::new(false) };
+    static HERE: Cell<u64> = const { Cell::new(0) };
+    static SPAWN_ON: RefCell<Option<Handle>> = const { RefCell::new(None) };
 }
 
 impl IoThreads {
-    /// Runs `task` on the next I/O thread.
-    pub fn spawn<F: Future<Output = ()> + Send + 'static>(&self, task: F) {
+    /// The I/O thread for the next session, in turn.
+    pub fn pick(&self) -> Handle {
         let n = self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len();
-        self.handles[n].spawn(task);
+        self.handles[n].clone()
     }
 
     fn start(count: usize) -> Result<IoThreads> {
@@ -46,6 +60,7 @@ impl IoThreads {
                 .name(format!("libsession-io-{i}"))
                 .spawn(move || {
                     ON_IO_THREAD.with(|f| f.set(true));
+                    HERE.with(|h| h.set(i as u64 + 1));
                     match Builder::new_current_thread().enable_all().thread_name("libsession-blocking").build() {
                         Ok(rt) => {
                             let _ = tx.send(Ok(rt.handle().clone()));
@@ -80,4 +95,68 @@ pub fn get() -> Result<&'static IoThreads> {
 /// blocking on a session would deadlock.
 pub fn on_io_thread() -> bool {
     ON_IO_THREAD.with(|f| f.get())
+}
+
+/// Which library runtime is running on this thread: an I/O thread's, a connecting caller's, or
+/// 0 for none (a runtime of the application's own, or no runtime).
+pub fn here() -> u64 {
+    HERE.with(|h| h.get())
+}
+
+/// Spawns a connection's background task: on the session's I/O thread while a blocking create
+/// connects on the calling thread, else on the current runtime.
+pub fn spawn<F: Future<Output = ()> + Send + 'static>(task: F) -> tokio::task::JoinHandle<()> {
+    match SPAWN_ON.with(|s| s.borrow().clone()) {
+        Some(home) => home.spawn(task),
+        None => tokio::spawn(task),
+    }
+}
+
+/// Runs `work` to completion on the calling thread, with a runtime of its own, for a session
+/// whose I/O thread is `home`. While it runs the thread counts as a library thread (blocking
+/// calls from callbacks fail as they do on I/O threads).
+pub fn run_here<F: Future>(home: &Handle, work: F) -> Result<F::Output> {
+    let rt = match SPARE.lock().pop() {
+        Some(rt) => rt,
+        None => Builder::new_current_thread()
+            .enable_all()
+            .thread_name("libsession-blocking")
+            .build()
+            .map_err(|e| Error::new(ErrorCode::Unknown, format!("cannot start a runtime to connect on: {e}")))?,
+    };
+    let output = {
+        let _context = CallerContext::enter(home);
+        rt.block_on(work)
+    };
+    let mut spare = SPARE.lock();
+    if spare.len() < SPARE_MAX {
+        spare.push(rt);
+    }
+    Ok(output)
+}
+
+/// The thread-local context of [`run_here`], restored when dropped (also on unwinding).
+struct CallerContext {
+    io: bool,
+    here: u64,
+    spawn_on: Option<Handle>,
+}
+
+impl CallerContext {
+    fn enter(home: &Handle) -> CallerContext {
+        let id = NEXT_CALLER_RUNTIME.fetch_add(1, Ordering::Relaxed);
+        CallerContext {
+            io: ON_IO_THREAD.with(|f| f.replace(true)),
+            here: HERE.with(|h| h.replace(id)),
+            spawn_on: SPAWN_ON.with(|s| s.replace(Some(home.clone()))),
+        }
+    }
+}
+
+impl Drop for CallerContext {
+    fn drop(&mut self) {
+        ON_IO_THREAD.with(|f| f.set(self.io));
+        HERE.with(|h| h.set(self.here));
+        SPAWN_ON.with(|s| *s.borrow_mut() = self.spawn_on.take());
+    }
 }

@@ -342,3 +342,25 @@ fn the_listener_may_free_its_session() {
         vec![(SESSION_STATE_UNKNOWN, CONNECTING), (CONNECTING, CONNECTED_ACTIVE), (CONNECTED_ACTIVE, CLOSED_BY_CLIENT)]
     );
 }
+
+unsafe extern "C" fn close_when_connecting(session: *mut SESSION_T, _old: SESSION_STATE_T, new: SESSION_STATE_T) {
+    if new == SESSION_STATE_T::CONNECTING {
+        session_close(session, null_mut());
+    }
+}
+
+#[test]
+fn a_listener_closing_its_session_during_a_blocking_create_ends_the_create_at_once() {
+    // The connection is opened on the calling thread, so the close must not wait for it to flush.
+    let server = start_server();
+    let mut listener = SESSION_LISTENER_T { on_state_changed: Some(close_when_connecting), on_handler_error: None };
+    let mut error = empty_error();
+    let start = std::time::Instant::now();
+    let session =
+        unsafe { session_create(url_of(&server).as_ptr(), null(), null_mut(), &mut listener, null_mut(), &mut error) };
+    assert!(session.is_null());
+    assert!(start.elapsed() < Duration::from_millis(900), "took {:?}", start.elapsed());
+    assert_ne!(error.code, ERROR_CODE_T::DIFF_ERR_SUCCESS);
+    unsafe { diffusion_error_free(&mut error) };
+    assert!(wait_until(Duration::from_secs(5), || server.session_count() == 0));
+}

@@ -287,3 +287,43 @@ fn closing_before_connected_fails_the_creation_once() {
     assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
     assert_eq!(session.state(), State::ClosedByClient);
 }
+
+#[test]
+fn a_blocking_create_connects_on_the_calling_thread_and_the_session_then_runs_on_an_io_thread() {
+    let server = start_server();
+    let caller = std::thread::current().id();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let listener: session::session::StateListener = Box::new(move |_, to| {
+        record.lock().unwrap().push((to, std::thread::current().id() == caller));
+    });
+    let session = Session::connect(config(&server.url()), Some(listener)).unwrap();
+    assert_eq!(*seen.lock().unwrap(), vec![(State::Connecting, true), (State::ConnectedActive, true)]);
+
+    // The connection moved to an I/O thread: messages flow and handlers run there.
+    let names = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = names.clone();
+    let handler: std::sync::Arc<dyn session::MessageHandler> = std::sync::Arc::new(move |_: &str, data: &[u8]| {
+        store.lock().unwrap().push((std::thread::current().name().map(String::from), data.to_vec()));
+    });
+    session.subscribe("moved", handler).unwrap();
+    for n in 0..50u8 {
+        session.publish("moved", &[n]).unwrap();
+    }
+    let start = Instant::now();
+    while names.lock().unwrap().len() < 50 && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let names = names.lock().unwrap();
+    assert_eq!(names.iter().map(|(_, d)| d[0]).collect::<Vec<_>>(), (0..50).collect::<Vec<_>>());
+    assert!(names.iter().all(|(name, _)| name.as_deref().is_some_and(|n| n.starts_with("libsession-io-"))));
+    assert_eq!(session.state(), State::ConnectedActive);
+}
+
+#[test]
+fn a_blocking_create_inside_an_application_runtime_still_connects() {
+    let server = start_server();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let session = rt.block_on(async { Session::connect(config(&server.url()), None) }).unwrap();
+    assert_eq!(session.state(), State::ConnectedActive);
+}

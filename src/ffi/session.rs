@@ -1,10 +1,12 @@
 //! SESSION_T and the session_* functions.
 //!
 //! Threading: callbacks of a session run one at a time, in order, on a libsession I/O thread
-//! (`libsession-io-*`), except the CLOSED_BY_CLIENT notification, which runs on the thread that
-//! calls `session_close` (or `session_free`). `session_close` and `session_free` may be called from
-//! inside any callback. Blocking calls (`session_create`, `session_create_with_user_context`) made
-//! on an I/O thread fail with DIFF_ERR_ILLEGAL_STATE instead of deadlocking.
+//! (`libsession-io-*`), with two exceptions: the CLOSED_BY_CLIENT notification runs on the thread
+//! that calls `session_close` (or `session_free`), and a blocking create opens the connection on
+//! the calling thread, where the listener hears CONNECTING and the outcome. `session_close` and
+//! `session_free` may be called from inside any callback. Blocking calls (`session_create`,
+//! `session_create_with_user_context`) made inside a callback fail with DIFF_ERR_ILLEGAL_STATE
+//! instead of deadlocking.
 
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::Arc;
@@ -167,7 +169,7 @@ fn start(args: Result<CreateArgs>, callbacks: Option<SESSION_CREATE_CALLBACK_T>)
         on_state_changed: state_listener(args.listener, ptr),
         on_created: callbacks.map(|c| creation_callback(c, ptr)),
     };
-    let outcome = session.start(events).and_then(|()| if blocking { session.wait_connected() } else { Ok(()) });
+    let outcome = if blocking { session.start_and_wait(events) } else { session.start(events) };
     match outcome {
         Ok(()) => Ok(handle),
         Err(e) => {
@@ -193,7 +195,9 @@ pub(crate) unsafe fn session_or_report(
 ///
 /// - `url_str`: `ws://host[:port][/path]`; required.
 /// - `principal`: NULL or "" for anonymous. `credentials`: NULL for none; copied.
-/// - `listener`: NULL or a listener, copied; its callback runs on a libsession I/O thread.
+/// - `listener`: NULL or a listener, copied. The connection is opened on the calling thread, so
+///   the listener hears CONNECTING and the outcome there; later calls run on a libsession I/O
+///   thread.
 /// - `reconnection_strategy`: NULL for the default (reconnect every 5 s for up to 60 s); copied.
 /// - `error`: NULL or a struct filled on failure (free `error->message` with `free`).
 ///

@@ -36,8 +36,22 @@ struct Link {
 }
 
 pub(crate) async fn drive(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Command>) {
+    if let Some(opened) = open(&shared, &mut commands).await {
+        run(shared, opened, commands).await;
+    }
+}
+
+/// A session connected by [`open`], ready to [`run`].
+pub(crate) struct Opened {
+    conn: Connection,
+    link: Link,
+}
+
+/// Connects the session (CONNECTING, then CONNECTED_ACTIVE and the creation callback); `None`
+/// when it failed or was closed first, with its state and error already set.
+pub(crate) async fn open(shared: &Shared, commands: &mut mpsc::UnboundedReceiver<Command>) -> Option<Opened> {
     if !shared.transition(State::Connecting) {
-        return;
+        return None;
     }
     let options = &shared.config.options;
     let mut link = Link {
@@ -50,25 +64,32 @@ pub(crate) async fn drive(shared: Arc<Shared>, mut commands: mpsc::UnboundedRece
     // Connecting needs a large future for a short while: boxed, so that it is not part of every
     // idle session's task.
     let established = tokio::select! {
-        result = Box::pin(establish(&shared, &mut link)) => result,
+        result = Box::pin(establish(shared, &mut link)) => result,
         // Closed by the application: `close` has already reported it.
-        _ = commands.recv() => return,
+        _ = commands.recv() => return None,
     };
-    let mut conn = match established {
+    let conn = match established {
         Ok(conn) => conn,
         Err(e) => {
             tracing::info!(url = %shared.config.url.to_url_string(), error = %e, "session creation failed");
             shared.fail(e);
-            return;
+            return None;
         }
     };
     let _ = shared.id.set(link.id);
     tracing::info!(session = %link.id, server = conn.peer(), "session connected");
     if !shared.transition(State::ConnectedActive) {
         close_connection(conn).await;
-        return;
+        return None;
     }
     shared.created();
+    Some(Opened { conn, link })
+}
+
+/// Serves a connected session until it closes, recovering lost connections.
+pub(crate) async fn run(shared: Arc<Shared>, opened: Opened, mut commands: mpsc::UnboundedReceiver<Command>) {
+    let Opened { mut conn, mut link } = opened;
+    let options = &shared.config.options;
     loop {
         match serve(&shared, &mut conn, &mut link, &mut commands).await {
             Ended::ByClient(flushed) => {

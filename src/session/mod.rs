@@ -1,12 +1,14 @@
 //! Sessions: the safe Rust API that the C functions wrap.
 //!
 //! A [`Session`] is created with [`Session::new`] (no I/O), started with [`Session::start`]
-//! (returns at once) and optionally awaited with [`Session::wait_connected`]; [`Session::connect`]
-//! does all three. One task on the shared runtime drives each session.
+//! (returns at once) and optionally awaited with [`Session::wait_connected`], or started and
+//! awaited with [`Session::start_and_wait`]; [`Session::connect`] creates and starts that way. One
+//! task on the shared runtime drives each session.
 //!
 //! Callback guarantees: the state listener and the creation callback of one session run one at a
-//! time, in order, on a library I/O thread; [`Session::close`] and dropping the session may be called
-//! from inside them. Once `close` has returned, no further callback of that session starts, except
+//! time, in order, on a library I/O thread (except during [`Session::start_and_wait`], which opens
+//! the connection on the calling thread and notifies CONNECTING and the outcome there);
+//! [`Session::close`] and dropping the session may be called from inside them. Once `close` has returned, no further callback of that session starts, except
 //! the CLOSED_BY_CLIENT notification that `close` itself delivers on the calling thread.
 
 pub mod config;
@@ -110,6 +112,43 @@ impl Session {
     /// Starts connecting in the background and returns at once. `events` are delivered as described
     /// in the module documentation. Starting twice is an [`ErrorCode::IllegalState`] error.
     pub fn start(&self, events: Events) -> Result<()> {
+        let (home, rx) = self.prepare(events)?;
+        home.spawn(driver::drive(self.shared.clone(), rx));
+        Ok(())
+    }
+
+    /// Starts the session and blocks until it is connected (Ok) or closed (the error that closed
+    /// it). The connection is opened on the calling thread, where the state listener hears
+    /// CONNECTING and the outcome; the session then runs on its I/O thread. Fails with
+    /// [`ErrorCode::IllegalState`] on a library thread (inside a callback), where it would deadlock.
+    pub fn start_and_wait(&self, events: Events) -> Result<()> {
+        refuse_blocking_on_io_thread()?;
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // Inside the application's own runtime, which cannot run another: wait for an I/O thread.
+            self.start(events)?;
+            return self.wait_connected();
+        }
+        let (home, mut rx) = self.prepare(events)?;
+        let shared = self.shared.clone();
+        let opened = runtime::run_here(&home, async move {
+            let opened = driver::open(&shared, &mut rx).await;
+            (shared, opened, rx)
+        });
+        match opened {
+            Ok((shared, Some(opened), rx)) => {
+                home.spawn(driver::run(shared, opened, rx));
+            }
+            Ok((_, None, _)) => {}
+            Err(e) => {
+                self.shared.fail(e);
+            }
+        }
+        self.wait_connected()
+    }
+
+    /// Takes the command channel (once only), records the application's callbacks and picks the
+    /// session's I/O thread.
+    fn prepare(&self, events: Events) -> Result<(tokio::runtime::Handle, mpsc::UnboundedReceiver<Command>)> {
         let rt = runtime::get()?;
         let rx = self
             .shared
@@ -119,20 +158,14 @@ impl Session {
             .ok_or_else(|| Error::illegal_state("the session has already been started"))?;
         let _ = self.shared.listener.set(events.on_state_changed);
         *self.shared.on_created.lock() = events.on_created;
-        rt.spawn(driver::drive(self.shared.clone(), rx));
-        Ok(())
+        Ok((rt.pick(), rx))
     }
 
     /// Blocks until the session is connected (Ok) or closed (the error that closed it).
     /// Called on a library I/O thread (inside a callback) it would deadlock, so it fails with
     /// [`ErrorCode::IllegalState`] there.
     pub fn wait_connected(&self) -> Result<()> {
-        if runtime::on_io_thread() {
-            return Err(Error::illegal_state(
-                "a blocking call was made from a libsession callback thread, where it would deadlock; \
-                 use the asynchronous form",
-            ));
-        }
+        refuse_blocking_on_io_thread()?;
         let mut reported = self.shared.reported.lock();
         while !creation_settled(*reported) {
             self.shared.reported_changed.wait(&mut reported);
@@ -149,15 +182,9 @@ impl Session {
 
     /// Creates, starts and waits: returns a connected session or the reason it could not connect.
     pub fn connect(config: SessionConfig, on_state_changed: Option<StateListener>) -> Result<Session> {
-        if runtime::on_io_thread() {
-            return Err(Error::illegal_state(
-                "blocking session creation was called from a libsession callback thread, where it would \
-                 deadlock; use the asynchronous create",
-            ));
-        }
+        refuse_blocking_on_io_thread()?;
         let session = Session::new(config);
-        session.start(Events { on_state_changed, on_created: None })?;
-        session.wait_connected()?;
+        session.start_and_wait(Events { on_state_changed, on_created: None })?;
         Ok(session)
     }
 
@@ -350,6 +377,17 @@ impl Shared {
             self.reported_changed.notify_all();
         }
     }
+}
+
+/// Blocking calls from a library thread (inside a callback) would deadlock: they fail instead.
+fn refuse_blocking_on_io_thread() -> Result<()> {
+    if runtime::on_io_thread() {
+        return Err(Error::illegal_state(
+            "a blocking call was made from a libsession callback thread, where it would deadlock; \
+             use the asynchronous form",
+        ));
+    }
+    Ok(())
 }
 
 /// Whether a blocking creation waiting in `wait_connected` has its answer in `state`.

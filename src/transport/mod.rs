@@ -2,6 +2,7 @@
 
 mod polling;
 pub(crate) mod readahead;
+pub(crate) mod socket;
 mod websocket;
 
 pub use polling::PollConnection;
@@ -10,7 +11,9 @@ pub use websocket::WsConnection;
 use std::net::SocketAddr;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
+
+use socket::Socket;
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::session::url::ServerUrl;
@@ -128,7 +131,7 @@ pub(crate) async fn open_stream(url: &ServerUrl, options: &SessionOptions) -> Re
 
 /// Resolves `host` and connects to the first address that accepts, with the socket buffer sizes
 /// of `options`.
-pub(crate) async fn connect_tcp(host: &str, port: u16, authority: &str, options: &SessionOptions) -> Result<TcpStream> {
+pub(crate) async fn connect_tcp(host: &str, port: u16, authority: &str, options: &SessionOptions) -> Result<Socket> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
         .map_err(|e| Error::new(ErrorCode::AddrLookupFail, format!("cannot resolve host '{host}': {e}")))?
@@ -146,7 +149,7 @@ pub(crate) async fn connect_tcp(host: &str, port: u16, authority: &str, options:
         match socket.connect(addr).await {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
-                return Ok(stream);
+                return Ok(Socket::new(stream));
             }
             Err(e) => last = Some(e),
         }

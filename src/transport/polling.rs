@@ -236,7 +236,7 @@ impl PollConnection {
         {
             let (tx, rx) = mpsc::unbounded_channel();
             let channel = self.channel.clone_fresh();
-            self.poller = Some(tokio::spawn(poll_loop(channel, id.clone(), tx)));
+            self.poller = Some(crate::runtime::spawn(poll_loop(channel, id.clone(), tx)));
             self.polls = Some(rx);
             self.id = Some(id);
         }
