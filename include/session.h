@@ -851,7 +851,9 @@ int session_unsubscribe(SESSION_T *session, const char *path, DIFFUSION_ERROR_T 
  * Publishes `len` bytes at `data` (copied) on `path`: the server delivers them to every
  * session subscribed to the path, this one too if subscribed. Messages published while
  * connecting or recovering are queued and sent, in order, once connected; none is lost or
- * duplicated by a reconnection.
+ * duplicated by a reconnection. Thread: any. On an application thread, while the session's
+ * I/O thread has nothing to send over a WebSocket, the message is written from the calling
+ * thread without waiting (what the socket does not take at once is finished by the I/O thread).
  *
  * Returns 1, or 0 with `*error` filled: DIFF_ERR_ILLEGAL_ARGUMENT (NULL session or path, NULL
  * data with a non-zero len, invalid path), DIFF_ERR_SESSION_CLOSED, DIFF_ERR_QUEUE_FULL

@@ -327,3 +327,97 @@ fn a_blocking_create_inside_an_application_runtime_still_connects() {
     let session = rt.block_on(async { Session::connect(config(&server.url()), None) }).unwrap();
     assert_eq!(session.state(), State::ConnectedActive);
 }
+
+/// A session on another I/O thread than `other`, subscribed to `path` with `inbox`; the thread a
+/// session's handlers run on is told by a probe message.
+fn session_beside(server: &session::server::ServerHandle, other: &Session, path: &str, inbox: &Inbox) -> Session {
+    let thread_of = |session: &Session, probe: &str| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        let handler: std::sync::Arc<dyn session::MessageHandler> = std::sync::Arc::new(move |_: &str, _: &[u8]| {
+            let _ = tx.lock().unwrap().send(std::thread::current().name().map(String::from));
+        });
+        session.subscribe(probe, handler).unwrap();
+        session.publish(probe, b"?").unwrap();
+        rx.recv_timeout(Duration::from_secs(5)).unwrap()
+    };
+    let taken = thread_of(other, &format!("{path}/probe"));
+    for n in 0..8 {
+        let candidate = Session::connect(config(&server.url()), None).unwrap();
+        if thread_of(&candidate, &format!("{path}/probe{n}")) != taken {
+            candidate.subscribe(path, inbox.handler()).unwrap();
+            return candidate;
+        }
+    }
+    panic!("no session landed on another I/O thread");
+}
+
+#[test]
+fn a_message_from_an_application_thread_goes_out_while_the_sessions_io_thread_is_busy() {
+    let server = start_server();
+    let busy = Session::connect(config(&server.url()), None).unwrap();
+    let started = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (s, f) = (started.clone(), finished.clone());
+    let blocker: std::sync::Arc<dyn session::MessageHandler> = std::sync::Arc::new(move |_: &str, _: &[u8]| {
+        s.store(true, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(1500));
+        f.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    busy.subscribe("direct/block", blocker).unwrap();
+    let inbox = Inbox::default();
+    let watcher = session_beside(&server, &busy, "direct/out", &inbox);
+    // The watcher's subscription is in place once its own message comes back.
+    watcher.publish("direct/out", b"ready").unwrap();
+    assert!(inbox.wait_for(1, Duration::from_secs(5)));
+
+    busy.publish("direct/block", b"sleep").unwrap();
+    let start = Instant::now();
+    while !started.load(std::sync::atomic::Ordering::SeqCst) && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(started.load(std::sync::atomic::Ordering::SeqCst));
+    // The busy session's I/O thread sits in the handler: this message goes out from here.
+    busy.publish("direct/out", b"past the busy thread").unwrap();
+    assert!(inbox.wait_for(2, Duration::from_millis(1000)));
+    assert!(!finished.load(std::sync::atomic::Ordering::SeqCst), "it waited for the busy thread");
+    assert_eq!(inbox.0.lock().unwrap()[1].1, b"past the busy thread");
+}
+
+#[test]
+fn a_burst_from_an_application_thread_is_sent_in_batches() {
+    const COUNT: u64 = 2000;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let port = fake_peer(move |stream| {
+        let tx = tx.clone();
+        async move {
+            let mut ws = accept_ws(stream).await;
+            send_frame(&mut ws, &ok_response(10_000)).await;
+            let (mut messages, mut last) = (0u64, 0u64);
+            while last < COUNT {
+                let Some(Ok(Message::Binary(data))) = futures_util::StreamExt::next(&mut ws).await else { break };
+                messages += 1;
+                for frame in session::protocol::decode_all(&data, 1 << 20).unwrap() {
+                    if let Frame::Message { seq, .. } = frame {
+                        last = seq;
+                    }
+                }
+            }
+            let _ = tx.send((messages, last));
+        }
+    });
+    // Room for the whole burst without acknowledgements: the session's task is woken only by
+    // the burst itself.
+    let mut cfg = config(&format!("ws://127.0.0.1:{port}"));
+    cfg.options.recovery_buffer_size = 2 * COUNT as u32;
+    cfg.options.maximum_queue_size = 2 * COUNT as u32;
+    let session = Session::connect(cfg, None).unwrap();
+    // Let the task settle into waiting, with its writer lent.
+    std::thread::sleep(Duration::from_millis(50));
+    for n in 0..COUNT {
+        burst::publish_patiently(&session, "burst", &n.to_be_bytes());
+    }
+    let (messages, last) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(last, COUNT);
+    assert!(messages < COUNT / 4, "{messages} WebSocket messages for {COUNT} publications");
+}

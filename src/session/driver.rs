@@ -10,7 +10,7 @@ use tokio::time::{sleep, sleep_until, timeout, Instant};
 
 use super::{Command, Shared, State};
 use crate::error::{Error, ErrorCode, Result};
-use crate::protocol::reliable::{Incoming, Outgoing, Receipt};
+use crate::protocol::reliable::{Incoming, Receipt};
 use crate::protocol::{self, ClientHandshake, CloseReason, ConnectRequest, Established, Frame, Message, SessionId};
 use crate::reconnect::ReconnectPolicy;
 use crate::transport::{Connection, Transport};
@@ -25,9 +25,8 @@ const ACK_DELAY: Duration = Duration::from_millis(20);
 /// to ride with.
 const ACK_RIDE: Duration = Duration::from_millis(1);
 
-/// What survives from one connection to the next.
+/// What survives from one connection to the next (with the sending side, in the mailbox).
 struct Link {
-    out: Outgoing,
     incoming: Incoming,
     token: Vec<u8>,
     id: SessionId,
@@ -53,9 +52,7 @@ pub(crate) async fn open(shared: &Shared, commands: &mut mpsc::UnboundedReceiver
     if !shared.transition(State::Connecting) {
         return None;
     }
-    let options = &shared.config.options;
     let mut link = Link {
-        out: Outgoing::new(options.recovery_buffer_size as usize),
         incoming: Incoming::default(),
         token: Vec::new(),
         id: SessionId::default(),
@@ -288,7 +285,7 @@ async fn connect_over(shared: &Shared, link: &mut Link, transport: Transport) ->
         })?;
         let established = handshake.on_frame(reply)?;
         shared.mailbox.set_server_limit(established.server_max_frame_size);
-        resume(&mut conn, link, &established, &authority).await?;
+        resume(shared, &mut conn, link, &established, &authority).await?;
         Ok(conn)
     };
     match timeout(options.connection_timeout, attempt).await {
@@ -305,7 +302,13 @@ async fn connect_over(shared: &Shared, link: &mut Link, transport: Transport) ->
 
 /// Takes over an established connection: a new session starts numbering; a resumed one sends
 /// again what the server did not receive.
-async fn resume(conn: &mut Connection, link: &mut Link, established: &Established, authority: &str) -> Result<()> {
+async fn resume(
+    shared: &Shared,
+    conn: &mut Connection,
+    link: &mut Link,
+    established: &Established,
+    authority: &str,
+) -> Result<()> {
     let resuming = !link.token.is_empty();
     if resuming && (!established.resumed || established.session_id != link.id) {
         return Err(Error::new(
@@ -317,16 +320,20 @@ async fn resume(conn: &mut Connection, link: &mut Link, established: &Establishe
         link.token = established.token.clone();
         link.id = established.session_id;
     }
-    let resend = link.out.resend_after(established.last_received).map_err(|loss| {
-        Error::new(
-            ErrorCode::MessageLoss,
-            format!(
-                "the server received messages up to {} but message {} is no longer in the recovery buffer (recovery_buffer_size)",
-                established.last_received, loss.missing_from
-            ),
-        )
-    })?;
-    link.out.on_ack(established.last_received);
+    let resend = {
+        let mut sender = shared.mailbox.sender.lock();
+        let resend = sender.out.resend_after(established.last_received).map_err(|loss| {
+            Error::new(
+                ErrorCode::MessageLoss,
+                format!(
+                    "the server received messages up to {} but message {} is no longer in the recovery buffer (recovery_buffer_size)",
+                    established.last_received, loss.missing_from
+                ),
+            )
+        })?;
+        sender.out.on_ack(established.last_received);
+        resend
+    };
     link.ping_interval = established.ping_interval;
     for frames in batches(resend.iter()) {
         conn.send_encoded(frames).await?;
@@ -367,8 +374,27 @@ impl From<Error> for Ended {
 }
 
 /// Serves a connection until it ends: sends queued messages (as the recovery buffer allows),
-/// delivers received ones, acknowledges, keeps alive.
+/// delivers received ones, acknowledges, keeps alive. The connection's writer is lent to the
+/// threads that publish whenever the task does not need it, and is back when this returns.
 async fn serve(
+    shared: &Shared,
+    conn: &mut Connection,
+    link: &mut Link,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+) -> Ended {
+    let ended = serve_lending(shared, conn, link, commands).await;
+    hold(shared, conn);
+    ended
+}
+
+/// Takes the connection's writer back if it is lent.
+fn hold(shared: &Shared, conn: &mut Connection) {
+    if let Some(writer) = shared.mailbox.reclaim() {
+        conn.reclaim(writer);
+    }
+}
+
+async fn serve_lending(
     shared: &Shared,
     conn: &mut Connection,
     link: &mut Link,
@@ -383,14 +409,37 @@ async fn serve(
         if !link.incoming.ack_pending() {
             ack_at = None;
         }
-        tokio::select! {
-            received = conn.recv() => {
+        let room = shared.mailbox.sender.lock().out.has_room();
+        // While the task waits, an application thread may send one message itself.
+        if let Some(writer) = conn.lend() {
+            shared.mailbox.lend(writer);
+        }
+        let woke = tokio::select! {
+            received = conn.recv() => Woke::Received(received),
+            _ = shared.mailbox.ready.notified(), if room => Woke::Mail,
+            _ = sleep_until(ack_at.unwrap_or_else(far_future)), if ack_at.is_some() => Woke::AckDue,
+            _ = sleep_until(keep_alive.deadline) => Woke::Silent,
+            command = commands.recv() => Woke::Command(command),
+        };
+        if shared.mailbox.renew() {
+            hold(shared, conn);
+            if let Err(e) = conn.flush().await {
+                return e.into();
+            }
+        }
+        match woke {
+            Woke::Received(received) => {
                 let frame = match received {
                     Ok(Some(frame)) => frame,
-                    Ok(None) => return Ended::Lost(Error::new(
-                        ErrorCode::CommunicationError,
-                        format!("connection to {} lost: the server closed it without closing the session", conn.peer()),
-                    )),
+                    Ok(None) => {
+                        return Ended::Lost(Error::new(
+                            ErrorCode::CommunicationError,
+                            format!(
+                                "connection to {} lost: the server closed it without closing the session",
+                                conn.peer()
+                            ),
+                        ))
+                    }
                     Err(e) => return e.into(),
                 };
                 keep_alive.heard();
@@ -405,14 +454,15 @@ async fn serve(
                     ack_at = Some(Instant::now() + ACK_DELAY);
                 }
             }
-            _ = shared.mailbox.ready.notified(), if link.out.has_room() => {}
-            _ = sleep_until(ack_at.unwrap_or_else(far_future)), if ack_at.is_some() => {
+            Woke::Mail => {}
+            Woke::AckDue => {
                 ack_at = None;
+                hold(shared, conn);
                 if let Err(e) = conn.send(&link.incoming.take_ack()).await {
                     return e.into();
                 }
             }
-            _ = sleep_until(keep_alive.deadline) => {
+            Woke::Silent => {
                 return Ended::Lost(Error::new(
                     ErrorCode::CommunicationError,
                     format!(
@@ -422,12 +472,21 @@ async fn serve(
                     ),
                 ));
             }
-            command = commands.recv() => {
+            Woke::Command(command) => {
                 let Some(Command::Close(flushed)) = command else { return Ended::ByClient(None) };
                 return Ended::ByClient(flushed);
             }
         }
     }
+}
+
+/// What ended a wait of [`serve`].
+enum Woke {
+    Received(Result<Option<Frame>>),
+    Mail,
+    AckDue,
+    Silent,
+    Command(Option<Command>),
 }
 
 fn far_future() -> Instant {
@@ -454,24 +513,30 @@ impl KeepAlive {
 /// Sends queued messages while the recovery buffer has room, batched; a pending ACK rides with
 /// them.
 async fn flush(shared: &Shared, conn: &mut Connection, link: &mut Link) -> Result<()> {
-    let mut batch = Vec::new();
-    while link.out.has_room() {
-        let Some(message) = shared.mailbox.next() else { break };
-        if batch.capacity() == 0 {
-            batch = protocol::batch_buffer();
-            if link.incoming.ack_pending() {
-                protocol::encode_into(&link.incoming.take_ack(), &mut batch);
+    if !shared.mailbox.has_queued() {
+        return Ok(());
+    }
+    hold(shared, conn);
+    loop {
+        let mut batch = Vec::new();
+        {
+            let mut sender = shared.mailbox.sender.lock();
+            while sender.out.has_room() && batch.len() < protocol::BATCH_BYTES {
+                let Some(message) = shared.mailbox.next() else { break };
+                if batch.is_empty() {
+                    batch = protocol::batch_buffer();
+                    if link.incoming.ack_pending() {
+                        protocol::encode_into(&link.incoming.take_ack(), &mut batch);
+                    }
+                }
+                protocol::encode_into(&sender.out.push(message), &mut batch);
             }
         }
-        protocol::encode_into(&link.out.push(message), &mut batch);
-        if batch.len() >= protocol::BATCH_BYTES {
-            conn.send_encoded(std::mem::replace(&mut batch, protocol::batch_buffer())).await?;
+        if batch.is_empty() {
+            return Ok(());
         }
-    }
-    if !batch.is_empty() {
         conn.send_encoded(batch).await?;
     }
-    Ok(())
 }
 
 /// Handles one frame from the server; `Some` when the connection ends.
@@ -491,10 +556,13 @@ async fn on_frame(shared: &Shared, conn: &mut Connection, link: &mut Link, frame
             ))),
         },
         Frame::Ack(seq) => {
-            link.out.on_ack(seq);
+            shared.mailbox.sender.lock().out.on_ack(seq);
             None
         }
-        Frame::Ping(n) => conn.send(&Frame::Pong(n)).await.err().map(Ended::from),
+        Frame::Ping(n) => {
+            hold(shared, conn);
+            conn.send(&Frame::Pong(n)).await.err().map(Ended::from)
+        }
         Frame::Pong(_) => None,
         Frame::Close { reason: CloseReason::MessageLoss, message } => Some(Ended::Failed(Error::new(
             ErrorCode::MessageLoss,
@@ -505,6 +573,7 @@ async fn on_frame(shared: &Shared, conn: &mut Connection, link: &mut Link, frame
             format!("server {} closed the session ({reason}): {message}", conn.peer()),
         ))),
         other => {
+            hold(shared, conn);
             let _ = conn
                 .send(&Frame::Close { reason: CloseReason::ProtocolError, message: "unexpected frame".into() })
                 .await;

@@ -1,15 +1,25 @@
-//! The messaging side of a session: the queue of messages waiting to be sent, and the handlers
-//! of subscriptions.
+//! The messaging side of a session: the sending side (numbering and recovery buffer, the writer
+//! lent by the session's task), the queue of messages waiting to be sent, and the handlers of
+//! subscriptions.
+//!
+//! A message from an application thread goes out at once, from that thread, when the session's
+//! task is waiting with nothing queued and has lent its WebSocket writer: one message per loan,
+//! so that a burst goes to the queue after its first message and is sent in batches by the task.
+//! Otherwise it is queued and the task is woken.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Wake, Waker};
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::protocol::{path_matches, validate_path, Message, FRAME_HEADER_LEN};
+use crate::protocol::reliable::Outgoing;
+use crate::protocol::{self, path_matches, validate_path, Message, FRAME_HEADER_LEN};
+use crate::runtime;
+use crate::transport::WsWriter;
 
 /// Receives the messages of a subscription.
 pub trait MessageHandler: Send + Sync {
@@ -26,10 +36,34 @@ impl<F: Fn(&str, &[u8]) + Send + Sync> MessageHandler for F {
 /// Bytes a numbered message adds around its path and data: header, sequence number, lengths.
 const MESSAGE_OVERHEAD: usize = FRAME_HEADER_LEN + 8 + 2 + 4;
 
+/// The sending side, shared by the session's task and the threads that publish.
+pub(crate) struct Sender {
+    /// Numbering and the recovery buffer; lives across connections.
+    pub(crate) out: Outgoing,
+    /// The connection's writer, while the task does not need it.
+    lent: Option<WsWriter>,
+    /// Whether a message went out with the lent writer since the task last woke.
+    spent: bool,
+    /// Whether such a message was left partly written, for the task to finish.
+    unflushed: bool,
+}
+
+/// Wakes the session's task.
+struct Bell(Arc<Notify>);
+
+impl Wake for Bell {
+    fn wake(self: Arc<Self>) {
+        self.0.notify_one();
+    }
+}
+
 pub(crate) struct Mailbox {
+    /// Locked before `outbox` when both are.
+    pub(crate) sender: Mutex<Sender>,
     outbox: Mutex<VecDeque<Message>>,
-    /// Wakes the session's task when the outbox gains a message.
-    pub(crate) ready: Notify,
+    /// Wakes the session's task when the outbox gains a message, or a lent writer has bytes left.
+    pub(crate) ready: Arc<Notify>,
+    bell: Waker,
     handlers: Mutex<Vec<(String, Arc<dyn MessageHandler>)>>,
     /// The largest frame the server accepts, once known (0 before).
     server_limit: AtomicU32,
@@ -38,10 +72,15 @@ pub(crate) struct Mailbox {
 }
 
 impl Mailbox {
-    pub(crate) fn new(own_limit: u32, capacity: u32) -> Self {
+    /// `own_limit`: the largest frame; `capacity`: the queue's length; `recovery`: the recovery
+    /// buffer's.
+    pub(crate) fn new(own_limit: u32, capacity: u32, recovery: usize) -> Self {
+        let ready = Arc::new(Notify::new());
         Mailbox {
+            sender: Mutex::new(Sender { out: Outgoing::new(recovery), lent: None, spent: false, unflushed: false }),
             outbox: Mutex::new(VecDeque::new()),
-            ready: Notify::new(),
+            bell: Waker::from(Arc::new(Bell(ready.clone()))),
+            ready,
             handlers: Mutex::new(Vec::new()),
             server_limit: AtomicU32::new(0),
             own_limit,
@@ -53,8 +92,10 @@ impl Mailbox {
         self.server_limit.store(limit, Ordering::Relaxed);
     }
 
-    /// Queues a message for the server; fails when the queue is full (nothing queued is lost).
+    /// Sends a message for the server at once if it can, else queues it; fails when the queue is
+    /// full (nothing queued is lost).
     fn enqueue(&self, message: Message) -> Result<()> {
+        let Err(message) = self.send_directly(message) else { return Ok(()) };
         let mut outbox = self.outbox.lock();
         if outbox.len() >= self.capacity {
             return Err(Error::new(
@@ -69,6 +110,55 @@ impl Mailbox {
         drop(outbox);
         self.ready.notify_one();
         Ok(())
+    }
+
+    /// Sends `message` from the calling thread with the lent writer, or gives it back. Only from
+    /// application threads: on the library's threads the task batches.
+    fn send_directly(&self, message: Message) -> std::result::Result<(), Message> {
+        if runtime::here() != 0 {
+            return Err(message);
+        }
+        let Some(mut sender) = self.sender.try_lock() else { return Err(message) };
+        let Sender { out, lent, spent, unflushed } = &mut *sender;
+        let Some(writer) = lent.as_mut() else { return Err(message) };
+        if *spent || !out.has_room() || !self.outbox.lock().is_empty() {
+            return Err(message);
+        }
+        let mut cx = Context::from_waker(&self.bell);
+        if !writer.ready(&mut cx) {
+            return Err(message);
+        }
+        *spent = true;
+        let frame = out.push(message);
+        if !writer.send_now(protocol::encode(&frame), &mut cx) {
+            // Left buffered, or the connection failed: the task finishes or finds out.
+            *unflushed = true;
+            self.ready.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Lends the connection's writer to the threads that publish, until the task needs it.
+    pub(crate) fn lend(&self, writer: WsWriter) {
+        self.sender.lock().lent = Some(writer);
+    }
+
+    /// Takes the lent writer back.
+    pub(crate) fn reclaim(&self) -> Option<WsWriter> {
+        self.sender.lock().lent.take()
+    }
+
+    /// The task woke (and will send what is queued): the next message may go out directly
+    /// again. Returns whether a message sent directly was left partly written.
+    pub(crate) fn renew(&self) -> bool {
+        let mut sender = self.sender.lock();
+        sender.spent = false;
+        std::mem::take(&mut sender.unflushed)
+    }
+
+    /// Whether messages are waiting in the queue.
+    pub(crate) fn has_queued(&self) -> bool {
+        !self.outbox.lock().is_empty()
     }
 
     /// Takes the next message to send.
@@ -150,7 +240,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_refuses_without_losing_what_is_queued() {
-        let mailbox = Mailbox::new(1 << 20, 2);
+        let mailbox = Mailbox::new(1 << 20, 2, 0);
         mailbox.publish("a", b"1").unwrap();
         mailbox.publish("a", b"2").unwrap();
         assert_eq!(mailbox.publish("a", b"3").unwrap_err().code(), ErrorCode::QueueFull);
@@ -161,7 +251,7 @@ mod tests {
 
     #[test]
     fn oversized_messages_are_refused_against_the_smaller_limit() {
-        let mailbox = Mailbox::new(4096, 10);
+        let mailbox = Mailbox::new(4096, 10, 0);
         assert_eq!(mailbox.publish("a", &[0; 5000]).unwrap_err().code(), ErrorCode::MessageTooLarge);
         mailbox.publish("a", &[0; 3000]).unwrap();
         mailbox.set_server_limit(2048);
@@ -170,7 +260,7 @@ mod tests {
 
     #[test]
     fn prefix_subscriptions_cover_everything_below() {
-        let mailbox = Mailbox::new(4096, 10);
+        let mailbox = Mailbox::new(4096, 10, 0);
         mailbox.subscribe("news/", Arc::new(|_: &str, _: &[u8]| {})).unwrap();
         mailbox.subscribe("news/sport", Arc::new(|_: &str, _: &[u8]| {})).unwrap();
         assert_eq!(mailbox.handlers_for("news/sport").len(), 2);
@@ -183,7 +273,7 @@ mod tests {
 
     #[test]
     fn invalid_paths_are_refused() {
-        let mailbox = Mailbox::new(4096, 10);
+        let mailbox = Mailbox::new(4096, 10, 0);
         assert_eq!(mailbox.publish("", b"x").unwrap_err().code(), ErrorCode::IllegalArgument);
         assert_eq!(mailbox.publish("a\nb", b"x").unwrap_err().code(), ErrorCode::IllegalArgument);
     }

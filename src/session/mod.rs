@@ -88,7 +88,12 @@ impl Session {
     /// A session for `config`, not yet connecting.
     pub fn new(config: SessionConfig) -> Session {
         let (commands, command_rx) = mpsc::unbounded_channel();
-        let mailbox = messaging::Mailbox::new(config.options.frame_limit(), config.options.maximum_queue_size);
+        let options = &config.options;
+        let mailbox = messaging::Mailbox::new(
+            options.frame_limit(),
+            options.maximum_queue_size,
+            options.recovery_buffer_size as usize,
+        );
         Session {
             shared: Arc::new(Shared {
                 mailbox,

@@ -6,7 +6,7 @@ pub(crate) mod socket;
 mod websocket;
 
 pub use polling::PollConnection;
-pub use websocket::WsConnection;
+pub use websocket::{WsConnection, WsWriter};
 
 use std::net::SocketAddr;
 
@@ -91,6 +91,29 @@ impl Connection {
         match self {
             Connection::Ws(c) => c.recv().await,
             Connection::Poll(c) => c.recv().await,
+        }
+    }
+
+    /// Hands out a WebSocket's writer (see [`WsWriter`]); `None` for polling.
+    pub fn lend(&mut self) -> Option<WsWriter> {
+        match self {
+            Connection::Ws(c) => c.lend(),
+            Connection::Poll(_) => None,
+        }
+    }
+
+    /// Takes a lent writer back.
+    pub fn reclaim(&mut self, writer: WsWriter) {
+        if let Connection::Ws(c) = self {
+            c.reclaim(writer);
+        }
+    }
+
+    /// Finishes sending what a borrower of the writer left buffered.
+    pub async fn flush(&mut self) -> Result<()> {
+        match self {
+            Connection::Ws(c) => c.flush().await,
+            Connection::Poll(_) => Ok(()),
         }
     }
 

@@ -3,7 +3,9 @@
 //! A blocking create connects on the calling thread, with a runtime of its own, and the session
 //! then lives on an I/O thread. A tokio socket is registered with the runtime that created it, so
 //! the first time another library runtime polls it, it moves its registration there: the data
-//! already read stays in the layers above, and readiness starts afresh in the new runtime.
+//! already read stays in the layers above, and readiness starts afresh in the new runtime. An
+//! application thread writing with a lent writer (outside any library runtime) uses the
+//! registration as it is.
 
 use std::io;
 use std::pin::Pin;
@@ -43,7 +45,8 @@ impl Socket {
     /// The stream, registered with the runtime polling it now.
     fn here(&mut self) -> io::Result<Pin<&mut TcpStream>> {
         let here = runtime::here();
-        if here != self.home {
+        // 0: a thread of the application writing with a lent writer; the registration stays.
+        if here != self.home && here != 0 {
             if let Some(tcp) = self.tcp.take() {
                 let moved = TcpStream::from_std(tcp.into_std()?)?;
                 tracing::trace!(from = self.home, to = here, "socket moved to another runtime");

@@ -1,7 +1,9 @@
 //! Frames over a WebSocket: one or more protocol frames per binary message.
 
 use std::collections::VecDeque;
+use std::task::{Context, Poll};
 
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, protocol::WebSocketConfig, Message};
@@ -19,7 +21,9 @@ const READ_CHUNK: usize = 4 * 1024;
 
 /// An open WebSocket to the server carrying protocol frames.
 pub struct WsConnection {
-    ws: WebSocketStream<Stream>,
+    reader: SplitStream<WebSocketStream<Stream>>,
+    /// `None` while lent ([`WsConnection::lend`]).
+    writer: Option<WsWriter>,
     pending: VecDeque<Frame>,
     max_frame_size: u32,
     write_timeout: std::time::Duration,
@@ -81,8 +85,10 @@ impl WsConnection {
         cookies.store(url, response.headers());
         let accepted =
             response.headers().get(protocol::CONNECT_HEADER).is_some_and(|v| v == protocol::CONNECT_ACCEPTED);
+        let (sink, reader) = ws.split();
         Ok(WsConnection {
-            ws,
+            reader,
+            writer: Some(WsWriter { sink }),
             pending: VecDeque::new(),
             max_frame_size,
             write_timeout: options.write_timeout,
@@ -109,8 +115,23 @@ impl WsConnection {
 
     /// Sends already encoded frames (one or more) as one message, within the write timeout.
     pub async fn send_encoded(&mut self, frames: Vec<u8>) -> Result<()> {
+        self.write(|sink| sink.send(Message::binary(frames))).await
+    }
+
+    /// Finishes sending what a borrower of the writer left in its buffer, within the write timeout.
+    pub async fn flush(&mut self) -> Result<()> {
+        self.write(|sink| sink.flush()).await
+    }
+
+    async fn write<'a, F>(&'a mut self, op: impl FnOnce(&'a mut WsSink) -> F) -> Result<()>
+    where
+        F: std::future::Future<Output = std::result::Result<(), tungstenite::Error>>,
+    {
         let peer = &self.peer;
-        match tokio::time::timeout(self.write_timeout, self.ws.send(Message::binary(frames))).await {
+        let Some(writer) = self.writer.as_mut() else {
+            return Err(Error::new(ErrorCode::SocketWriteFail, format!("cannot send to {peer}: the writer is lent")));
+        };
+        match tokio::time::timeout(self.write_timeout, op(&mut writer.sink)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(Error::new(ErrorCode::SocketWriteFail, format!("cannot send to {peer}: {e}"))),
             Err(_) => Err(Error::new(
@@ -120,13 +141,23 @@ impl WsConnection {
         }
     }
 
+    /// Hands the writer out (see [`WsWriter`]); sends fail until it is given back.
+    pub fn lend(&mut self) -> Option<WsWriter> {
+        self.writer.take()
+    }
+
+    /// Takes the writer back.
+    pub fn reclaim(&mut self, writer: WsWriter) {
+        self.writer = Some(writer);
+    }
+
     /// The next frame; `Ok(None)` when the server closed the WebSocket. Cancel-safe.
     pub async fn recv(&mut self) -> Result<Option<Frame>> {
         loop {
             if let Some(frame) = self.pending.pop_front() {
                 return Ok(Some(frame));
             }
-            let message = match self.ws.next().await {
+            let message = match self.reader.next().await {
                 None | Some(Ok(Message::Close(_))) => return Ok(None),
                 Some(Ok(message)) => message,
                 Some(Err(e)) => return Err(read_error(&self.peer, e)),
@@ -155,7 +186,36 @@ impl WsConnection {
 
     /// Closes the WebSocket politely; errors are irrelevant at this point.
     pub async fn close(mut self) {
-        let _ = self.ws.close(None).await;
+        if let Some(writer) = self.writer.as_mut() {
+            let _ = writer.sink.close().await;
+        }
+    }
+}
+
+type WsSink = SplitSink<WebSocketStream<Stream>, Message>;
+
+/// The sending half of a WebSocket, which a session lends to the threads that publish while its
+/// own task waits, so that a message can go out from the publishing thread without a hand-over.
+/// Used without waiting: what the socket does not take at once stays buffered for the owner's
+/// next [`WsConnection::flush`], and `cx` is woken when the owner should do so.
+pub struct WsWriter {
+    sink: WsSink,
+}
+
+impl WsWriter {
+    /// Whether a message may be started now (not while the reading side is busy).
+    pub fn ready(&mut self, cx: &mut Context<'_>) -> bool {
+        matches!(self.sink.poll_ready_unpin(cx), Poll::Ready(Ok(())))
+    }
+
+    /// Starts sending encoded frames as one message and writes what the socket takes at once:
+    /// true when all of it went out, false when some is left for the owner (or the connection
+    /// failed, which the owner will find).
+    pub fn send_now(&mut self, frames: Vec<u8>, cx: &mut Context<'_>) -> bool {
+        if self.sink.start_send_unpin(Message::binary(frames)).is_err() {
+            return false;
+        }
+        matches!(self.sink.poll_flush_unpin(cx), Poll::Ready(Ok(())))
     }
 }
 
