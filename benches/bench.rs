@@ -37,19 +37,36 @@ fn main() {
         return echo_server_process();
     }
     raise_fd_limit();
-    // For profiling one part: `BENCH_ONLY=connect`, `rtt`, `throughput` (16 KiB), or the raw
-    // client's `raw-connect`, `raw-throughput` (against the echo server) and `raw-open` (a
+    // For profiling one part: `BENCH_ONLY=connect`, `rtt`, `rtt-handler` (publishing from the
+    // message handler), `throughput` (16 KiB), or the raw client's `raw-connect`, `raw-rtt`,
+    // `raw-throughput` (against the echo server), `raw-session-rtt` (the session protocol by hand
+    // with the bundled server) and `raw-open` (a
     // session opened with the bundled server by hand) loops on it and prints figures.
     if let Ok(part) = std::env::var("BENCH_ONLY") {
         let server = BundledServer::start();
         let echo = part.starts_with("raw-").then(EchoServer::start);
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         for _ in 0..5 {
             let figure = match part.as_str() {
                 "connect" => median(&session_connects(&server.url(), None, 500)),
                 "throughput" => session_throughput(&server.url(), LARGE_COUNT * 4, LARGE),
                 "raw-throughput" => rt.block_on(raw_throughput(echo.as_ref().unwrap().addr, LARGE_COUNT * 4, LARGE)),
                 "raw-open" => median(&rt.block_on(raw_opens(&server.url(), 500))),
+                "raw-rtt" => {
+                    let rtts = rt.block_on(raw_round_trips(echo.as_ref().unwrap().addr, 5000, SMALL));
+                    println!("p99: {:.1}", percentile(&rtts, 99.0));
+                    percentile(&rtts, 50.0)
+                }
+                "raw-session-rtt" => {
+                    let rtts = rt.block_on(raw_session_round_trips(&server.url(), 5000, SMALL));
+                    println!("p99: {:.1}", percentile(&rtts, 99.0));
+                    percentile(&rtts, 50.0)
+                }
+                "rtt-handler" => {
+                    let rtts = session_round_trips_in_handler(&server.url(), 5000, SMALL);
+                    println!("p99: {:.1}", percentile(&rtts, 99.0));
+                    percentile(&rtts, 50.0)
+                }
                 "raw-connect" => median(&rt.block_on(raw_connects(echo.as_ref().unwrap().addr, 500))),
                 _ => {
                     let rtts = session_round_trips(&server.url(), 5000, SMALL);
@@ -61,7 +78,7 @@ fn main() {
         }
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     // The echo server runs in a process of its own, as the bundled server does: every client
     // crosses the same process boundary.
     let echo_process = EchoServer::start();
@@ -87,9 +104,14 @@ fn main() {
     }
 
     // Round trip, 64 bytes.
+    // Also publishing from the message handler, libsession's own event loop, in the same turns.
+    let handler_rtts = std::cell::RefCell::new(Vec::new());
     let (raw_rtts, our_rtts, lws_rtts) = take_turns(
         || rt.block_on(raw_round_trips(echo, ROUND_TRIPS, SMALL)),
-        || session_round_trips(&server.url(), ROUND_TRIPS, SMALL),
+        || {
+            handler_rtts.borrow_mut().extend(session_round_trips_in_handler(&server.url(), ROUND_TRIPS, SMALL));
+            session_round_trips(&server.url(), ROUND_TRIPS, SMALL)
+        },
         lws.as_ref().map(|c| move || c.run(echo.port(), "rtt", ROUND_TRIPS, SMALL)),
     );
     let tcp_rtts = tcp_round_trips(tcp_echo, ROUND_TRIPS, SMALL);
@@ -99,6 +121,14 @@ fn main() {
         percentile(&raw_rtts, 50.0),
         lws_rtts.as_ref().map(|r| percentile(r, 50.0)),
         Goal::AtMost(1.2),
+    ));
+    let handler_rtts = handler_rtts.into_inner();
+    rows.push(Row::new(
+        "round trip p50, 64 B, published from the message handler (µs)",
+        percentile(&handler_rtts, 50.0),
+        percentile(&raw_rtts, 50.0),
+        lws_rtts.as_ref().map(|r| percentile(r, 50.0)),
+        Goal::Report,
     ));
     rows.push(Row::new(
         "round trip p99, 64 B (µs)",
@@ -190,14 +220,19 @@ fn main() {
 
 /// What the figures measure, printed under the table.
 const NOTES: &str = "## What is measured\n\n\
+- The raw tokio-tungstenite client runs on a single-threaded runtime, as the libwebsockets client\n  \
+  runs its own event loop: everything on one thread, no hand-over between threads.\n\
 - Connect: the baselines open a WebSocket and exchange one echo message with the echo server.\n  \
-  libsession's `session_create` opens a session with the bundled server: its connect request\n  \
-  rides in the upgrade request, so the session (id, credentials, keep-alive) is open one round\n  \
-  trip after the TCP connect.\n\
-- libwebsockets runs its connection on the calling thread. A blocking libsession call hands the\n  \
-  work to an I/O thread and waits for it (the hand-over row), and a message received is handed\n  \
-  to the waiting thread too: two thread wake-ups per connect and per round trip that the\n  \
-  libwebsockets client does not pay.\n\
+  libsession's `session_create` opens a session with the bundled server on the calling thread:\n  \
+  its connect request rides in the upgrade request, so the session (id, credentials, keep-alive)\n  \
+  is open one round trip after the TCP connect; the session is then handed to an I/O thread,\n  \
+  which wakes that thread (the hand-over row is such a wake-up and back).\n\
+- Round trip: from `session_publish` on the application's thread to the subscription's message\n  \
+  handler, where the application receives (the baselines receive in their event loop). The\n  \
+  publish is written from the calling thread; the delivery is read by the session's I/O thread,\n  \
+  so two threads take part where the baselines use one, and the scheduler often puts them on\n  \
+  different virtual CPUs. The row \"published from the message handler\" sends each message\n  \
+  from the handler of the previous one: one thread, as in the baselines (no target).\n\
 - Throughput: the baselines send to the echo server and receive the echoes in one process;\n  \
   libsession publishes from one process through the bundled server to a subscriber in another,\n  \
   every message numbered and acknowledged.\n\
@@ -459,6 +494,50 @@ async fn raw_opens(url: &str, count: usize) -> Vec<f64> {
     times
 }
 
+/// Round trips of a raw tokio-tungstenite client speaking the session protocol by hand to the
+/// bundled server: publish on a path it subscribes to, read the delivery (with the ACK due riding
+/// in front of each publish).
+async fn raw_session_round_trips(url: &str, count: usize, size: usize) -> Vec<f64> {
+    use session::protocol::{self, ConnectRequest, Frame, Message as Body};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let request = protocol::encode(&Frame::ConnectRequest(ConnectRequest {
+        min_version: 1,
+        max_version: 1,
+        max_frame_size: 65536,
+        ..Default::default()
+    }));
+    let mut upgrade = url.into_client_request().unwrap();
+    upgrade
+        .headers_mut()
+        .insert(protocol::CONNECT_HEADER, protocol::connect_header(&request).unwrap().parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(upgrade).await.unwrap();
+    ws.next().await.unwrap().unwrap();
+    let subscribe = Frame::Message { seq: 1, body: Body::Subscribe { path: "raw/rtt".into() } };
+    ws.send(Message::binary(protocol::encode(&subscribe))).await.unwrap();
+    let mut delivered = 0u64;
+    let mut times = Vec::new();
+    for seq in 2..(count as u64 + 2) {
+        let start = Instant::now();
+        let mut out = protocol::encode(&Frame::Ack(delivered));
+        let data = bytes::Bytes::from(vec![1u8; size]);
+        protocol::encode_into(&Frame::Message { seq, body: Body::Publish { path: "raw/rtt".into(), data } }, &mut out);
+        ws.send(Message::binary(out)).await.unwrap();
+        loop {
+            let message = ws.next().await.unwrap().unwrap();
+            let frames = protocol::decode_all(&message.into_data(), 1 << 20).unwrap();
+            if let Some(seq) = frames.iter().find_map(|f| match f {
+                Frame::Message { seq, body: Body::Deliver { .. } } => Some(*seq),
+                _ => None,
+            }) {
+                delivered = seq;
+                break;
+            }
+        }
+        times.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    times
+}
+
 async fn raw_round_trips(addr: SocketAddr, count: usize, size: usize) -> Vec<f64> {
     let mut ws = raw_connect(addr).await;
     let mut times = Vec::new();
@@ -592,7 +671,7 @@ fn hand_overs(count: usize) -> Vec<f64> {
         .map(|_| {
             let (tx, rx) = mpsc::sync_channel(1);
             let start = Instant::now();
-            threads.spawn(async move {
+            threads.pick().spawn(async move {
                 let _ = tx.send(());
             });
             rx.recv().unwrap();
@@ -616,39 +695,99 @@ fn session_connects(url: &str, proxy_port: Option<u16>, count: usize) -> Vec<f64
         .collect()
 }
 
-/// A message handler that passes each arrival's count to a channel.
-unsafe extern "C" fn counting(
-    _s: *mut SESSION_T,
-    _p: *const std::ffi::c_char,
-    _d: *const c_void,
-    _l: usize,
-    context: *mut c_void,
-) -> c_int {
-    let sink = &*(context as *const Mutex<mpsc::Sender<()>>);
-    let _ = sink.lock().unwrap().send(());
-    0
-}
-
-fn subscribe(session: *mut SESSION_T, path: &str, sink: &Mutex<mpsc::Sender<()>>) {
-    let handler = SESSION_MESSAGE_HANDLER_T {
-        on_message: Some(counting),
-        context: sink as *const _ as *mut c_void,
-        free_context: None,
-    };
-    unsafe { assert_eq!(session_subscribe(session, c(path).as_ptr(), &handler, null_mut()), 1) };
-}
-
 fn publish(session: *mut SESSION_T, path: &CString, payload: &[u8]) -> bool {
     unsafe {
         session_publish(session, path.as_ptr(), payload.as_ptr() as *const c_void, payload.len(), null_mut()) == 1
     }
 }
 
+/// Round trips driven from the message handler: each arrival publishes the next message, as the
+/// single-threaded baselines send from their event loop.
+struct PingPong {
+    session: *mut SESSION_T,
+    path: CString,
+    payload: Vec<u8>,
+    count: usize,
+    sent_at: Mutex<Option<Instant>>,
+    times: Mutex<Vec<f64>>,
+    done: mpsc::SyncSender<()>,
+}
+
+unsafe extern "C" fn ping_pong(
+    _s: *mut SESSION_T,
+    _p: *const std::ffi::c_char,
+    _d: *const c_void,
+    _l: usize,
+    context: *mut c_void,
+) -> c_int {
+    let arrived = Instant::now();
+    let state = &*(context as *const PingPong);
+    let mut times = state.times.lock().unwrap();
+    if let Some(sent) = state.sent_at.lock().unwrap().take() {
+        times.push((arrived - sent).as_secs_f64() * 1e6);
+    }
+    if times.len() >= state.count {
+        let _ = state.done.try_send(());
+        return 0;
+    }
+    *state.sent_at.lock().unwrap() = Some(Instant::now());
+    // A failed publish shows as the run not finishing (no panic may leave a C callback).
+    let _ = publish(state.session, &state.path, &state.payload);
+    0
+}
+
+fn session_round_trips_in_handler(url: &str, count: usize, size: usize) -> Vec<f64> {
+    let session = open(url, None);
+    let (done, finished) = mpsc::sync_channel(1);
+    let state = PingPong {
+        session,
+        path: c("bench/pingpong"),
+        payload: vec![1u8; size],
+        count,
+        sent_at: Mutex::new(None),
+        times: Mutex::new(Vec::new()),
+        done,
+    };
+    let handler = SESSION_MESSAGE_HANDLER_T {
+        on_message: Some(ping_pong),
+        context: &state as *const PingPong as *mut c_void,
+        free_context: None,
+    };
+    unsafe { assert_eq!(session_subscribe(session, state.path.as_ptr(), &handler, null_mut()), 1) };
+    // The first message starts the exchange once the subscription is in place.
+    assert!(publish(session, &state.path, &state.payload));
+    finished.recv_timeout(Duration::from_secs(30)).expect("round trips done");
+    unsafe { session_free(session) };
+    let times = state.times.lock().unwrap().clone();
+    times
+}
+
+/// A message handler that passes the time of each arrival to a channel.
+unsafe extern "C" fn stamping(
+    _s: *mut SESSION_T,
+    _p: *const std::ffi::c_char,
+    _d: *const c_void,
+    _l: usize,
+    context: *mut c_void,
+) -> c_int {
+    let arrived = Instant::now();
+    let sink = &*(context as *const Mutex<mpsc::Sender<Instant>>);
+    let _ = sink.lock().unwrap().send(arrived);
+    0
+}
+
+/// Round trips from `session_publish` to the subscription's message handler, which is where the
+/// application receives (as the baselines receive in their event loop).
 fn session_round_trips(url: &str, count: usize, size: usize) -> Vec<f64> {
     let session = open(url, None);
     let (tx, rx) = mpsc::channel();
     let sink = Mutex::new(tx);
-    subscribe(session, "bench/rtt", &sink);
+    let handler = SESSION_MESSAGE_HANDLER_T {
+        on_message: Some(stamping),
+        context: &sink as *const _ as *mut c_void,
+        free_context: None,
+    };
+    unsafe { assert_eq!(session_subscribe(session, c("bench/rtt").as_ptr(), &handler, null_mut()), 1) };
     let path = c("bench/rtt");
     let payload = vec![1u8; size];
     assert!(publish(session, &path, &payload));
@@ -657,8 +796,8 @@ fn session_round_trips(url: &str, count: usize, size: usize) -> Vec<f64> {
         .map(|_| {
             let start = Instant::now();
             assert!(publish(session, &path, &payload));
-            rx.recv_timeout(Duration::from_secs(10)).unwrap();
-            start.elapsed().as_secs_f64() * 1e6
+            let arrived: Instant = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            (arrived - start).as_secs_f64() * 1e6
         })
         .collect();
     unsafe { session_free(session) };
