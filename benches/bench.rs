@@ -701,6 +701,21 @@ fn publish(session: *mut SESSION_T, path: &CString, payload: &[u8]) -> bool {
     }
 }
 
+/// The C signature of a message handler.
+type OnMessage =
+    unsafe extern "C" fn(*mut SESSION_T, *const std::ffi::c_char, *const c_void, usize, *mut c_void) -> c_int;
+
+/// Subscribes `session` to `path` with `on_message`, given `context` (which must outlive the
+/// subscription).
+fn subscribe_with<T>(session: *mut SESSION_T, path: &CString, on_message: OnMessage, context: &T) {
+    let handler = SESSION_MESSAGE_HANDLER_T {
+        on_message: Some(on_message),
+        context: context as *const T as *mut c_void,
+        free_context: None,
+    };
+    unsafe { assert_eq!(session_subscribe(session, path.as_ptr(), &handler, null_mut()), 1) };
+}
+
 /// Round trips driven from the message handler: each arrival publishes the next message, as the
 /// single-threaded baselines send from their event loop.
 struct PingPong {
@@ -748,12 +763,7 @@ fn session_round_trips_in_handler(url: &str, count: usize, size: usize) -> Vec<f
         times: Mutex::new(Vec::new()),
         done,
     };
-    let handler = SESSION_MESSAGE_HANDLER_T {
-        on_message: Some(ping_pong),
-        context: &state as *const PingPong as *mut c_void,
-        free_context: None,
-    };
-    unsafe { assert_eq!(session_subscribe(session, state.path.as_ptr(), &handler, null_mut()), 1) };
+    subscribe_with(session, &state.path, ping_pong, &state);
     // The first message starts the exchange once the subscription is in place.
     assert!(publish(session, &state.path, &state.payload));
     finished.recv_timeout(Duration::from_secs(30)).expect("round trips done");
@@ -782,13 +792,8 @@ fn session_round_trips(url: &str, count: usize, size: usize) -> Vec<f64> {
     let session = open(url, None);
     let (tx, rx) = mpsc::channel();
     let sink = Mutex::new(tx);
-    let handler = SESSION_MESSAGE_HANDLER_T {
-        on_message: Some(stamping),
-        context: &sink as *const _ as *mut c_void,
-        free_context: None,
-    };
-    unsafe { assert_eq!(session_subscribe(session, c("bench/rtt").as_ptr(), &handler, null_mut()), 1) };
     let path = c("bench/rtt");
+    subscribe_with(session, &path, stamping, &sink);
     let payload = vec![1u8; size];
     assert!(publish(session, &path, &payload));
     rx.recv_timeout(Duration::from_secs(10)).expect("subscription in place");
@@ -832,12 +837,7 @@ fn subscriber(url: &str, count: usize, _size: usize) {
     let session = open(url, None);
     let counter =
         Counter { seen: AtomicUsize::new(0), target: count + 1, done: (Mutex::new(false), std::sync::Condvar::new()) };
-    let handler = SESSION_MESSAGE_HANDLER_T {
-        on_message: Some(count_arrival),
-        context: &counter as *const Counter as *mut c_void,
-        free_context: None,
-    };
-    unsafe { assert_eq!(session_subscribe(session, c("bench/tp").as_ptr(), &handler, null_mut()), 1) };
+    subscribe_with(session, &c("bench/tp"), count_arrival, &counter);
     println!("ready");
     std::io::stdout().flush().unwrap();
     let mut done = counter.done.0.lock().unwrap();
