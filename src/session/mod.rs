@@ -8,8 +8,9 @@
 //! Callback guarantees: the state listener and the creation callback of one session run one at a
 //! time, in order, on a library I/O thread (except during [`Session::start_and_wait`], which opens
 //! the connection on the calling thread and notifies CONNECTING and the outcome there);
-//! [`Session::close`] and dropping the session may be called from inside them. Once `close` has returned, no further callback of that session starts, except
-//! the CLOSED_BY_CLIENT notification that `close` itself delivers on the calling thread.
+//! [`Session::close`] and dropping the session may be called from inside them. Once `close` has
+//! returned, no further callback of that session starts, except the CLOSED_BY_CLIENT notification
+//! that `close` itself delivers on the calling thread.
 
 pub mod config;
 pub(crate) mod cookies;
@@ -187,7 +188,6 @@ impl Session {
 
     /// Creates, starts and waits: returns a connected session or the reason it could not connect.
     pub fn connect(config: SessionConfig, on_state_changed: Option<StateListener>) -> Result<Session> {
-        refuse_blocking_on_io_thread()?;
         let session = Session::new(config);
         session.start_and_wait(Events { on_state_changed, on_created: None })?;
         Ok(session)
