@@ -5,6 +5,9 @@
 //! its own single-threaded runtime and sessions are spread over them in turn: a session's work
 //! stays on one thread, with no hand-over between threads on its way.
 //!
+//! An idle I/O thread sleeps; with `LIBSESSION_IO_SPIN_US` set it first keeps polling its sockets
+//! for that long after work ([`note_activity`]), trading CPU for a quicker pick-up of answers.
+//!
 //! A blocking create opens its connection on the calling thread instead ([`run_here`]), as a
 //! single-threaded event loop would, and then hands the session to its I/O thread: sockets move
 //! to the runtime that polls them ([`crate::transport::socket`]), and tasks a connection starts
@@ -13,6 +16,7 @@
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use once_cell::sync::OnceCell;
 use parking_lot::Mutex;
@@ -41,6 +45,10 @@ thread_local! {
     static ON_IO_THREAD: Cell<bool> = const { Cell::new(false) };
     static HERE: Cell<u64> = const { Cell::new(0) };
     static SPAWN_ON: RefCell<Option<Handle>> = const { RefCell::new(None) };
+    /// Counts the session tasks' wake-ups on this I/O thread, for [`idle`].
+    static ACTIVITY: Cell<u64> = const { Cell::new(0) };
+    /// The waiting [`idle`] loop of this I/O thread, woken by the next activity.
+    static IDLE_WAITER: RefCell<Option<std::task::Waker>> = const { RefCell::new(None) };
 }
 
 impl IoThreads {
@@ -50,7 +58,7 @@ impl IoThreads {
         self.handles[n].clone()
     }
 
-    fn start(count: usize) -> Result<IoThreads> {
+    fn start(count: usize, spin: Duration) -> Result<IoThreads> {
         let failed =
             |e: &dyn std::fmt::Display| Error::new(ErrorCode::Unknown, format!("cannot start the I/O threads: {e}"));
         let mut handles = Vec::with_capacity(count);
@@ -64,7 +72,7 @@ impl IoThreads {
                     match Builder::new_current_thread().enable_all().thread_name("libsession-blocking").build() {
                         Ok(rt) => {
                             let _ = tx.send(Ok(rt.handle().clone()));
-                            rt.block_on(std::future::pending::<()>());
+                            rt.block_on(idle(spin));
                         }
                         Err(e) => {
                             let _ = tx.send(Err(e));
@@ -86,9 +94,57 @@ pub fn get() -> Result<&'static IoThreads> {
             .and_then(|v| v.trim().parse::<usize>().ok())
             .filter(|n| (1..=64).contains(n))
             .unwrap_or(DEFAULT_IO_THREADS);
+        let spin = std::env::var("LIBSESSION_IO_SPIN_US")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|us| *us <= MAX_SPIN_US)
+            .unwrap_or(0);
         crate::logging::init_from_env();
-        IoThreads::start(count)
+        IoThreads::start(count, Duration::from_micros(spin))
     })
+}
+
+/// The longest `LIBSESSION_IO_SPIN_US` taken.
+const MAX_SPIN_US: u64 = 10_000;
+
+/// Records that a session's task woke on this I/O thread (work came in).
+pub fn note_activity() {
+    ACTIVITY.with(|a| a.set(a.get().wrapping_add(1)));
+    if let Some(waiter) = IDLE_WAITER.with(|w| w.borrow_mut().take()) {
+        waiter.wake();
+    }
+}
+
+/// What an I/O thread does besides its tasks. With `spin` zero: nothing, it sleeps whenever its
+/// tasks wait. Otherwise, after work it keeps polling its sockets for `spin` without sleeping, so
+/// that an answer arriving soon is picked up without a wake-up; then it sleeps until the next
+/// work.
+async fn idle(spin: Duration) {
+    if spin.is_zero() {
+        return std::future::pending().await;
+    }
+    let activity = || ACTIVITY.with(|a| a.get());
+    let mut seen = activity();
+    loop {
+        std::future::poll_fn(|cx| {
+            if activity() != seen {
+                return std::task::Poll::Ready(());
+            }
+            IDLE_WAITER.with(|w| *w.borrow_mut() = Some(cx.waker().clone()));
+            std::task::Poll::Pending
+        })
+        .await;
+        let mut since = std::time::Instant::now();
+        seen = activity();
+        while since.elapsed() < spin {
+            // Yielding lets the runtime poll its sockets without waiting, then run what is ready.
+            tokio::task::yield_now().await;
+            if activity() != seen {
+                seen = activity();
+                since = std::time::Instant::now();
+            }
+        }
+    }
 }
 
 /// Whether the calling thread is one of the library's I/O threads, where callbacks run and

@@ -421,6 +421,7 @@ async fn serve_lending(
             _ = sleep_until(keep_alive.deadline) => Woke::Silent,
             command = commands.recv() => Woke::Command(command),
         };
+        crate::runtime::note_activity();
         if shared.mailbox.renew() {
             hold(shared, conn);
             if let Err(e) = conn.flush().await {
