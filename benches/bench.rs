@@ -36,6 +36,12 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("--echo-server") {
         return echo_server_process();
     }
+    if args.get(1).map(String::as_str) == Some("--round-trips") {
+        for t in session_round_trips(&args[2], args[3].parse().unwrap(), SMALL) {
+            println!("{t:.1}");
+        }
+        return;
+    }
     raise_fd_limit();
     // For profiling one part: `BENCH_ONLY=connect`, `rtt`, `rtt-handler` (publishing from the
     // message handler), `throughput` (16 KiB), or the raw client's `raw-connect`, `raw-rtt`,
@@ -104,12 +110,16 @@ fn main() {
     }
 
     // Round trip, 64 bytes.
-    // Also publishing from the message handler, libsession's own event loop, in the same turns.
+    // Also publishing from the message handler, libsession's own event loop, and with the I/O
+    // threads polling before they sleep (a process of its own, as the setting is per process),
+    // in the same turns.
     let handler_rtts = std::cell::RefCell::new(Vec::new());
+    let spinning_rtts = std::cell::RefCell::new(Vec::new());
     let (raw_rtts, our_rtts, lws_rtts) = take_turns(
         || rt.block_on(raw_round_trips(echo, ROUND_TRIPS, SMALL)),
         || {
             handler_rtts.borrow_mut().extend(session_round_trips_in_handler(&server.url(), ROUND_TRIPS, SMALL));
+            spinning_rtts.borrow_mut().extend(round_trips_spinning(&server.url(), ROUND_TRIPS));
             session_round_trips(&server.url(), ROUND_TRIPS, SMALL)
         },
         lws.as_ref().map(|c| move || c.run(echo.port(), "rtt", ROUND_TRIPS, SMALL)),
@@ -122,10 +132,17 @@ fn main() {
         lws_rtts.as_ref().map(|r| percentile(r, 50.0)),
         Goal::AtMost(1.2),
     ));
-    let handler_rtts = handler_rtts.into_inner();
+    let (handler_rtts, spinning_rtts) = (handler_rtts.into_inner(), spinning_rtts.into_inner());
     rows.push(Row::new(
         "round trip p50, 64 B, published from the message handler (µs)",
         percentile(&handler_rtts, 50.0),
+        percentile(&raw_rtts, 50.0),
+        lws_rtts.as_ref().map(|r| percentile(r, 50.0)),
+        Goal::Report,
+    ));
+    rows.push(Row::new(
+        &format!("round trip p50, 64 B, LIBSESSION_IO_SPIN_US={SPIN_US} (µs)"),
+        percentile(&spinning_rtts, 50.0),
         percentile(&raw_rtts, 50.0),
         lws_rtts.as_ref().map(|r| percentile(r, 50.0)),
         Goal::Report,
@@ -230,9 +247,13 @@ const NOTES: &str = "## What is measured\n\n\
 - Round trip: from `session_publish` on the application's thread to the subscription's message\n  \
   handler, where the application receives (the baselines receive in their event loop). The\n  \
   publish is written from the calling thread; the delivery is read by the session's I/O thread,\n  \
-  so two threads take part where the baselines use one, and the scheduler often puts them on\n  \
-  different virtual CPUs. The row \"published from the message handler\" sends each message\n  \
-  from the handler of the previous one: one thread, as in the baselines (no target).\n\
+  which has slept since it delivered the previous message: on this virtual machine waking it\n  \
+  costs tens of microseconds more than waking a thread that has just gone to sleep, which the\n  \
+  single-threaded baselines do. Two rows without a target show the cost: \"published from the\n  \
+  message handler\" sends each message from the handler of the previous one (one thread, as in\n  \
+  the baselines), and the `LIBSESSION_IO_SPIN_US` row lets the I/O threads poll for that long\n  \
+  after work before they sleep (off by default: it spends CPU, and on two cores it slows the\n  \
+  connect and throughput figures).\n\
 - Throughput: the baselines send to the echo server and receive the echoes in one process;\n  \
   libsession publishes from one process through the bundled server to a subscriber in another,\n  \
   every message numbered and acknowledged.\n\
@@ -770,6 +791,21 @@ fn session_round_trips_in_handler(url: &str, count: usize, size: usize) -> Vec<f
     unsafe { session_free(session) };
     let times = state.times.lock().unwrap().clone();
     times
+}
+
+/// The I/O threads' polling window for the row that sets it.
+const SPIN_US: u32 = 50;
+
+/// Round trips as [`session_round_trips`] measures them, in a process whose I/O threads keep
+/// polling for [`SPIN_US`] after work before they sleep.
+fn round_trips_spinning(url: &str, count: usize) -> Vec<f64> {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["--round-trips", url, &count.to_string()])
+        .env("LIBSESSION_IO_SPIN_US", SPIN_US.to_string())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "round trips with LIBSESSION_IO_SPIN_US failed");
+    String::from_utf8_lossy(&output.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect()
 }
 
 /// A message handler that passes the time of each arrival to a channel.
