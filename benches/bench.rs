@@ -371,6 +371,11 @@ fn take_turns(
     (raw_samples, our_samples, lws.map(|_| lws_samples))
 }
 
+/// The figures a child process printed, one per line.
+fn samples(stdout: &[u8]) -> Vec<f64> {
+    String::from_utf8_lossy(stdout).lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
 fn median(values: &[f64]) -> f64 {
     percentile(values, 50.0)
 }
@@ -602,7 +607,7 @@ impl LwsClient {
             .output()
             .unwrap();
         assert!(output.status.success(), "libwebsockets client failed in mode {mode}");
-        String::from_utf8_lossy(&output.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect()
+        samples(&output.stdout)
     }
 }
 
@@ -805,7 +810,7 @@ fn round_trips_spinning(url: &str, count: usize) -> Vec<f64> {
         .output()
         .unwrap();
     assert!(output.status.success(), "round trips with LIBSESSION_IO_SPIN_US failed");
-    String::from_utf8_lossy(&output.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect()
+    samples(&output.stdout)
 }
 
 /// A message handler that passes the time of each arrival to a channel.
