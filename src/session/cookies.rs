@@ -34,19 +34,22 @@ impl CookieJar {
 
     /// Keeps the cookies of these `Set-Cookie` values from a response from `url`.
     pub(crate) fn store_values<'a>(&self, url: &ServerUrl, values: impl Iterator<Item = &'a str>) {
-        let Some(url) = cookie_url(url) else { return };
         let cookies: Vec<cookie::Cookie<'static>> =
             values.filter_map(|v| cookie::Cookie::parse(v.to_string()).ok()).collect();
-        if !cookies.is_empty() {
-            tracing::debug!(count = cookies.len(), "cookies received");
-            self.store.lock().store_response_cookies(cookies.into_iter(), &url);
+        if cookies.is_empty() {
+            return;
         }
+        let Some(url) = cookie_url(url) else { return };
+        tracing::debug!(count = cookies.len(), "cookies received");
+        self.store.lock().store_response_cookies(cookies.into_iter(), &url);
     }
 
     /// The `Cookie` header value for a request to `url`, if any cookie applies.
     pub(crate) fn header(&self, url: &ServerUrl) -> Option<String> {
-        let url = cookie_url(url)?;
         let store = self.store.lock();
+        // Most sessions never get a cookie: no URL to build for them.
+        store.iter_any().next()?;
+        let url = cookie_url(url)?;
         let pairs: Vec<String> = store.get_request_values(&url).map(|(n, v)| format!("{n}={v}")).collect();
         (!pairs.is_empty()).then(|| pairs.join("; "))
     }
