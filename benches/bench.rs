@@ -498,33 +498,20 @@ async fn raw_connects(addr: SocketAddr, count: usize) -> Vec<f64> {
 /// A raw tokio-tungstenite client opening a session with the bundled server: upgrade with the
 /// connect request in the header, then the CONNECT_RESPONSE.
 async fn raw_opens(url: &str, count: usize) -> Vec<f64> {
-    use session::protocol::{self, ConnectRequest, Frame};
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let request = protocol::encode(&Frame::ConnectRequest(ConnectRequest {
-        min_version: 1,
-        max_version: 1,
-        max_frame_size: 65536,
-        ..Default::default()
-    }));
-    let header = protocol::connect_header(&request).unwrap();
     let mut times = Vec::new();
     for _ in 0..count {
         let start = Instant::now();
-        let mut upgrade = url.into_client_request().unwrap();
-        upgrade.headers_mut().insert(protocol::CONNECT_HEADER, header.parse().unwrap());
-        let (mut ws, _) = tokio_tungstenite::connect_async(upgrade).await.unwrap();
-        ws.next().await.unwrap().unwrap();
+        let mut ws = raw_session(url).await;
         times.push(start.elapsed().as_secs_f64() * 1e6);
         let _ = ws.close(None).await;
     }
     times
 }
 
-/// Round trips of a raw tokio-tungstenite client speaking the session protocol by hand to the
-/// bundled server: publish on a path it subscribes to, read the delivery (with the ACK due riding
-/// in front of each publish).
-async fn raw_session_round_trips(url: &str, count: usize, size: usize) -> Vec<f64> {
-    use session::protocol::{self, ConnectRequest, Frame, Message as Body};
+/// A session opened by hand with the bundled server: the upgrade with the connect request in its
+/// header, then the CONNECT_RESPONSE.
+async fn raw_session(url: &str) -> Ws {
+    use session::protocol::{self, ConnectRequest, Frame};
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let request = protocol::encode(&Frame::ConnectRequest(ConnectRequest {
         min_version: 1,
@@ -538,6 +525,15 @@ async fn raw_session_round_trips(url: &str, count: usize, size: usize) -> Vec<f6
         .insert(protocol::CONNECT_HEADER, protocol::connect_header(&request).unwrap().parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(upgrade).await.unwrap();
     ws.next().await.unwrap().unwrap();
+    ws
+}
+
+/// Round trips of a raw tokio-tungstenite client speaking the session protocol by hand to the
+/// bundled server: publish on a path it subscribes to, read the delivery (with the ACK due riding
+/// in front of each publish).
+async fn raw_session_round_trips(url: &str, count: usize, size: usize) -> Vec<f64> {
+    use session::protocol::{self, Frame, Message as Body};
+    let mut ws = raw_session(url).await;
     let subscribe = Frame::Message { seq: 1, body: Body::Subscribe { path: "raw/rtt".into() } };
     ws.send(Message::binary(protocol::encode(&subscribe))).await.unwrap();
     let mut delivered = 0u64;

@@ -121,7 +121,7 @@ impl Mailbox {
         let Some(mut sender) = self.sender.try_lock() else { return Err(message) };
         let Sender { out, lent, spent, unflushed } = &mut *sender;
         let Some(writer) = lent.as_mut() else { return Err(message) };
-        if *spent || !out.has_room() || !self.outbox.lock().is_empty() {
+        if *spent || !out.has_room() || self.has_queued() {
             return Err(message);
         }
         let mut cx = Context::from_waker(&self.bell);
