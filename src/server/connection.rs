@@ -30,6 +30,24 @@ pub(super) struct Attached {
     generation: u64,
     /// The last message already sent to this connection.
     sent_upto: u64,
+    counted: Counted,
+}
+
+/// Counts a connection in [`Shared::attached`] from the moment it owns its session (before the
+/// client hears it is connected) until it lets go.
+struct Counted(Arc<Shared>);
+
+impl Counted {
+    fn new(shared: &Arc<Shared>) -> Counted {
+        shared.attached.fetch_add(1, Ordering::SeqCst);
+        Counted(shared.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.attached.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Answers the connect request: the frames to send first (the CONNECT_RESPONSE, then for a
@@ -63,7 +81,10 @@ pub(super) fn attach(
         let response = decision.response(config, ResponseCode::Ok, id, token, 0);
         let properties: Vec<String> = request.properties.iter().map(|(k, v)| format!("{k}={v}")).collect();
         tracing::info!(session = %id, %peer, principal = %request.principal, properties = ?properties, "session opened");
-        return (vec![Frame::ConnectResponse(response)], Some(Attached { session, generation: 1, sent_upto: 0 }));
+        return (
+            vec![Frame::ConnectResponse(response)],
+            Some(Attached { session, generation: 1, sent_upto: 0, counted: Counted::new(shared) }),
+        );
     }
     let Some(session) = shared.registry.by_token(&request.reconnect_token) else {
         tracing::info!(%peer, "reconnection for an unknown or expired session");
@@ -98,7 +119,7 @@ pub(super) fn attach(
     tracing::info!(session = %id, %peer, resent = resend.len(), "session resumed");
     let mut frames = vec![Frame::ConnectResponse(response)];
     frames.extend(resend);
-    (frames, Some(Attached { session, generation, sent_upto }))
+    (frames, Some(Attached { session, generation, sent_upto, counted: Counted::new(shared) }))
 }
 
 /// What carries a session's frames: a WebSocket, or a long-polling channel.
@@ -208,11 +229,9 @@ pub(super) async fn serve(
     shutdown: watch::Receiver<Shutdown>,
     peer: SocketAddr,
 ) {
-    shared.attached.fetch_add(1, Ordering::SeqCst);
     let session = attached.session.clone();
     let id = session.info.id;
     let end = run(shared, &mut ws, attached, shutdown).await;
-    shared.attached.fetch_sub(1, Ordering::SeqCst);
     ws.close().await;
     match end {
         End::Closed(reason) => {
@@ -228,7 +247,8 @@ pub(super) async fn serve(
 
 async fn run(shared: &Arc<Shared>, ws: &mut Link, attached: Attached, mut shutdown: watch::Receiver<Shutdown>) -> End {
     let config = &shared.config;
-    let Attached { session, generation, mut sent_upto } = attached;
+    // `_counted` lives until the connection lets go of the session, when `run` returns.
+    let Attached { session, generation, mut sent_upto, counted: _counted } = attached;
     let mut owner = session.owner.subscribe();
     let silence_limit = config.ping_interval * 2 + Duration::from_millis(500);
     let mut deadline = Instant::now() + silence_limit;

@@ -108,7 +108,8 @@ struct Shared {
     registry: sessions::Registry,
     /// Virtual connections of HTTP long polling.
     polls: poll::Channels,
-    /// Connections serving a session right now.
+    /// Connections that own a session right now, counted from before their client hears it is
+    /// connected (so a client never sees itself connected but uncounted, nor escapes `drain`).
     attached: AtomicUsize,
     shutdown: watch::Sender<Shutdown>,
     /// Set once the server stops accepting: ends the [`Acceptor`]s too.
