@@ -725,15 +725,16 @@ void diffusion_session_factory_maximum_message_size(const DIFFUSION_SESSION_FACT
                                                     uint32_t maximum_message_size);
 
 /**
- * Sets the socket receive buffer size in bytes (default 131072). Below 1024: no-op. NULL
- * factory: no-op.
+ * Sets the socket receive buffer size in bytes, fixed for each connection. By default the
+ * kernel sizes the buffer and grows it with the traffic (on Linux a receive buffer starts at
+ * 131072 bytes). Below 1024: no-op. NULL factory: no-op.
  */
 void diffusion_session_factory_input_buffer_size(const DIFFUSION_SESSION_FACTORY_T *factory,
                                                  uint32_t input_buffer_size);
 
 /**
- * Sets the socket send buffer size in bytes (default 131072). Below 1024: no-op. NULL factory:
- * no-op.
+ * Sets the socket send buffer size in bytes, fixed for each connection. By default the kernel
+ * sizes the buffer and grows it with the traffic. Below 1024: no-op. NULL factory: no-op.
  */
 void diffusion_session_factory_output_buffer_size(const DIFFUSION_SESSION_FACTORY_T *factory,
                                                   uint32_t output_buffer_size);

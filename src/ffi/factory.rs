@@ -243,27 +243,28 @@ pub unsafe extern "C" fn diffusion_session_factory_maximum_message_size(
     }
 }
 
-/// Sets the socket receive buffer size in bytes (default 131072). Below 1024: no-op. NULL
-/// factory: no-op.
+/// Sets the socket receive buffer size in bytes, fixed for each connection. By default the
+/// kernel sizes the buffer and grows it with the traffic (on Linux a receive buffer starts at
+/// 131072 bytes). Below 1024: no-op. NULL factory: no-op.
 #[no_mangle]
 pub unsafe extern "C" fn diffusion_session_factory_input_buffer_size(
     factory: *const DIFFUSION_SESSION_FACTORY_T,
     input_buffer_size: u32,
 ) {
     if input_buffer_size >= MIN_BUFFER_SIZE {
-        with_options(factory, |o| o.input_buffer_size = input_buffer_size);
+        with_options(factory, |o| o.input_buffer_size = Some(input_buffer_size));
     }
 }
 
-/// Sets the socket send buffer size in bytes (default 131072). Below 1024: no-op. NULL factory:
-/// no-op.
+/// Sets the socket send buffer size in bytes, fixed for each connection. By default the kernel
+/// sizes the buffer and grows it with the traffic. Below 1024: no-op. NULL factory: no-op.
 #[no_mangle]
 pub unsafe extern "C" fn diffusion_session_factory_output_buffer_size(
     factory: *const DIFFUSION_SESSION_FACTORY_T,
     output_buffer_size: u32,
 ) {
     if output_buffer_size >= MIN_BUFFER_SIZE {
-        with_options(factory, |o| o.output_buffer_size = output_buffer_size);
+        with_options(factory, |o| o.output_buffer_size = Some(output_buffer_size));
     }
 }
 

@@ -19,8 +19,6 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Default largest message accepted from the server: unconstrained in practice (INT_MAX).
 pub const DEFAULT_MAXIMUM_MESSAGE_SIZE: u32 = i32::MAX as u32;
-/// Default socket buffer sizes.
-pub const DEFAULT_BUFFER_SIZE: u32 = 131_072;
 /// Smallest buffer size or maximum message size accepted.
 pub const MIN_BUFFER_SIZE: u32 = MIN_MAX_FRAME_SIZE;
 /// Default bound on messages waiting to be sent.
@@ -43,10 +41,11 @@ pub struct SessionOptions {
     pub write_timeout: Duration,
     /// Largest protocol frame accepted from the server.
     pub maximum_message_size: u32,
-    /// Socket receive buffer size.
-    pub input_buffer_size: u32,
-    /// Socket send buffer size.
-    pub output_buffer_size: u32,
+    /// Socket receive buffer size; `None`: the kernel's, grown with the traffic. A size set is
+    /// fixed (and costs a system call per connection).
+    pub input_buffer_size: Option<u32>,
+    /// Socket send buffer size; `None`: the kernel's, grown with the traffic.
+    pub output_buffer_size: Option<u32>,
     /// Messages that may wait to be sent.
     pub maximum_queue_size: u32,
     /// Sent messages kept for recovery after a reconnection.
@@ -74,8 +73,8 @@ impl Default for SessionOptions {
             connection_timeout: DEFAULT_CONNECTION_TIMEOUT,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             maximum_message_size: DEFAULT_MAXIMUM_MESSAGE_SIZE,
-            input_buffer_size: DEFAULT_BUFFER_SIZE,
-            output_buffer_size: DEFAULT_BUFFER_SIZE,
+            input_buffer_size: None,
+            output_buffer_size: None,
             maximum_queue_size: DEFAULT_MAXIMUM_QUEUE_SIZE,
             recovery_buffer_size: DEFAULT_RECOVERY_BUFFER_SIZE,
             reconnection: ReconnectionStrategy::default(),
@@ -262,7 +261,7 @@ mod tests {
         assert_eq!(o.connection_timeout, Duration::from_secs(2));
         assert_eq!(o.maximum_queue_size, 1000);
         assert_eq!(o.recovery_buffer_size, 128);
-        assert_eq!((o.input_buffer_size, o.output_buffer_size), (131_072, 131_072));
+        assert_eq!((o.input_buffer_size, o.output_buffer_size), (None, None));
     }
 
     #[test]

@@ -166,9 +166,14 @@ pub(crate) async fn connect_tcp(host: &str, port: u16, authority: &str, options:
     for addr in addrs {
         let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
             .map_err(|e| Error::new(ErrorCode::Unknown, format!("cannot create a socket for {authority}: {e}")))?;
-        // Buffer sizes are hints the kernel may adjust; failing to apply them is not fatal.
-        let _ = socket.set_recv_buffer_size(options.input_buffer_size);
-        let _ = socket.set_send_buffer_size(options.output_buffer_size);
+        // Sizes the application chose (else the kernel's own, grown with the traffic). They are
+        // hints the kernel may adjust; failing to apply them is not fatal.
+        if let Some(size) = options.input_buffer_size {
+            let _ = socket.set_recv_buffer_size(size);
+        }
+        if let Some(size) = options.output_buffer_size {
+            let _ = socket.set_send_buffer_size(size);
+        }
         match socket.connect(addr).await {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
@@ -179,4 +184,27 @@ pub(crate) async fn connect_tcp(host: &str, port: u16, authority: &str, options:
     }
     let e = last.map(|e| e.to_string()).unwrap_or_default();
     Err(Error::new(ErrorCode::SocketConnectFail, format!("cannot connect to {authority}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The receive buffer of a connection made with `options`.
+    async fn receive_buffer(options: &SessionOptions) -> usize {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let socket = connect_tcp("127.0.0.1", port, "test", options).await.unwrap();
+        socket2::SockRef::from(socket.tcp()).recv_buffer_size().unwrap()
+    }
+
+    #[tokio::test]
+    async fn socket_buffers_are_the_kernels_unless_set() {
+        let kernel = tokio::net::TcpSocket::new_v4().unwrap().recv_buffer_size().unwrap() as usize;
+        assert_eq!(receive_buffer(&SessionOptions::default()).await, kernel);
+        let set = SessionOptions { input_buffer_size: Some(8192), ..Default::default() };
+        // Linux doubles the size asked for (bookkeeping included); other systems may round.
+        let fixed = receive_buffer(&set).await;
+        assert!((8192..=2 * 8192).contains(&fixed), "{fixed}");
+    }
 }

@@ -61,6 +61,13 @@ impl Socket {
     }
 }
 
+#[cfg(test)]
+impl Socket {
+    pub(crate) fn tcp(&self) -> &TcpStream {
+        self.tcp.as_ref().expect("a socket that has not moved")
+    }
+}
+
 impl AsyncRead for Socket {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         self.with(|tcp| tcp.poll_read(cx, buf))
