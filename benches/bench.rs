@@ -46,8 +46,9 @@ fn main() {
     // For profiling one part: `BENCH_ONLY=connect`, `rtt`, `rtt-handler` (publishing from the
     // message handler), `throughput` (16 KiB), or the raw client's `raw-connect`, `raw-rtt`,
     // `raw-throughput` (against the echo server), `raw-session-rtt` (the session protocol by hand
-    // with the bundled server) and `raw-open` (a
-    // session opened with the bundled server by hand) loops on it and prints figures.
+    // with the bundled server) and `raw-open` (a session opened with the bundled server by hand),
+    // or `raw-connect-turns` (connect, `raw-open` and `raw-connect` taking turns) loops on it and
+    // prints figures.
     if let Ok(part) = std::env::var("BENCH_ONLY") {
         let server = BundledServer::start();
         let echo = part.starts_with("raw-").then(EchoServer::start);
@@ -74,6 +75,16 @@ fn main() {
                     percentile(&rtts, 50.0)
                 }
                 "raw-connect" => median(&rt.block_on(raw_connects(echo.as_ref().unwrap().addr, 500))),
+                "raw-connect-turns" => {
+                    let (mut opens, mut ours, mut echoes) = (vec![], vec![], vec![]);
+                    for _ in 0..10 {
+                        opens.extend(rt.block_on(raw_opens(&server.url(), 50)));
+                        ours.extend(session_connects(&server.url(), None, 50));
+                        echoes.extend(rt.block_on(raw_connects(echo.as_ref().unwrap().addr, 50)));
+                    }
+                    println!("raw-open {:.1} raw-connect {:.1}", median(&opens), median(&echoes));
+                    median(&ours)
+                }
                 _ => {
                     let rtts = session_round_trips(&server.url(), 5000, SMALL);
                     println!("p99: {:.1}", percentile(&rtts, 99.0));
@@ -242,8 +253,9 @@ const NOTES: &str = "## What is measured\n\n\
 - Connect: the baselines open a WebSocket and exchange one echo message with the echo server.\n  \
   libsession's `session_create` opens a session with the bundled server on the calling thread:\n  \
   its connect request rides in the upgrade request, so the session (id, credentials, keep-alive)\n  \
-  is open one round trip after the TCP connect; the session is then handed to an I/O thread,\n  \
-  which wakes that thread (the hand-over row is such a wake-up and back).\n\
+  is open one round trip after the TCP connect. The session is then parked with its I/O thread\n  \
+  without waking it (a wake-up costs the waker a system call and an interrupt to another CPU);\n  \
+  the thread takes it up at the application's next call (here `session_free`) or its next tick.\n\
 - Round trip: from `session_publish` on the application's thread to the subscription's message\n  \
   handler, where the application receives (the baselines receive in their event loop). The\n  \
   publish is written from the calling thread; the delivery is read by the session's I/O thread,\n  \

@@ -12,25 +12,155 @@
 //! single-threaded event loop would, and then hands the session to its I/O thread: sockets move
 //! to the runtime that polls them ([`crate::transport::socket`]), and tasks a connection starts
 //! go to the session's I/O thread ([`spawn`]).
+//!
+//! Waking a sleeping thread costs the waker a system call and an interrupt to another CPU (on
+//! some virtual machines as much as a loopback round trip), so the session itself is handed over
+//! without one where it can be ([`Home::park`]): it waits, parked, until the application next
+//! calls on it (which wakes the thread, as any call needing the thread does) or the thread's
+//! next tick ([`PARK_TICK`]), whichever comes first. A thread ticks only for [`PARK_LINGER`]
+//! after its last hand-over; an idle one is woken at once.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use once_cell::sync::OnceCell;
 use parking_lot::Mutex;
 use tokio::runtime::{Builder, Handle, Runtime};
+use tokio::sync::Notify;
 
 use crate::error::{Error, ErrorCode, Result};
 
 /// Default number of I/O threads.
 pub const DEFAULT_IO_THREADS: usize = 2;
 
+/// How often an I/O thread takes up the sessions parked with it, while it ticks.
+pub const PARK_TICK: Duration = Duration::from_millis(100);
+/// How long after its last hand-over an I/O thread keeps ticking.
+pub const PARK_LINGER: Duration = Duration::from_secs(10);
+
 /// The I/O threads.
 pub struct IoThreads {
-    handles: Vec<Handle>,
+    homes: Vec<Home>,
     next: AtomicUsize,
+}
+
+/// One I/O thread, where sessions live.
+#[derive(Clone)]
+pub struct Home {
+    handle: Handle,
+    parking: Arc<Parking>,
+}
+
+type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A task parked with an I/O thread: taken up by the first of [`Parked::take_up`] and the
+/// thread's tick.
+pub struct Parked {
+    handle: Handle,
+    slot: Arc<Mutex<Option<Task>>>,
+}
+
+impl Parked {
+    /// Runs the task on its thread now (waking it), unless the thread already took it up.
+    pub fn take_up(&self) {
+        if let Some(task) = self.slot.lock().take() {
+            self.handle.spawn(task);
+        }
+    }
+}
+
+/// The tasks parked with an I/O thread.
+struct Parking {
+    state: Mutex<ParkingState>,
+    /// Starts the tick again (notified on the thread itself).
+    restart: Notify,
+    /// [`PARK_TICK`] and [`PARK_LINGER`], but for tests.
+    tick: Duration,
+    linger: Duration,
+}
+
+#[derive(Default)]
+struct ParkingState {
+    /// Whether the thread ticks: tasks may be parked only then.
+    ticking: bool,
+    last_hand_over: Option<Instant>,
+    parked: Vec<Arc<Mutex<Option<Task>>>>,
+}
+
+impl Home {
+    /// The thread's runtime.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// Runs `task` on the thread, waking it now.
+    pub fn spawn<F: Future<Output = ()> + Send + 'static>(&self, task: F) -> tokio::task::JoinHandle<()> {
+        self.handle.spawn(task)
+    }
+
+    /// Gives `task` to the thread, parked without waking the thread if it ticks (`Some`: the
+    /// caller takes it up when it needs it to run), else spawned at once (and the thread starts
+    /// ticking).
+    pub fn park<F: Future<Output = ()> + Send + 'static>(&self, task: F) -> Option<Parked> {
+        let mut state = self.parking.state.lock();
+        if state.ticking {
+            state.last_hand_over = Some(Instant::now());
+            let slot = Arc::new(Mutex::new(Some(Box::pin(task) as Task)));
+            state.parked.push(slot.clone());
+            return Some(Parked { handle: self.handle.clone(), slot });
+        }
+        drop(state);
+        let parking = self.parking.clone();
+        self.handle.spawn(async move {
+            parking.tick_again();
+            task.await
+        });
+        None
+    }
+}
+
+impl Parking {
+    fn new(tick: Duration, linger: Duration) -> Parking {
+        Parking { state: Mutex::default(), restart: Notify::new(), tick, linger }
+    }
+
+    /// On the thread: ticks from now on (again).
+    fn tick_again(&self) {
+        let mut state = self.state.lock();
+        state.last_hand_over = Some(Instant::now());
+        if !state.ticking {
+            state.ticking = true;
+            self.restart.notify_one();
+        }
+    }
+
+    /// On the thread: every tick while it ticks, takes up the tasks parked meanwhile (a spawn on
+    /// the thread itself wakes nothing); stops ticking once it lingered that long after the last
+    /// hand-over, until the next one.
+    async fn tick(self: Arc<Self>) {
+        loop {
+            self.restart.notified().await;
+            loop {
+                tokio::time::sleep(self.tick).await;
+                let mut state = self.state.lock();
+                let parked = std::mem::take(&mut state.parked);
+                if parked.is_empty() && state.last_hand_over.is_none_or(|at| at.elapsed() >= self.linger) {
+                    state.ticking = false;
+                    break;
+                }
+                drop(state);
+                for slot in parked {
+                    if let Some(task) = slot.lock().take() {
+                        tokio::spawn(task);
+                    }
+                }
+            }
+        }
+    }
 }
 
 static THREADS: OnceCell<IoThreads> = OnceCell::new();
@@ -53,15 +183,16 @@ thread_local! {
 
 impl IoThreads {
     /// The I/O thread for the next session, in turn.
-    pub fn pick(&self) -> Handle {
-        let n = self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len();
-        self.handles[n].clone()
+    pub fn pick(&self) -> Home {
+        let n = self.next.fetch_add(1, Ordering::Relaxed) % self.homes.len();
+        self.homes[n].clone()
     }
 
-    fn start(count: usize, spin: Duration) -> Result<IoThreads> {
+    /// `park`: the tick and the linger of [`Home::park`].
+    fn start(count: usize, spin: Duration, park: (Duration, Duration)) -> Result<IoThreads> {
         let failed =
             |e: &dyn std::fmt::Display| Error::new(ErrorCode::Unknown, format!("cannot start the I/O threads: {e}"));
-        let mut handles = Vec::with_capacity(count);
+        let mut homes = Vec::with_capacity(count);
         for i in 0..count {
             let (tx, rx) = std::sync::mpsc::channel();
             std::thread::Builder::new()
@@ -71,8 +202,9 @@ impl IoThreads {
                     HERE.with(|h| h.set(i as u64 + 1));
                     match Builder::new_current_thread().enable_all().thread_name("libsession-blocking").build() {
                         Ok(rt) => {
-                            let _ = tx.send(Ok(rt.handle().clone()));
-                            rt.block_on(idle(spin));
+                            let parking = Arc::new(Parking::new(park.0, park.1));
+                            let _ = tx.send(Ok(Home { handle: rt.handle().clone(), parking: parking.clone() }));
+                            rt.block_on(async move { tokio::join!(idle(spin), parking.tick()) });
                         }
                         Err(e) => {
                             let _ = tx.send(Err(e));
@@ -80,9 +212,9 @@ impl IoThreads {
                     }
                 })
                 .map_err(|e| failed(&e))?;
-            handles.push(rx.recv().map_err(|e| failed(&e))?.map_err(|e| failed(&e))?);
+            homes.push(rx.recv().map_err(|e| failed(&e))?.map_err(|e| failed(&e))?);
         }
-        Ok(IoThreads { handles, next: AtomicUsize::new(0) })
+        Ok(IoThreads { homes, next: AtomicUsize::new(0) })
     }
 }
 
@@ -100,7 +232,7 @@ pub fn get() -> Result<&'static IoThreads> {
             .filter(|us| *us <= MAX_SPIN_US)
             .unwrap_or(0);
         crate::logging::init_from_env();
-        IoThreads::start(count, Duration::from_micros(spin))
+        IoThreads::start(count, Duration::from_micros(spin), (PARK_TICK, PARK_LINGER))
     })
 }
 
@@ -214,5 +346,63 @@ impl Drop for CallerContext {
         ON_IO_THREAD.with(|f| f.set(self.io));
         HERE.with(|h| h.set(self.here));
         SPAWN_ON.with(|s| *s.borrow_mut() = self.spawn_on.take());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// A task that reports when it runs.
+    fn reporting() -> (impl Future<Output = ()> + Send + 'static, mpsc::Receiver<Instant>) {
+        let (tx, rx) = mpsc::channel();
+        (
+            async move {
+                let _ = tx.send(Instant::now());
+            },
+            rx,
+        )
+    }
+
+    #[test]
+    fn an_idle_thread_runs_a_hand_over_at_once_and_then_parks_the_next() {
+        let threads = IoThreads::start(1, Duration::ZERO, (Duration::from_secs(30), Duration::from_secs(60))).unwrap();
+        let home = threads.pick();
+        let (task, ran) = reporting();
+        assert!(home.park(task).is_none(), "an idle thread does not tick: the task is spawned");
+        ran.recv_timeout(Duration::from_secs(5)).expect("spawned at once");
+        // Now it ticks (every 30 s): the next task waits until it is taken up.
+        let (task, ran) = reporting();
+        let parked = home.park(task).expect("parked");
+        assert!(ran.recv_timeout(Duration::from_millis(200)).is_err(), "a parked task waits");
+        let taken_up = Instant::now();
+        parked.take_up();
+        let at = ran.recv_timeout(Duration::from_secs(5)).expect("taken up at once");
+        assert!(at >= taken_up);
+        parked.take_up(); // a second time: nothing to run
+    }
+
+    #[test]
+    fn the_tick_takes_up_parked_tasks_and_stops_after_the_linger() {
+        let tick = Duration::from_millis(50);
+        let threads = IoThreads::start(1, Duration::ZERO, (tick, Duration::from_millis(300))).unwrap();
+        let home = threads.pick();
+        let (task, ran) = reporting();
+        assert!(home.park(task).is_none());
+        ran.recv_timeout(Duration::from_secs(5)).unwrap();
+        let (task, ran) = reporting();
+        let parked = home.park(task).expect("parked");
+        ran.recv_timeout(Duration::from_secs(5)).expect("taken up by the tick without a call");
+        parked.take_up(); // already running: nothing happens
+                          // No hand-over for longer than the linger: the thread stops ticking, so the next
+                          // hand-over is spawned (and starts the tick again).
+        std::thread::sleep(Duration::from_millis(900));
+        let (task, ran) = reporting();
+        assert!(home.park(task).is_none(), "stopped ticking");
+        ran.recv_timeout(Duration::from_secs(5)).unwrap();
+        let (task, ran) = reporting();
+        assert!(home.park(task).is_some(), "ticking again");
+        ran.recv_timeout(Duration::from_secs(5)).unwrap();
     }
 }

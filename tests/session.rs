@@ -175,6 +175,21 @@ fn server_closing_the_session_gives_closed_by_server_with_the_reason() {
     assert!(err.message().contains("maintenance window"), "{}", err.message());
 }
 
+#[test]
+fn sessions_created_back_to_back_hear_the_server_without_a_call_from_the_application() {
+    // After the first, blocking creates park their sessions with the I/O threads instead of
+    // waking them; the threads take them up on their next tick.
+    let server = start_server();
+    let logs: Vec<Transitions> = (0..6).map(|_| Transitions::default()).collect();
+    let sessions: Vec<Session> =
+        logs.iter().map(|log| Session::connect(config(&server.url()), Some(log.listener())).unwrap()).collect();
+    server.close_all(CloseReason::ClosedByServer, "maintenance window");
+    for log in &logs {
+        assert!(log.wait_for(State::ClosedByServer, Duration::from_secs(5)));
+    }
+    drop(sessions);
+}
+
 fn without_reconnection(url: &str) -> session::SessionConfig {
     let mut c = config(url);
     c.options.reconnection = session::reconnect::ReconnectionStrategy::disabled();

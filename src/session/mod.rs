@@ -78,6 +78,10 @@ pub(crate) struct Shared {
     error: Mutex<Option<Error>>,
     commands: mpsc::UnboundedSender<Command>,
     command_rx: Mutex<Option<mpsc::UnboundedReceiver<Command>>>,
+    /// The session's task while parked with its I/O thread after a blocking create
+    /// ([`runtime::Home::park`]); `is_parked` tells without locking.
+    parked: Mutex<Option<runtime::Parked>>,
+    is_parked: std::sync::atomic::AtomicBool,
     mailbox: messaging::Mailbox,
     /// Cookies set by balancers, sent on every later request of this session.
     cookies: Arc<cookies::CookieJar>,
@@ -111,6 +115,8 @@ impl Session {
                 error: Mutex::new(None),
                 commands,
                 command_rx: Mutex::new(Some(command_rx)),
+                parked: Mutex::new(None),
+                is_parked: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -136,13 +142,22 @@ impl Session {
         }
         let (home, mut rx) = self.prepare(events)?;
         let shared = self.shared.clone();
-        let opened = runtime::run_here(&home, async move {
+        let opened = runtime::run_here(home.handle(), async move {
             let opened = driver::open(&shared, &mut rx).await;
             (shared, opened, rx)
         });
         match opened {
             Ok((shared, Some(opened), rx)) => {
-                home.spawn(driver::run(shared, opened, rx));
+                let polling = *shared.transport.lock() == Some(crate::transport::Transport::HttpPolling);
+                let task = driver::run(shared, opened, rx);
+                if polling {
+                    // Its poller already runs on the I/O thread and hands messages to the task.
+                    home.spawn(task);
+                } else if let Some(parked) = home.park(task) {
+                    // Parked, without waking the thread: the next call that needs it takes it up.
+                    *self.shared.parked.lock() = Some(parked);
+                    self.shared.is_parked.store(true, std::sync::atomic::Ordering::Release);
+                }
             }
             Ok((_, None, _)) => {}
             Err(e) => {
@@ -154,7 +169,7 @@ impl Session {
 
     /// Takes the command channel (once only), records the application's callbacks and picks the
     /// session's I/O thread.
-    fn prepare(&self, events: Events) -> Result<(tokio::runtime::Handle, mpsc::UnboundedReceiver<Command>)> {
+    fn prepare(&self, events: Events) -> Result<(runtime::Home, mpsc::UnboundedReceiver<Command>)> {
         let rt = runtime::get()?;
         let rx = self
             .shared
@@ -205,9 +220,11 @@ impl Session {
         if closed {
             if runtime::on_io_thread() {
                 let _ = self.shared.commands.send(Command::Close(None));
+                self.shared.unpark();
             } else {
                 let (flushed, wait) = std::sync::mpsc::sync_channel(1);
                 if self.shared.commands.send(Command::Close(Some(flushed))).is_ok() {
+                    self.shared.unpark();
                     let _ = wait.recv_timeout(CLOSE_FLUSH_TIMEOUT);
                 }
             }
@@ -219,7 +236,9 @@ impl Session {
     /// session is closed, the queue is full (`maximum_queue_size`) or the message is too large.
     pub fn publish(&self, path: &str, data: &[u8]) -> Result<()> {
         self.check_open()?;
-        self.shared.mailbox.publish(path, data)
+        let published = self.shared.mailbox.publish(path, data);
+        self.shared.unpark();
+        published
     }
 
     /// Subscribes to `path` (everything below it when it ends with `/`); `handler` receives the
@@ -227,13 +246,17 @@ impl Session {
     /// Subscriptions survive reconnection.
     pub fn subscribe(&self, path: &str, handler: Arc<dyn MessageHandler>) -> Result<()> {
         self.check_open()?;
-        self.shared.mailbox.subscribe(path, handler)
+        let subscribed = self.shared.mailbox.subscribe(path, handler);
+        self.shared.unpark();
+        subscribed
     }
 
     /// Ends the subscription to `path`; its handler is dropped once no call to it is running.
     pub fn unsubscribe(&self, path: &str) -> Result<()> {
         self.check_open()?;
-        self.shared.mailbox.unsubscribe(path)
+        let unsubscribed = self.shared.mailbox.unsubscribe(path);
+        self.shared.unpark();
+        unsubscribed
     }
 
     fn check_open(&self) -> Result<()> {
@@ -287,6 +310,16 @@ impl std::fmt::Debug for Session {
 }
 
 impl Shared {
+    /// Has the session's task run now if it is parked: called after anything it has to act on.
+    fn unpark(&self) {
+        use std::sync::atomic::Ordering;
+        if self.is_parked.load(Ordering::Acquire) && self.is_parked.swap(false, Ordering::AcqRel) {
+            if let Some(parked) = self.parked.lock().take() {
+                parked.take_up();
+            }
+        }
+    }
+
     fn state(&self) -> State {
         *self.state.lock()
     }
