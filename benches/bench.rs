@@ -26,7 +26,7 @@ const LARGE: usize = 16 * 1024;
 const SMALL_COUNT: usize = 100_000;
 const LARGE_COUNT: usize = 5_000;
 const IDLE_SESSIONS: usize = 10_000;
-const REPEATS: usize = 5;
+const REPEATS: usize = 6;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -270,8 +270,9 @@ const NOTES: &str = "## What is measured\n\n\
   libsession publishes from one process through the bundled server to a subscriber in another,\n  \
   every message numbered and acknowledged.\n\
 - On a shared 2-core virtual machine figures move by tens of percent from run to run (waking a\n  \
-  thread on an idle virtual CPU costs tens of microseconds at times); the clients take turns\n  \
-  within each figure so that ratios compare like with like.\n";
+  thread on an idle virtual CPU costs tens of microseconds at times), and by as much with what\n  \
+  ran just before; the clients take turns within each figure, in an order that rotates from turn\n  \
+  to turn, so that ratios compare like with like.\n";
 
 enum Goal {
     AtMost(f64),
@@ -366,20 +367,28 @@ fn machine() -> String {
 }
 
 /// Runs the clients in turn, REPEATS times, so that drift in the machine's load hits them alike;
-/// returns each one's samples.
+/// the order rotates from turn to turn, so that none always runs after the same one (what ran
+/// just before moves a client's figures by tens of percent on a shared virtual machine). Returns
+/// each one's samples.
 fn take_turns(
     raw: impl Fn() -> Vec<f64>,
     ours: impl Fn() -> Vec<f64>,
     lws: Option<impl Fn() -> Vec<f64>>,
 ) -> (Vec<f64>, Vec<f64>, Option<Vec<f64>>) {
-    let (mut raw_samples, mut our_samples, mut lws_samples) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..REPEATS {
-        raw_samples.extend(raw());
-        our_samples.extend(ours());
-        if let Some(lws) = &lws {
-            lws_samples.extend(lws());
+    let mut samples = [Vec::new(), Vec::new(), Vec::new()];
+    let clients = if lws.is_some() { 3 } else { 2 };
+    for turn in 0..REPEATS {
+        for k in 0..clients {
+            let client = (turn + k) % clients;
+            let figures = match client {
+                0 => raw(),
+                1 => ours(),
+                _ => lws.as_ref().map(|lws| lws()).unwrap_or_default(),
+            };
+            samples[client].extend(figures);
         }
     }
+    let [raw_samples, our_samples, lws_samples] = samples;
     (raw_samples, our_samples, lws.map(|_| lws_samples))
 }
 
