@@ -6,12 +6,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{interval_at, sleep_until, Instant};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::WebSocketStream;
 
+use super::frames::{Event, FrameError, ServerWs, BINARY};
 use super::poll::PollChannel;
 use super::sessions::ServerSession;
 use super::{authenticate, SessionInfo, Shared, Shutdown};
@@ -19,7 +17,6 @@ use crate::protocol::reliable::Receipt;
 use crate::protocol::{
     self, validate_path, CloseReason, ConnectRequest, DecodeError, Frame, Message, ResponseCode, SessionId,
 };
-use crate::transport::Stream;
 
 /// Longest wait before acknowledging the client's messages.
 const ACK_DELAY: Duration = Duration::from_millis(20);
@@ -124,7 +121,7 @@ pub(super) fn attach(
 
 /// What carries a session's frames: a WebSocket, or a long-polling channel.
 pub(super) enum Link {
-    Ws(Box<WebSocketStream<Stream>>),
+    Ws(Box<ServerWs>),
     Poll(Arc<PollChannel>, mpsc::UnboundedReceiver<Vec<u8>>),
 }
 
@@ -143,15 +140,21 @@ impl Link {
     async fn recv(&mut self) -> Received {
         match self {
             Link::Ws(ws) => loop {
-                return match ws.next().await {
-                    Some(Ok(WsMessage::Binary(bytes))) => Received::Bytes(bytes),
-                    Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
-                    Some(Ok(WsMessage::Close(_))) | None => {
+                return match ws.recv().await {
+                    Ok(Ok(Event::Binary(bytes))) => Received::Bytes(bytes),
+                    Ok(Ok(Event::Ping(payload))) => match ws.pong(&payload).await {
+                        Ok(()) => continue,
+                        Err(e) => Received::Gone(format!("connection failed: {e}")),
+                    },
+                    Ok(Ok(Event::Pong)) => continue,
+                    Ok(Ok(Event::Close)) => {
+                        let _ = ws.close().await;
                         Received::Gone("connection closed without a CLOSE frame".into())
                     }
-                    Some(Ok(_)) => Received::Text,
-                    Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(e))) => Received::TooLarge(e.to_string()),
-                    Some(Err(e)) => Received::Gone(format!("connection failed: {e}")),
+                    Ok(Ok(Event::Text)) => Received::Text,
+                    Ok(Err(FrameError::TooLarge(e))) => Received::TooLarge(e),
+                    Ok(Err(FrameError::Protocol(e))) => Received::Gone(format!("connection failed: {e}")),
+                    Err(why) => Received::Gone(why),
                 };
             },
             Link::Poll(_, inbound) => match inbound.recv().await {
@@ -185,7 +188,7 @@ impl Link {
 
     async fn send_bytes(&mut self, bytes: Vec<u8>) -> Result<(), ()> {
         match self {
-            Link::Ws(ws) => ws.send(WsMessage::binary(bytes)).await.map_err(|_| ()),
+            Link::Ws(ws) => ws.send(BINARY, &bytes).await.map_err(|_| ()),
             Link::Poll(channel, _) => {
                 channel.push(&bytes);
                 Ok(())
@@ -196,7 +199,7 @@ impl Link {
     pub(super) async fn close(&mut self) {
         match self {
             Link::Ws(ws) => {
-                let _ = ws.close(None).await;
+                let _ = ws.close().await;
             }
             Link::Poll(channel, _) => channel.close(),
         }

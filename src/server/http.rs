@@ -38,7 +38,8 @@ impl HttpRequest {
 
 /// What reading a request gave.
 pub(crate) enum Read {
-    /// A request; for an upgrade, the body is not read and `raw` holds every byte read so far.
+    /// A request, and the bytes read after it (for an upgrade, everything after the head: the
+    /// body is not read).
     Request(HttpRequest, Vec<u8>),
     /// The connection closed before a request began.
     Closed,
@@ -80,7 +81,7 @@ pub(crate) async fn read_request(stream: &mut Stream, mut buffered: Vec<u8>, max
         }
     };
     if request.is_upgrade() {
-        return Read::Request(request, buffered);
+        return Read::Request(request, buffered.split_off(head_len));
     }
     let length = match request.header("content-length").map(|v| v.parse::<usize>()) {
         None => 0,

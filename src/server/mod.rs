@@ -6,6 +6,7 @@
 
 mod auth;
 mod connection;
+mod frames;
 mod http;
 mod poll;
 mod sessions;
@@ -17,17 +18,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::{timeout, Instant};
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::StatusCode;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 pub use auth::{authenticate, Decision};
+use frames::{Event, FrameError, ServerWs};
 
 use crate::protocol::{self, CloseReason, ConnectRequest, Frame, SessionId, DEFAULT_MAX_FRAME_SIZE, FRAME_HEADER_LEN};
 use crate::transport::Stream;
@@ -82,11 +79,6 @@ impl Default for ServerConfig {
         }
     }
 }
-
-/// Bytes the WebSocket codec takes from a connection at a time; underneath, ReadAhead reads in
-/// bulk while data streams. The codec zero-fills its chunk on every read, so a small one keeps
-/// connection set-up and small messages cheap.
-const SERVER_READ_CHUNK: usize = 4 * 1024;
 
 /// What the server knows about a session it serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -328,11 +320,8 @@ pub fn spawn(config: ServerConfig) -> std::io::Result<ServerHandle> {
     Ok(ServerHandle { addr, secure, closer, stop: Some(stop_tx), thread: Some(thread) })
 }
 
-// The upgrade callback's result type is tungstenite's.
-#[allow(clippy::result_large_err)]
 async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
-    let mut cork = Cork::new(&tcp);
     let config = &shared.config;
     let stream: Stream = match &config.tls {
         None => Box::new(tcp),
@@ -355,14 +344,10 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     // Plain HTTP (long polling) and WebSocket upgrades share the endpoint.
     let max_body = config.max_frame_size as usize + 64 * 1024;
     let mut stream = stream;
-    let stream: Stream =
+    let (request, rest) =
         match timeout(config.handshake_timeout, http::read_request(&mut stream, Vec::new(), max_body)).await {
-            Ok(http::Read::Request(request, raw)) if request.is_upgrade() => {
-                cork.set(true);
-                Box::new(crate::transport::readahead::ReadAhead::with_prefix(raw, stream))
-            }
+            Ok(http::Read::Request(request, rest)) if request.is_upgrade() => (request, rest),
             Ok(http::Read::Request(request, rest)) => {
-                drop(cork);
                 return poll::serve_http(shared, stream, request, rest, peer).await;
             }
             Ok(http::Read::Closed) => return,
@@ -376,77 +361,48 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
                 return;
             }
         };
+    let Some(accepted) = upgrade(&shared, &request) else {
+        let (status, reason, body) = refusal(&shared, &request);
+        tracing::debug!(%peer, status, "WebSocket upgrade refused");
+        let retry = [("Retry-After", "1".to_string())];
+        let headers: &[(&str, String)] = if status == 503 { &retry } else { &[] };
+        let _ = http::write_response(&mut stream, status, reason, headers, body.as_bytes()).await;
+        return;
+    };
+    // A CONNECT_REQUEST that came with the upgrade request saves the client a round trip.
+    let carried = request
+        .header(protocol::CONNECT_HEADER)
+        .and_then(|v| protocol::connect_from_header(v.as_bytes(), config.max_frame_size));
+    let mut response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accepted}\r\n"
+    );
+    if carried.is_some() {
+        response.push_str(&format!("{}: {}\r\n", protocol::CONNECT_HEADER, protocol::CONNECT_ACCEPTED));
+    }
+    response.push_str("\r\n");
     let limit = config.max_frame_size as usize + FRAME_HEADER_LEN;
-    // tungstenite allocates and zero-fills its read chunk per connection (and on every read): a
-    // modest chunk keeps connection set-up and reads cheap.
-    let ws_config = WebSocketConfig::default()
-        .max_message_size(Some(limit))
-        .max_frame_size(Some(limit))
-        .read_buffer_size(SERVER_READ_CHUNK);
-    let gate = shared.clone();
-    // A CONNECT_REQUEST that came with the upgrade request (saving the client a round trip).
-    let mut carried: Option<ConnectRequest> = None;
-    let carried_slot = &mut carried;
-    let check_path = move |request: &Request, mut response: Response| -> Result<Response, ErrorResponse> {
-        let refuse = |status: StatusCode, body: &str| {
-            let mut refusal = ErrorResponse::new(Some(body.into()));
-            *refusal.status_mut() = status;
-            if status == StatusCode::SERVICE_UNAVAILABLE {
-                refusal.headers_mut().insert("retry-after", "1".parse().expect("valid header value"));
-            }
-            Err(refusal)
-        };
-        if !gate.config.paths.iter().any(|p| p == request.uri().path()) {
-            refuse(StatusCode::NOT_FOUND, "no session endpoint at this path\n")
-        } else if gate.registry.len() >= gate.config.max_sessions {
-            refuse(StatusCode::SERVICE_UNAVAILABLE, "server is at its session limit; try later\n")
-        } else {
-            let header = request.headers().get(protocol::CONNECT_HEADER);
-            *carried_slot =
-                header.and_then(|v| protocol::connect_from_header(v.as_bytes(), gate.config.max_frame_size));
-            if carried_slot.is_some() {
-                response
-                    .headers_mut()
-                    .insert(protocol::CONNECT_HEADER, protocol::CONNECT_ACCEPTED.parse().expect("valid"));
-            }
-            Ok(response)
-        }
-    };
-    let upgraded = timeout(
-        config.handshake_timeout,
-        tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(ws_config)),
-    )
-    .await;
-    let mut ws = match upgraded {
-        Ok(Ok(ws)) => ws,
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "WebSocket upgrade refused");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "WebSocket upgrade timed out");
-            return;
-        }
-    };
+    // The response goes with the first frame: the CONNECT_RESPONSE, or at once if the client
+    // waits for it to send its CONNECT_REQUEST.
+    let mut ws = ServerWs::new(stream, &rest, response.into_bytes(), limit);
     let request = match carried {
         Some(request) => Ok(Ok(request)),
-        None => {
-            // The 101 goes now: the client answers it with its CONNECT_REQUEST.
-            cork.set(false);
-            timeout(config.handshake_timeout, first_frame(&mut ws, config.max_frame_size)).await
-        }
+        None => match ws.flush().await {
+            Ok(()) => timeout(config.handshake_timeout, first_frame(&mut ws, config.max_frame_size)).await,
+            Err(_) => return,
+        },
     };
     let request = match request {
         Ok(Ok(request)) => request,
         Ok(Err(reason)) => {
             tracing::info!(%peer, %reason, "bad connect request");
-            let _ = send(&mut ws, &Frame::Close { reason: CloseReason::ProtocolError, message: reason }).await;
-            let _ = ws.close(None).await;
+            let refused = Frame::Close { reason: CloseReason::ProtocolError, message: reason };
+            let _ = ws.send(frames::BINARY, &protocol::encode(&refused)).await;
+            let _ = ws.close().await;
             return;
         }
         Err(_) => {
             tracing::info!(%peer, "no connect request within the handshake timeout");
-            let _ = ws.close(None).await;
+            let _ = ws.close().await;
             return;
         }
     };
@@ -455,7 +411,6 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let (first, attached) = connection::attach(&shared, &request, peer);
     let mut link = connection::Link::Ws(Box::new(ws));
     let sent = link.send_frames(&first).await;
-    drop(cork);
     match (attached, sent) {
         (Some(attached), Ok(())) => connection::serve(&shared, link, attached, shutdown, peer).await,
         (Some(attached), Err(())) => connection::detach_now(&attached),
@@ -463,53 +418,44 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     }
 }
 
-/// TCP_CORK on a connection while the upgrade response and the first frames are written, so that
-/// they leave in one segment: split, an intermediary with Nagle's algorithm on (tinyproxy, say)
-/// would hold the second part until the client's delayed ACK, 40 ms later. Uncorks when dropped.
-struct Cork {
-    /// The connection's socket (a duplicate descriptor).
-    socket: Option<socket2::Socket>,
-    on: bool,
+/// The Sec-WebSocket-Accept answer to a WebSocket upgrade request this server takes, or `None`
+/// if it refuses it ([`refusal`] says how).
+fn upgrade(shared: &Shared, request: &http::HttpRequest) -> Option<String> {
+    let key = request.header("sec-websocket-key")?;
+    let well_formed = request.method == "GET"
+        && request.header("sec-websocket-version") == Some("13")
+        && request.header("connection").is_some_and(|v| v.to_ascii_lowercase().contains("upgrade"));
+    let open = shared.config.paths.contains(&request.path) && shared.registry.len() < shared.config.max_sessions;
+    (well_formed && open).then(|| derive_accept_key(key.as_bytes()))
 }
 
-impl Cork {
-    fn new(tcp: &TcpStream) -> Cork {
-        Cork { socket: tcp.as_fd().try_clone_to_owned().ok().map(socket2::Socket::from), on: false }
-    }
-
-    fn set(&mut self, on: bool) {
-        if let Some(socket) = self.socket.as_ref().filter(|_| self.on != on) {
-            let _ = socket.set_tcp_cork(on);
-            self.on = on;
-        }
-    }
-}
-
-impl Drop for Cork {
-    fn drop(&mut self) {
-        self.set(false);
+/// The status, reason and body refusing an upgrade request.
+fn refusal(shared: &Shared, request: &http::HttpRequest) -> (u16, &'static str, &'static str) {
+    if !shared.config.paths.contains(&request.path) {
+        (404, "Not Found", "no session endpoint at this path\n")
+    } else if shared.registry.len() >= shared.config.max_sessions {
+        (503, "Service Unavailable", "server is at its session limit; try later\n")
+    } else {
+        (400, "Bad Request", "not a WebSocket upgrade request this server takes (GET, version 13, a key)\n")
     }
 }
 
 /// Reads the first frame, which must be a CONNECT_REQUEST. Errors are messages for the client.
-async fn first_frame(ws: &mut WebSocketStream<Stream>, limit: u32) -> Result<ConnectRequest, String> {
+async fn first_frame(ws: &mut ServerWs, limit: u32) -> Result<ConnectRequest, String> {
     loop {
-        match ws.next().await {
-            Some(Ok(Message::Binary(bytes))) => {
+        match ws.recv().await? {
+            Ok(Event::Binary(bytes)) => {
                 let mut frames = protocol::decode_all(&bytes, limit).map_err(|e| e.to_string())?;
                 return match (frames.len(), frames.pop()) {
                     (1, Some(Frame::ConnectRequest(r))) => Ok(r),
                     _ => Err("the first message must be exactly one CONNECT_REQUEST frame".into()),
                 };
             }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(_)) => return Err("the session protocol uses binary messages only".into()),
-            Some(Err(e)) => return Err(e.to_string()),
-            None => return Err("connection closed before the connect request".into()),
+            Ok(Event::Ping(payload)) => ws.pong(&payload).await.map_err(|e| e.to_string())?,
+            Ok(Event::Pong) => {}
+            Ok(Event::Text) => return Err("the session protocol uses binary messages only".into()),
+            Ok(Event::Close) => return Err("connection closed before the connect request".into()),
+            Err(FrameError::TooLarge(e) | FrameError::Protocol(e)) => return Err(e),
         }
     }
-}
-
-async fn send(ws: &mut WebSocketStream<Stream>, frame: &Frame) -> Result<(), ()> {
-    ws.send(Message::binary(protocol::encode(frame))).await.map_err(|_| ())
 }
