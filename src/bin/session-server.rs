@@ -72,7 +72,23 @@ fn split_pair(text: &str) -> Result<(String, String), String> {
     }
 }
 
+/// Keeps freed memory in the heap: message buffers come and go by the tens of kilobytes, and by
+/// default glibc hands the top of the heap back to the system and takes it again (a page fault
+/// and a zeroed page per 4 KiB), which cost the server about a tenth of its CPU under load.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_freed_memory() {
+    // SAFETY: mallopt only adjusts allocator parameters; called before any other thread starts.
+    unsafe {
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory() {}
+
 fn main() -> std::process::ExitCode {
+    keep_freed_memory();
     let filter = tracing_subscriber::EnvFilter::try_from_env(session::logging::LOG_ENV)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
