@@ -36,7 +36,15 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
 
 /// Appends one encoded frame to `out` (so that frames batch without copies in between).
 pub fn encode_into(frame: &Frame, out: &mut Vec<u8>) {
+    encode_leaving_out(frame, out, usize::MAX);
+}
+
+/// As [`encode_into`], except that the data of a message of at least `least` bytes is left out
+/// and returned: it belongs right after what was appended (the frame's length counts it), for a
+/// writer that sends it from where it lies instead of copying it.
+pub fn encode_leaving_out(frame: &Frame, out: &mut Vec<u8>, least: usize) -> Option<Bytes> {
     let start = out.len();
+    let mut left_out = None;
     // The length and type, patched in once the body is written.
     out.put_u32(0);
     out.put_u8(0);
@@ -99,6 +107,15 @@ pub fn encode_into(frame: &Frame, out: &mut Vec<u8>) {
             body.put_u64(*seq);
             put_str16(body, message.path());
             match message {
+                Message::Publish { data, .. } | Message::Deliver { data, .. } if data.len() >= least => {
+                    body.put_u32(data.len() as u32);
+                    left_out = Some(data.clone());
+                    if matches!(message, Message::Publish { .. }) {
+                        ft::PUBLISH
+                    } else {
+                        ft::DELIVER
+                    }
+                }
                 Message::Publish { data, .. } => {
                     put_bytes32(body, data);
                     ft::PUBLISH
@@ -116,9 +133,10 @@ pub fn encode_into(frame: &Frame, out: &mut Vec<u8>) {
             ft::ACK
         }
     };
-    let length = (body.len() - start - 4) as u32;
+    let length = (body.len() - start - 4 + left_out.as_ref().map_or(0, Bytes::len)) as u32;
     body[start..start + 4].copy_from_slice(&length.to_be_bytes());
     body[start + 4] = kind;
+    left_out
 }
 
 /// Decodes every frame in `buf`, which must hold whole frames only.
@@ -340,6 +358,28 @@ fn get_str16(b: &mut Bytes) -> Result<String, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_left_out_of_an_encoding_completes_it_where_it_belongs() {
+        let big = Bytes::from(vec![3u8; 5000]);
+        let frames = [
+            Frame::Ack(7),
+            Frame::Message { seq: 1, body: Message::Deliver { path: "a/b".into(), data: big.clone() } },
+            Frame::Message { seq: 2, body: Message::Publish { path: "c".into(), data: Bytes::from_static(b"small") } },
+            Frame::Message { seq: 3, body: Message::Publish { path: "d".into(), data: big.clone() } },
+        ];
+        let mut whole = Vec::new();
+        let mut pieced = Vec::new();
+        for frame in &frames {
+            encode_into(frame, &mut whole);
+            if let Some(data) = encode_leaving_out(frame, &mut pieced, 1024) {
+                assert_eq!(data, big, "only data of 1024 bytes or more is left out");
+                pieced.extend_from_slice(&data);
+            }
+        }
+        assert_eq!(pieced, whole);
+        assert_eq!(decode_all(&whole, 1 << 20).unwrap(), frames);
+    }
     use crate::protocol::{DEFAULT_MAX_FRAME_SIZE, MAX_VERSION, MIN_VERSION};
 
     fn sample_frames() -> Vec<Frame> {

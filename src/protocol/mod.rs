@@ -9,7 +9,9 @@ mod handshake;
 pub mod reliable;
 mod upgrade;
 
-pub use codec::{batch_buffer, decode_all, decode_owned, encode, encode_into, FrameDecoder, BATCH_BYTES};
+pub use codec::{
+    batch_buffer, decode_all, decode_owned, encode, encode_into, encode_leaving_out, FrameDecoder, BATCH_BYTES,
+};
 pub(crate) use handshake::frame_name;
 pub use handshake::{ClientHandshake, Established};
 pub use upgrade::{connect_from_header, connect_header, CONNECT_ACCEPTED, CONNECT_HEADER, MAX_CONNECT_HEADER};

@@ -166,6 +166,9 @@ impl Link {
 
     /// Sends frames, batched.
     pub(super) async fn send_frames(&mut self, frames: &[Frame]) -> Result<(), ()> {
+        if let Link::Ws(ws) = self {
+            return send_batched(ws, frames).await;
+        }
         if let [frame] = frames {
             return self.send(frame).await;
         }
@@ -204,6 +207,41 @@ impl Link {
             Link::Poll(channel, _) => channel.close(),
         }
     }
+}
+
+/// Message data at least this large is written from where it lies rather than copied into the
+/// batch.
+const WRITTEN_IN_PLACE: usize = 1024;
+
+/// Sends frames over a WebSocket, batched as [`Link::send_frames`] does: the frames' heads are
+/// encoded into one buffer, and the data of large messages goes out from the messages themselves
+/// in the same vectored write.
+async fn send_batched(ws: &mut ServerWs, frames: &[Frame]) -> Result<(), ()> {
+    let mut heads = Vec::with_capacity(4096);
+    // Where each left-out data belongs in `heads`, and the data.
+    let mut data: Vec<(usize, bytes::Bytes)> = Vec::new();
+    let mut data_len = 0;
+    for (i, frame) in frames.iter().enumerate() {
+        if let Some(left_out) = protocol::encode_leaving_out(frame, &mut heads, WRITTEN_IN_PLACE) {
+            data_len += left_out.len();
+            data.push((heads.len(), left_out));
+        }
+        if heads.len() + data_len >= protocol::BATCH_BYTES || i + 1 == frames.len() {
+            let mut parts: Vec<&[u8]> = Vec::with_capacity(2 * data.len() + 1);
+            let mut from = 0;
+            for (at, bytes) in &data {
+                parts.push(&heads[from..*at]);
+                parts.push(bytes);
+                from = *at;
+            }
+            parts.push(&heads[from..]);
+            ws.send_parts(BINARY, &parts).await.map_err(|_| ())?;
+            heads.clear();
+            data.clear();
+            data_len = 0;
+        }
+    }
+    Ok(())
 }
 
 /// Marks the session as waiting for its client, when its first answer could not be sent.

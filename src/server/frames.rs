@@ -247,9 +247,17 @@ impl ServerWs {
 
     /// Sends one frame (the upgrade response first, if it has not gone yet) and flushes.
     pub(crate) async fn send(&mut self, opcode: u8, payload: &[u8]) -> std::io::Result<()> {
-        let (head, used) = header(opcode, payload.len());
+        self.send_parts(opcode, &[payload]).await
+    }
+
+    /// Sends one frame whose payload is `parts`, one after the other, in one vectored write.
+    pub(crate) async fn send_parts(&mut self, opcode: u8, parts: &[&[u8]]) -> std::io::Result<()> {
+        let (head, used) = header(opcode, parts.iter().map(|p| p.len()).sum());
         let prefix = std::mem::take(&mut self.prefix);
-        let mut slices = [IoSlice::new(&prefix), IoSlice::new(&head[..used]), IoSlice::new(payload)];
+        let mut slices = Vec::with_capacity(parts.len() + 2);
+        slices.push(IoSlice::new(&prefix));
+        slices.push(IoSlice::new(&head[..used]));
+        slices.extend(parts.iter().map(|p| IoSlice::new(p)));
         let mut rest = &mut slices[..];
         IoSlice::advance_slices(&mut rest, 0);
         while !rest.is_empty() {
