@@ -63,6 +63,41 @@ fn garbage_instead_of_http_is_dropped() {
 }
 
 #[test]
+fn an_upgrade_request_missing_what_websocket_needs_is_a_bad_request() {
+    let server = start_server();
+    let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    for (method, headers) in [
+        ("GET", "Sec-WebSocket-Version: 13\r\n".to_string()),    // no key
+        ("GET", format!("{key}Sec-WebSocket-Version: 8\r\n")),   // another version
+        ("POST", format!("{key}Sec-WebSocket-Version: 13\r\n")), // not a GET
+        ("GET", format!("{key}Sec-WebSocket-Version: 13\r\nConnection: close\r\n")), // no upgrade
+    ] {
+        let mut tcp = std::net::TcpStream::connect(server.addr()).unwrap();
+        let connection = if headers.contains("Connection:") { "" } else { "Connection: Upgrade\r\n" };
+        let head =
+            format!("{method} /diffusion HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n{connection}{headers}\r\n");
+        tcp.write_all(head.as_bytes()).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut answer = String::new();
+        let _ = tcp.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{head:?}: {answer}");
+    }
+    // A well-formed one is switched, with the key answered as RFC 6455 section 1.3 shows.
+    let mut tcp = std::net::TcpStream::connect(server.addr()).unwrap();
+    let head = format!(
+        "GET /diffusion HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n{key}Sec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(head.as_bytes()).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut answer = [0u8; 512];
+    let n = tcp.read(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 101 "), "{answer}");
+    assert!(answer.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"), "{answer}");
+    still_serves(&server);
+}
+
+#[test]
 fn a_bad_first_frame_is_answered_with_close_protocol_error() {
     let server = start_server();
     let frames = ws_client(server.url(), |mut ws| async move {

@@ -157,6 +157,10 @@ impl Session {
                     // Parked, without waking the thread: the next call that needs it takes it up.
                     *self.shared.parked.lock() = Some(parked);
                     self.shared.is_parked.store(true, std::sync::atomic::Ordering::Release);
+                    if self.shared.mailbox.has_queued() {
+                        // Another thread published while this one connected.
+                        self.shared.unpark();
+                    }
                 }
             }
             Ok((_, None, _)) => {}
