@@ -402,6 +402,29 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_bytes_end_in_events_errors_or_a_wait_never_a_panic() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..5000 {
+            let length = (next() % 64) as usize;
+            let mut bytes: Vec<u8> = (0..length).map(|_| next() as u8).collect();
+            if let Some(first) = bytes.get_mut(1) {
+                *first |= 0x80; // mostly masked, to get past the first check
+            }
+            let mut decoder = Decoder::new(32);
+            let mut buf = BytesMut::from(&bytes[..]);
+            while let Ok(Some(_)) = decoder.decode(&mut buf) {}
+            // Never more than the limit (or a control frame's 125 bytes) is awaited.
+            assert!(decoder.wanted(&buf) <= 125);
+        }
+    }
+
+    #[test]
     fn the_decoder_asks_for_the_rest_of_a_frame() {
         let bytes = client_frame(0x82, &[5u8; 1000]);
         let mut decoder = Decoder::new(4096);
