@@ -1,5 +1,4 @@
-//! The read side under the WebSocket codec: it adapts to traffic, and can start with bytes a
-//! parser already read (so that the parser hands the stream on untouched).
+//! The read side under the client's WebSocket codec: it adapts to traffic.
 //!
 //! The codec reads in small chunks, because its chunk is memory every idle connection holds. For
 //! bulk traffic that would mean a system call per chunk. So: while reads are small, they go
@@ -20,8 +19,7 @@ use super::Stream;
 /// Bytes read at a time while data is streaming in.
 pub const BULK: usize = 256 * 1024;
 
-/// `prefix`, then whatever `inner` yields, read ahead in bulk while it streams; writes go to
-/// `inner`.
+/// What `inner` yields, read ahead in bulk while it streams; writes go to `inner`.
 pub struct ReadAhead {
     inner: Stream,
     /// Bytes read but not yet handed out.
@@ -33,12 +31,7 @@ pub struct ReadAhead {
 impl ReadAhead {
     /// Reads from `inner`.
     pub fn new(inner: Stream) -> Self {
-        Self::with_prefix(Vec::new(), inner)
-    }
-
-    /// Yields `prefix` first, then reads from `inner`.
-    pub fn with_prefix(prefix: Vec<u8>, inner: Stream) -> Self {
-        ReadAhead { inner, staged: BytesMut::from(&prefix[..]), bulk: false }
+        ReadAhead { inner, staged: BytesMut::new(), bulk: false }
     }
 
     /// Hands out staged bytes.
@@ -113,17 +106,6 @@ impl AsyncWrite for ReadAhead {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    #[tokio::test]
-    async fn the_prefix_comes_first() {
-        let (client, mut server) = tokio::io::duplex(64);
-        server.write_all(b" world").await.unwrap();
-        drop(server);
-        let mut stream = ReadAhead::with_prefix(b"hello".to_vec(), Box::new(client));
-        let mut all = String::new();
-        stream.read_to_string(&mut all).await.unwrap();
-        assert_eq!(all, "hello world");
-    }
 
     #[tokio::test]
     async fn small_reads_of_a_stream_arrive_whole_and_in_order() {
