@@ -23,7 +23,7 @@
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -61,15 +61,37 @@ type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// thread's tick.
 pub struct Parked {
     handle: Handle,
-    slot: Arc<Mutex<Option<Task>>>,
+    slot: Arc<Slot>,
+}
+
+/// Where a parked task waits.
+struct Slot {
+    task: Mutex<Option<Task>>,
+    /// Set once the task has been taken up: tells it without locking.
+    taken: AtomicBool,
+}
+
+impl Slot {
+    fn take(&self) -> Option<Task> {
+        if self.taken.load(Ordering::Acquire) || self.taken.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        self.task.lock().take()
+    }
 }
 
 impl Parked {
-    /// Runs the task on its thread now (waking it), unless the thread already took it up.
+    /// Runs the task on its thread now (waking it), unless it has been taken up already; then
+    /// this costs one atomic load.
     pub fn take_up(&self) {
-        if let Some(task) = self.slot.lock().take() {
+        if let Some(task) = self.slot.take() {
             self.handle.spawn(task);
         }
+    }
+
+    /// Whether the task still waits.
+    pub fn waiting(&self) -> bool {
+        !self.slot.taken.load(Ordering::Acquire)
     }
 }
 
@@ -88,7 +110,7 @@ struct ParkingState {
     /// Whether the thread ticks: tasks may be parked only then.
     ticking: bool,
     last_hand_over: Option<Instant>,
-    parked: Vec<Arc<Mutex<Option<Task>>>>,
+    parked: Vec<Arc<Slot>>,
 }
 
 impl Home {
@@ -109,7 +131,7 @@ impl Home {
         let mut state = self.parking.state.lock();
         if state.ticking {
             state.last_hand_over = Some(Instant::now());
-            let slot = Arc::new(Mutex::new(Some(Box::pin(task) as Task)));
+            let slot = Arc::new(Slot { task: Mutex::new(Some(Box::pin(task))), taken: AtomicBool::new(false) });
             state.parked.push(slot.clone());
             return Some(Parked { handle: self.handle.clone(), slot });
         }
@@ -153,10 +175,8 @@ impl Parking {
                     break;
                 }
                 drop(state);
-                for slot in parked {
-                    if let Some(task) = slot.lock().take() {
-                        tokio::spawn(task);
-                    }
+                for task in parked.iter().filter_map(|slot| slot.take()) {
+                    tokio::spawn(task);
                 }
             }
         }

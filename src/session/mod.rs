@@ -78,10 +78,9 @@ pub(crate) struct Shared {
     error: Mutex<Option<Error>>,
     commands: mpsc::UnboundedSender<Command>,
     command_rx: Mutex<Option<mpsc::UnboundedReceiver<Command>>>,
-    /// The session's task while parked with its I/O thread after a blocking create
-    /// ([`runtime::Home::park`]); `is_parked` tells without locking.
-    parked: Mutex<Option<runtime::Parked>>,
-    is_parked: std::sync::atomic::AtomicBool,
+    /// The session's task if a blocking create parked it with its I/O thread
+    /// ([`runtime::Home::park`]).
+    parked: OnceCell<runtime::Parked>,
     mailbox: messaging::Mailbox,
     /// Cookies set by balancers, sent on every later request of this session.
     cookies: Arc<cookies::CookieJar>,
@@ -115,8 +114,7 @@ impl Session {
                 error: Mutex::new(None),
                 commands,
                 command_rx: Mutex::new(Some(command_rx)),
-                parked: Mutex::new(None),
-                is_parked: std::sync::atomic::AtomicBool::new(false),
+                parked: OnceCell::new(),
             }),
         }
     }
@@ -155,8 +153,7 @@ impl Session {
                     home.spawn(task);
                 } else if let Some(parked) = home.park(task) {
                     // Parked, without waking the thread: the next call that needs it takes it up.
-                    *self.shared.parked.lock() = Some(parked);
-                    self.shared.is_parked.store(true, std::sync::atomic::Ordering::Release);
+                    let _ = self.shared.parked.set(parked);
                     if self.shared.mailbox.has_queued() {
                         // Another thread published while this one connected.
                         self.shared.unpark();
@@ -316,11 +313,8 @@ impl std::fmt::Debug for Session {
 impl Shared {
     /// Has the session's task run now if it is parked: called after anything it has to act on.
     fn unpark(&self) {
-        use std::sync::atomic::Ordering;
-        if self.is_parked.load(Ordering::Acquire) && self.is_parked.swap(false, Ordering::AcqRel) {
-            if let Some(parked) = self.parked.lock().take() {
-                parked.take_up();
-            }
+        if let Some(parked) = self.parked.get() {
+            parked.take_up();
         }
     }
 
@@ -440,14 +434,13 @@ fn creation_settled(state: State) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::Ordering;
 
     /// Sessions connected (blocking) until one is parked with its I/O thread; all of them.
     fn until_one_is_parked(url: &str) -> Vec<Session> {
         let mut sessions = Vec::new();
         for _ in 0..20 {
             let session = Session::connect(SessionConfig::new(url).unwrap(), None).unwrap();
-            let parked = session.shared.is_parked.load(Ordering::Acquire);
+            let parked = session.shared.parked.get().is_some_and(|p| p.waiting());
             sessions.push(session);
             if parked {
                 return sessions;
@@ -475,8 +468,7 @@ mod tests {
             let sessions = until_one_is_parked(&server.url());
             let parked = sessions.last().unwrap();
             call(parked);
-            assert!(!parked.shared.is_parked.load(Ordering::Acquire));
-            assert!(parked.shared.parked.lock().is_none());
+            assert!(!parked.shared.parked.get().unwrap().waiting());
         }
     }
 }
