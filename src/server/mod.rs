@@ -361,13 +361,15 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
                 return;
             }
         };
-    let Some(accepted) = upgrade(&shared, &request) else {
-        let (status, reason, body) = refusal(&shared, &request);
-        tracing::debug!(%peer, status, "WebSocket upgrade refused");
-        let retry = [("Retry-After", "1".to_string())];
-        let headers: &[(&str, String)] = if status == 503 { &retry } else { &[] };
-        let _ = http::write_response(&mut stream, status, reason, headers, body.as_bytes()).await;
-        return;
+    let accepted = match upgrade(&shared, &request) {
+        Ok(accepted) => accepted,
+        Err((status, reason, body)) => {
+            tracing::debug!(%peer, status, "WebSocket upgrade refused");
+            let retry = [("Retry-After", "1".to_string())];
+            let headers: &[(&str, String)] = if status == 503 { &retry } else { &[] };
+            let _ = http::write_response(&mut stream, status, reason, headers, body.as_bytes()).await;
+            return;
+        }
     };
     // A CONNECT_REQUEST that came with the upgrade request saves the client a round trip.
     let carried = request
@@ -418,25 +420,21 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     }
 }
 
-/// The Sec-WebSocket-Accept answer to a WebSocket upgrade request this server takes, or `None`
-/// if it refuses it ([`refusal`] says how).
-fn upgrade(shared: &Shared, request: &http::HttpRequest) -> Option<String> {
-    let key = request.header("sec-websocket-key")?;
-    let well_formed = request.method == "GET"
-        && request.header("sec-websocket-version") == Some("13")
-        && request.header("connection").is_some_and(|v| v.to_ascii_lowercase().contains("upgrade"));
-    let open = shared.config.paths.contains(&request.path) && shared.registry.len() < shared.config.max_sessions;
-    (well_formed && open).then(|| derive_accept_key(key.as_bytes()))
-}
-
-/// The status, reason and body refusing an upgrade request.
-fn refusal(shared: &Shared, request: &http::HttpRequest) -> (u16, &'static str, &'static str) {
+/// The Sec-WebSocket-Accept answer to a WebSocket upgrade request this server takes, or the
+/// status, reason and body refusing it.
+fn upgrade(shared: &Shared, request: &http::HttpRequest) -> Result<String, (u16, &'static str, &'static str)> {
     if !shared.config.paths.contains(&request.path) {
-        (404, "Not Found", "no session endpoint at this path\n")
-    } else if shared.registry.len() >= shared.config.max_sessions {
-        (503, "Service Unavailable", "server is at its session limit; try later\n")
-    } else {
-        (400, "Bad Request", "not a WebSocket upgrade request this server takes (GET, version 13, a key)\n")
+        return Err((404, "Not Found", "no session endpoint at this path\n"));
+    }
+    if shared.registry.len() >= shared.config.max_sessions {
+        return Err((503, "Service Unavailable", "server is at its session limit; try later\n"));
+    }
+    let upgrade = request.header("connection").is_some_and(|v| v.to_ascii_lowercase().contains("upgrade"));
+    match request.header("sec-websocket-key") {
+        Some(key) if request.method == "GET" && upgrade && request.header("sec-websocket-version") == Some("13") => {
+            Ok(derive_accept_key(key.as_bytes()))
+        }
+        _ => Err((400, "Bad Request", "not a WebSocket upgrade request this server takes (GET, version 13, a key)\n")),
     }
 }
 
