@@ -107,25 +107,21 @@ pub fn encode_leaving_out(frame: &Frame, out: &mut Vec<u8>, least: usize) -> Opt
             body.put_u64(*seq);
             put_str16(body, message.path());
             match message {
-                Message::Publish { data, .. } | Message::Deliver { data, .. } if data.len() >= least => {
-                    body.put_u32(data.len() as u32);
-                    left_out = Some(data.clone());
+                Message::Publish { data, .. } | Message::Deliver { data, .. } => {
+                    if data.len() >= least {
+                        body.put_u32(data.len() as u32);
+                        left_out = Some(data.clone());
+                    } else {
+                        put_bytes32(body, data);
+                    }
                     if matches!(message, Message::Publish { .. }) {
                         ft::PUBLISH
                     } else {
                         ft::DELIVER
                     }
                 }
-                Message::Publish { data, .. } => {
-                    put_bytes32(body, data);
-                    ft::PUBLISH
-                }
                 Message::Subscribe { .. } => ft::SUBSCRIBE,
                 Message::Unsubscribe { .. } => ft::UNSUBSCRIBE,
-                Message::Deliver { data, .. } => {
-                    put_bytes32(body, data);
-                    ft::DELIVER
-                }
             }
         }
         Frame::Ack(seq) => {

@@ -217,7 +217,8 @@ const WRITTEN_IN_PLACE: usize = 1024;
 /// encoded into one buffer, and the data of large messages goes out from the messages themselves
 /// in the same vectored write.
 async fn send_batched(ws: &mut ServerWs, frames: &[Frame]) -> Result<(), ()> {
-    let mut heads = Vec::with_capacity(4096);
+    // A lone frame (an ACK, one delivery) needs little room; a burst fills a batch.
+    let mut heads = if frames.len() > 1 { protocol::batch_buffer() } else { Vec::with_capacity(64) };
     // Where each left-out data belongs in `heads`, and the data.
     let mut data: Vec<(usize, bytes::Bytes)> = Vec::new();
     let mut data_len = 0;
