@@ -36,6 +36,9 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("--echo-server") {
         return echo_server_process();
     }
+    if args.get(1).map(String::as_str) == Some("--io-cpu") {
+        return println!("{:.1}", io_cpu_at(&args[2], args[3].parse().unwrap()));
+    }
     if args.get(1).map(String::as_str) == Some("--round-trips") {
         for t in session_round_trips(&args[2], args[3].parse().unwrap(), SMALL) {
             println!("{t:.1}");
@@ -122,15 +125,15 @@ fn main() {
 
     // Round trip, 64 bytes.
     // Also publishing from the message handler, libsession's own event loop, and with the I/O
-    // threads polling before they sleep (a process of its own, as the setting is per process),
-    // in the same turns.
+    // threads' polling off (a process of its own, as the setting is per process), in the same
+    // turns.
     let handler_rtts = std::cell::RefCell::new(Vec::new());
-    let spinning_rtts = std::cell::RefCell::new(Vec::new());
+    let unpolled_rtts = std::cell::RefCell::new(Vec::new());
     let (raw_rtts, our_rtts, lws_rtts) = take_turns(
         || rt.block_on(raw_round_trips(echo, ROUND_TRIPS, SMALL)),
         || {
             handler_rtts.borrow_mut().extend(session_round_trips_in_handler(&server.url(), ROUND_TRIPS, SMALL));
-            spinning_rtts.borrow_mut().extend(round_trips_spinning(&server.url(), ROUND_TRIPS));
+            unpolled_rtts.borrow_mut().extend(round_trips_without_polling(&server.url(), ROUND_TRIPS));
             session_round_trips(&server.url(), ROUND_TRIPS, SMALL)
         },
         lws.as_ref().map(|c| move || c.run(echo.port(), "rtt", ROUND_TRIPS, SMALL)),
@@ -143,7 +146,7 @@ fn main() {
         lws_rtts.as_ref().map(|r| percentile(r, 50.0)),
         Goal::AtMost(1.2),
     ));
-    let (handler_rtts, spinning_rtts) = (handler_rtts.into_inner(), spinning_rtts.into_inner());
+    let (handler_rtts, unpolled_rtts) = (handler_rtts.into_inner(), unpolled_rtts.into_inner());
     rows.push(Row::new(
         "round trip p50, 64 B, published from the message handler (µs)",
         percentile(&handler_rtts, 50.0),
@@ -152,8 +155,8 @@ fn main() {
         Goal::Report,
     ));
     rows.push(Row::new(
-        &format!("round trip p50, 64 B, LIBSESSION_IO_SPIN_US={SPIN_US} (µs)"),
-        percentile(&spinning_rtts, 50.0),
+        "round trip p50, 64 B, polling off: LIBSESSION_IO_SPIN_US=0 (µs)",
+        percentile(&unpolled_rtts, 50.0),
         percentile(&raw_rtts, 50.0),
         lws_rtts.as_ref().map(|r| percentile(r, 50.0)),
         Goal::Report,
@@ -196,6 +199,20 @@ fn main() {
             lws_rate.map(|r| r * size as f64 / 1e6),
             Goal::ReportHigher,
         ));
+    }
+
+    // What the I/O threads' polling costs: CPU with steady traffic, on and off.
+    for gap_us in [50u64, 1000] {
+        for (setting, spin_us) in [("polling on (default)", None), ("polling off", Some(0))] {
+            let cpu = median(&in_process("--io-cpu", &[&server.url(), &gap_us.to_string()], spin_us));
+            rows.push(Row::new(
+                &format!("I/O threads' CPU, a 64 B message every {gap_us} µs, {setting} (% of a core)"),
+                cpu,
+                0.0,
+                None,
+                Goal::Report,
+            ));
+        }
     }
 
     // Scale and recovery.
@@ -258,14 +275,16 @@ const NOTES: &str = "## What is measured\n\n\
   the thread takes it up at the application's next call (here `session_free`) or its next tick.\n\
 - Round trip: from `session_publish` on the application's thread to the subscription's message\n  \
   handler, where the application receives (the baselines receive in their event loop). The\n  \
-  publish is written from the calling thread; the delivery is read by the session's I/O thread,\n  \
-  which has slept since it delivered the previous message: on this virtual machine waking it\n  \
-  costs tens of microseconds more than waking a thread that has just gone to sleep, which the\n  \
-  single-threaded baselines do. Two rows without a target show the cost: \"published from the\n  \
-  message handler\" sends each message from the handler of the previous one (one thread, as in\n  \
-  the baselines), and the `LIBSESSION_IO_SPIN_US` row lets the I/O threads poll for that long\n  \
-  after work before they sleep (off by default: it spends CPU, and on two cores it slows the\n  \
-  connect and throughput figures).\n\
+  publish is written from the calling thread; the delivery is read by the session's I/O thread.\n  \
+  After work, an I/O thread polls its sockets for a while before it sleeps, for as long as the\n  \
+  next work has lately come within its window (up to 100 µs): waking a thread that sleeps costs\n  \
+  tens of microseconds on a virtual machine whose kernel does not poll before it halts a virtual\n  \
+  CPU (guest halt polling 0 ns, as in the machine description). Rows without a target show\n  \
+  the parts: \"published from the message handler\" sends each message from the handler of the\n  \
+  previous one (one thread, as in the baselines); \"polling off\" is the round trip with\n  \
+  `LIBSESSION_IO_SPIN_US=0`.\n\
+- Polling costs CPU only while work comes at short intervals: the I/O threads' CPU rows measure\n  \
+  a session that publishes to its own subscription at a steady pace, with polling on and off.\n\
 - Throughput: the baselines send to the echo server and receive the echoes in one process;\n  \
   libsession publishes from one process through the bundled server to a subscriber in another,\n  \
   every message numbered and acknowledged.\n\
@@ -359,8 +378,12 @@ fn machine() -> String {
         .and_then(|m| m.lines().next().map(str::to_string))
         .unwrap_or_default();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    // How long an idle virtual CPU polls before it halts (0: it halts at once, and waking it is dear).
+    let halt_poll = std::fs::read_to_string("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
+        .map(|ns| format!("{} ns", ns.trim()))
+        .unwrap_or_else(|_| "not a haltpoll guest".into());
     format!(
-        "- CPU: {cpu}, {cores} cores\n- {memory}\n- Linux {}\n- libsession I/O threads: {}",
+        "- CPU: {cpu}, {cores} cores\n- {memory}\n- Linux {}\n- guest halt polling: {halt_poll}\n- libsession I/O threads: {}",
         kernel.trim(),
         session::runtime::DEFAULT_IO_THREADS
     )
@@ -815,19 +838,67 @@ fn session_round_trips_in_handler(url: &str, count: usize, size: usize) -> Vec<f
     times
 }
 
-/// The I/O threads' polling window for the row that sets it.
-const SPIN_US: u32 = 50;
-
-/// Round trips as [`session_round_trips`] measures them, in a process whose I/O threads keep
-/// polling for [`SPIN_US`] after work before they sleep.
-fn round_trips_spinning(url: &str, count: usize) -> Vec<f64> {
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args(["--round-trips", url, &count.to_string()])
-        .env("LIBSESSION_IO_SPIN_US", SPIN_US.to_string())
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "round trips with LIBSESSION_IO_SPIN_US failed");
+/// Runs this bench in `mode` in a process of its own, with `LIBSESSION_IO_SPIN_US` set to
+/// `spin_us` (or left alone), and returns the figures it prints.
+fn in_process(mode: &str, args: &[&str], spin_us: Option<u32>) -> Vec<f64> {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.arg(mode).args(args);
+    if let Some(us) = spin_us {
+        command.env("LIBSESSION_IO_SPIN_US", us.to_string());
+    }
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "{mode} with LIBSESSION_IO_SPIN_US={spin_us:?} failed");
     samples(&output.stdout)
+}
+
+/// Round trips as [`session_round_trips`] measures them, in a process whose I/O threads do not
+/// poll before they sleep.
+fn round_trips_without_polling(url: &str, count: usize) -> Vec<f64> {
+    in_process("--round-trips", &[url, &count.to_string()], Some(0))
+}
+
+/// CPU time of the library's I/O threads, from /proc (nanosecond precision).
+fn io_threads_cpu() -> Duration {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let dir = task.unwrap().path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if name.starts_with("libsession-io") {
+            let stat = std::fs::read_to_string(dir.join("schedstat")).unwrap_or_default();
+            total += stat.split_whitespace().next().and_then(|ns| ns.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    Duration::from_nanos(total)
+}
+
+/// The I/O threads' CPU, in percent of a core, while one session publishes a 64 B message every
+/// `gap_us` to its own subscription for half a second.
+fn io_cpu_at(url: &str, gap_us: u64) -> f64 {
+    let session = open(url, None);
+    let (tx, rx) = mpsc::channel::<Instant>();
+    let sink = Mutex::new(tx);
+    let path = c("bench/cpu");
+    subscribe_with(session, &path, stamping, &sink);
+    let payload = [1u8; SMALL];
+    assert!(publish(session, &path, &payload));
+    rx.recv_timeout(Duration::from_secs(10)).expect("subscription in place");
+    // Sleeps wake on time, not up to 50 µs late (the default timer slack).
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
+    let count = (500_000 / gap_us) as u32;
+    let (cpu, start) = (io_threads_cpu(), Instant::now());
+    for n in 0..count {
+        let due = start + Duration::from_micros(gap_us) * n;
+        if let Some(ahead) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(ahead);
+        }
+        assert!(publish(session, &path, &payload));
+    }
+    for _ in 0..count {
+        rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    }
+    let share = (io_threads_cpu() - cpu).as_secs_f64() / start.elapsed().as_secs_f64() * 100.0;
+    unsafe { session_free(session) };
+    share
 }
 
 /// A message handler that passes the time of each arrival to a channel.

@@ -5,8 +5,9 @@
 //! its own single-threaded runtime and sessions are spread over them in turn: a session's work
 //! stays on one thread, with no hand-over between threads on its way.
 //!
-//! An idle I/O thread sleeps; with `LIBSESSION_IO_SPIN_US` set it first keeps polling its sockets
-//! for that long after work ([`note_activity`]), trading CPU for a quicker pick-up of answers.
+//! After work ([`note_activity`]) an I/O thread keeps polling its sockets for a window before it
+//! sleeps, trading CPU for a quicker pick-up of answers; the window adapts to the traffic
+//! ([`PollWindow`]), up to `LIBSESSION_IO_SPIN_US` (default [`DEFAULT_SPIN_US`], 0 turns it off).
 //!
 //! A blocking create opens its connection on the calling thread instead ([`run_here`]), as a
 //! single-threaded event loop would, and then hands the session to its I/O thread: sockets move
@@ -250,7 +251,7 @@ pub fn get() -> Result<&'static IoThreads> {
             .ok()
             .and_then(|v| v.trim().parse::<u64>().ok())
             .filter(|us| *us <= MAX_SPIN_US)
-            .unwrap_or(0);
+            .unwrap_or(DEFAULT_SPIN_US);
         crate::logging::init_from_env();
         IoThreads::start(count, Duration::from_micros(spin), (PARK_TICK, PARK_LINGER))
     })
@@ -258,6 +259,8 @@ pub fn get() -> Result<&'static IoThreads> {
 
 /// The longest `LIBSESSION_IO_SPIN_US` taken.
 const MAX_SPIN_US: u64 = 10_000;
+/// The longest poll window of an I/O thread unless `LIBSESSION_IO_SPIN_US` says otherwise.
+pub const DEFAULT_SPIN_US: u64 = 100;
 
 /// Records that a session's task woke on this I/O thread (work came in).
 pub fn note_activity() {
@@ -267,17 +270,60 @@ pub fn note_activity() {
     }
 }
 
-/// What an I/O thread does besides its tasks. With `spin` zero: nothing, it sleeps whenever its
-/// tasks wait. Otherwise, after work it keeps polling its sockets for `spin` without sleeping, so
-/// that an answer arriving soon is picked up without a wake-up; then it sleeps until the next
-/// work.
-async fn idle(spin: Duration) {
-    if spin.is_zero() {
+/// How long an I/O thread polls its sockets after work before it sleeps, adapted to how long
+/// the thread has been idle lately, as Linux adapts a virtual CPU's halt polling
+/// (`cpuidle-haltpoll`): the window grows while the next work comes a little after it (polling a
+/// little longer would have caught it) and shrinks while the next work comes after the longest
+/// window (polling is wasted). Sparse traffic thus polls not at all, and request/response traffic
+/// with short turns polls just long enough to catch the answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PollWindow {
+    now: Duration,
+    max: Duration,
+}
+
+impl PollWindow {
+    /// The window a grown window starts at (or the longest, if shorter).
+    const GROW_START: Duration = Duration::from_micros(10);
+
+    /// Starts closed; `max` zero turns polling off.
+    fn new(max: Duration) -> PollWindow {
+        PollWindow { now: Duration::ZERO, max }
+    }
+
+    /// Takes in that the thread was idle for `idle`, from the end of its work to the next work.
+    fn after_idle(&mut self, idle: Duration) {
+        if idle <= self.now {
+            // Caught by polling.
+        } else if idle <= self.max {
+            self.now = (self.now * 2).max(Self::GROW_START).min(self.max);
+        } else {
+            self.now /= 2;
+            if self.now < Self::GROW_START {
+                self.now = Duration::ZERO;
+            }
+        }
+    }
+}
+
+/// What an I/O thread does besides its tasks: after work, it keeps polling its sockets for its
+/// [`PollWindow`] without sleeping, so that an answer arriving soon is picked up without a
+/// wake-up; then it sleeps until the next work. While it polls, it lets any other thread that is
+/// ready to run on its CPU go first.
+async fn idle(max: Duration) {
+    if max.is_zero() {
         return std::future::pending().await;
     }
     let activity = || ACTIVITY.with(|a| a.get());
+    let mut window = PollWindow::new(max);
     let mut seen = activity();
     loop {
+        let since = Instant::now();
+        while activity() == seen && since.elapsed() < window.now {
+            // Yielding lets the runtime poll its sockets without waiting, then run what is ready.
+            tokio::task::yield_now().await;
+            std::thread::yield_now();
+        }
         std::future::poll_fn(|cx| {
             if activity() != seen {
                 return std::task::Poll::Ready(());
@@ -286,16 +332,8 @@ async fn idle(spin: Duration) {
             std::task::Poll::Pending
         })
         .await;
-        let mut since = std::time::Instant::now();
+        window.after_idle(since.elapsed());
         seen = activity();
-        while since.elapsed() < spin {
-            // Yielding lets the runtime poll its sockets without waiting, then run what is ready.
-            tokio::task::yield_now().await;
-            if activity() != seen {
-                seen = activity();
-                since = std::time::Instant::now();
-            }
-        }
     }
 }
 
@@ -383,6 +421,37 @@ mod tests {
             },
             rx,
         )
+    }
+
+    #[test]
+    fn the_poll_window_grows_while_work_comes_soon_after_it_and_closes_while_it_comes_late() {
+        let us = Duration::from_micros;
+        let mut window = PollWindow::new(us(100));
+        assert_eq!(window.now, Duration::ZERO, "starts closed");
+        // Turns of 30 µs: it grows until it covers them, and stays.
+        let mut sizes = Vec::new();
+        for _ in 0..5 {
+            window.after_idle(us(30));
+            sizes.push(window.now.as_micros());
+        }
+        assert_eq!(sizes, [10, 20, 40, 40, 40]);
+        // Never beyond the longest window.
+        for _ in 0..10 {
+            window.after_idle(us(90));
+        }
+        assert_eq!(window.now, us(100));
+        // Work that comes later than the longest window halves it, down to closed.
+        let mut sizes = Vec::new();
+        for _ in 0..5 {
+            window.after_idle(Duration::from_millis(5));
+            sizes.push(window.now.as_micros());
+        }
+        assert_eq!(sizes, [50, 25, 12, 0, 0]);
+        // Off: never opens.
+        let mut off = PollWindow::new(Duration::ZERO);
+        off.after_idle(Duration::ZERO);
+        off.after_idle(us(5));
+        assert_eq!(off.now, Duration::ZERO);
     }
 
     #[test]
