@@ -4,6 +4,7 @@ mod polling;
 pub(crate) mod readahead;
 pub(crate) mod socket;
 mod websocket;
+pub(crate) mod wsframe;
 
 pub use polling::PollConnection;
 pub use websocket::{WsConnection, WsWriter};
