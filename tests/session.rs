@@ -121,6 +121,72 @@ fn a_websocket_server_speaking_text_is_not_a_session_server() {
 }
 
 #[test]
+fn a_websocket_ping_from_the_server_is_answered_while_the_session_runs() {
+    let (pong_tx, pong_rx) = std::sync::mpsc::channel();
+    let port = fake_peer(move |stream| {
+        let pong_tx = pong_tx.clone();
+        async move {
+            use futures_util::StreamExt;
+            let mut ws = accept_ws(stream).await;
+            send_frame(&mut ws, &ok_response(10_000)).await;
+            let _ = ws.send(Message::Ping(b"are you there".to_vec().into())).await;
+            while let Some(Ok(message)) = ws.next().await {
+                if let Message::Pong(payload) = message {
+                    let _ = pong_tx.send(payload.to_vec());
+                }
+            }
+        }
+    });
+    let session = Session::connect(config(&format!("ws://127.0.0.1:{port}")), None).unwrap();
+    let pong = pong_rx.recv_timeout(Duration::from_secs(5)).expect("a pong");
+    assert_eq!(pong, b"are you there");
+    assert_eq!(session.state(), State::ConnectedActive);
+}
+
+#[test]
+fn a_masked_frame_from_the_server_is_a_protocol_error() {
+    let port = fake_peer(|stream| async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = stream;
+        let mut buf = vec![0u8; 8192];
+        let n = stream.read(&mut buf).await.unwrap();
+        let request = String::from_utf8_lossy(&buf[..n]).to_string();
+        let key =
+            request.lines().find_map(|l| l.strip_prefix("Sec-WebSocket-Key: ")).expect("a key").trim().to_string();
+        let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+        let mut answer =
+            format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n")
+                .into_bytes();
+        // A binary frame with the mask bit set: only clients mask.
+        answer.extend_from_slice(&[0x82, 0x84, 0, 0, 0, 0, 1, 2, 3, 4]);
+        let _ = stream.write_all(&answer).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    });
+    let err = Session::connect(config(&format!("ws://127.0.0.1:{port}")), None).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ConnectionProtocolError, "{err}");
+    assert!(err.message().contains("must not be masked"), "{err}");
+}
+
+#[test]
+fn an_upgrade_answer_with_a_wrong_accept_key_is_refused() {
+    for answer in [
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: bm90IHRoZSBrZXk=\r\n\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n",
+    ] {
+        let port = fake_peer(move |mut stream| async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut buf = [0u8; 8192];
+            let _ = stream.read(&mut buf).await;
+            let _ = stream.write_all(answer.as_bytes()).await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        let err = Session::connect(config(&format!("ws://127.0.0.1:{port}")), None).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidConnectionProtocol, "{err}");
+        assert!(err.message().contains("did not complete the WebSocket upgrade"), "{err}");
+    }
+}
+
+#[test]
 fn a_garbage_frame_in_the_handshake_is_a_protocol_error() {
     let port = fake_peer(|stream| async move {
         let mut ws = accept_ws(stream).await;

@@ -7,7 +7,7 @@
 pub mod auth;
 pub mod config;
 mod http_connect;
-mod response;
+pub(crate) mod response;
 mod socks5;
 
 pub use auth::{Challenge, ChallengeHandler, ProxyAuth, DEFAULT_MAXIMUM_CONVERSATIONS};

@@ -62,6 +62,8 @@ pub struct ResponseReader {
     body_seen: u64,
     keep_body: bool,
     body_limit: u64,
+    /// Whether the response is complete with its head (its body, if any, is not read).
+    head_only: bool,
 }
 
 impl ResponseReader {
@@ -76,6 +78,19 @@ impl ResponseReader {
             body_seen: 0,
             keep_body: false,
             body_limit: MAX_BODY_SIZE,
+            head_only: false,
+        }
+    }
+
+    /// A reader for the answer of server `peer` to a WebSocket upgrade request: complete with
+    /// its head (a 101 has no body, and the body of a refusal is not needed); what follows the
+    /// head is the server's first WebSocket bytes.
+    pub fn upgrade(peer: &str) -> Self {
+        ResponseReader {
+            head_only: true,
+            peer: format!("server {peer}"),
+            code: ErrorCode::InvalidConnectionProtocol,
+            ..ResponseReader::new(peer, false)
         }
     }
 
@@ -96,6 +111,9 @@ impl ResponseReader {
         self.buf.extend_from_slice(data);
         if self.head.is_none() && !self.parse_head()? {
             return Ok(None);
+        }
+        if self.head_only {
+            return Ok(self.head.take().map(|(response, _)| response));
         }
         self.skip_body()
     }
@@ -288,6 +306,20 @@ mod tests {
         assert_eq!(resp.status, 200);
         assert_eq!(resp.status_line, "HTTP/1.0 200 Connection established");
         assert_eq!(r.into_rest(), b"HTTP/1.1 101");
+    }
+
+    #[test]
+    fn an_upgrade_answer_ends_at_its_head_whatever_its_status() {
+        let mut r = ResponseReader::upgrade("s:1");
+        let resp = r.push(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x82\x05").unwrap().unwrap();
+        assert_eq!((resp.status, resp.header("upgrade").as_deref()), (101, Some("websocket")));
+        assert_eq!(r.into_rest(), b"\x82\x05");
+        // A refusal is complete without its body, even one that lasts until close.
+        let mut r = ResponseReader::upgrade("s:1");
+        assert_eq!(r.push(b"HTTP/1.1 403 Forbidden\r\n\r\nno").unwrap().unwrap().status, 403);
+        let e = ResponseReader::upgrade("s:1").push(b"SSH-2.0-OpenSSH\r\n\r\n").unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidConnectionProtocol);
+        assert!(e.message().starts_with("server s:1 sent a malformed response"), "{e}");
     }
 
     #[test]

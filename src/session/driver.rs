@@ -13,7 +13,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::protocol::reliable::{Incoming, Receipt};
 use crate::protocol::{self, ClientHandshake, CloseReason, ConnectRequest, Established, Frame, Message, SessionId};
 use crate::reconnect::ReconnectPolicy;
-use crate::transport::{Connection, Transport};
+use crate::transport::{Connection, Received, Transport};
 
 /// Silence from the server longer than this many keep-alive intervals means the link is dead.
 const KEEP_ALIVE_MISSES: u32 = 2;
@@ -415,7 +415,7 @@ async fn serve_lending(
             shared.mailbox.lend(writer);
         }
         let woke = tokio::select! {
-            received = conn.recv() => Woke::Received(received),
+            received = conn.next() => Woke::Received(received),
             _ = shared.mailbox.ready.notified(), if room => Woke::Mail,
             _ = sleep_until(ack_at.unwrap_or_else(far_future)), if ack_at.is_some() => Woke::AckDue,
             _ = sleep_until(keep_alive.deadline) => Woke::Silent,
@@ -431,8 +431,16 @@ async fn serve_lending(
         match woke {
             Woke::Received(received) => {
                 let frame = match received {
-                    Ok(Some(frame)) => frame,
-                    Ok(None) => {
+                    Ok(Received::Frame(frame)) => frame,
+                    Ok(Received::PongDue) => {
+                        keep_alive.heard();
+                        hold(shared, conn);
+                        if let Err(e) = conn.flush().await {
+                            return e.into();
+                        }
+                        continue;
+                    }
+                    Ok(Received::Closed) => {
                         return Ended::Lost(Error::new(
                             ErrorCode::CommunicationError,
                             format!(
@@ -483,7 +491,7 @@ async fn serve_lending(
 
 /// What ended a wait of [`serve`].
 enum Woke {
-    Received(Result<Option<Frame>>),
+    Received(Result<Received>),
     Mail,
     AckDue,
     Silent,

@@ -124,10 +124,10 @@ impl Mailbox {
         if *spent || !out.has_room() || self.has_queued() {
             return Err(message);
         }
-        let mut cx = Context::from_waker(&self.bell);
-        if !writer.ready(&mut cx) {
+        if !writer.ready() {
             return Err(message);
         }
+        let mut cx = Context::from_waker(&self.bell);
         *spent = true;
         let frame = out.push(message);
         if !writer.send_now(protocol::encode(&frame), &mut cx) {

@@ -1,13 +1,12 @@
 //! Ways of carrying protocol frames to the server.
 
 mod polling;
-pub(crate) mod readahead;
 pub(crate) mod socket;
 mod websocket;
 pub(crate) mod wsframe;
 
 pub use polling::PollConnection;
-pub use websocket::{WsConnection, WsWriter};
+pub use websocket::{Received, WsConnection, WsWriter};
 
 use std::net::SocketAddr;
 
@@ -88,10 +87,21 @@ impl Connection {
         }
     }
 
+    /// The next frame; `Ok(None)` when the server closed the connection. Answers WebSocket
+    /// pings itself, so the writer must not be lent.
     pub async fn recv(&mut self) -> Result<Option<crate::protocol::Frame>> {
         match self {
             Connection::Ws(c) => c.recv().await,
             Connection::Poll(c) => c.recv().await,
+        }
+    }
+
+    /// What the server sent next; a WebSocket ping is answered by the next [`Connection::flush`].
+    /// Cancel-safe.
+    pub async fn next(&mut self) -> Result<Received> {
+        match self {
+            Connection::Ws(c) => c.next().await,
+            Connection::Poll(c) => Ok(c.recv().await?.map_or(Received::Closed, Received::Frame)),
         }
     }
 
@@ -110,7 +120,7 @@ impl Connection {
         }
     }
 
-    /// Finishes sending what a borrower of the writer left buffered.
+    /// Finishes sending what a borrower of the writer left buffered, and answers a WebSocket ping.
     pub async fn flush(&mut self) -> Result<()> {
         match self {
             Connection::Ws(c) => c.flush().await,

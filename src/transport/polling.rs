@@ -119,10 +119,7 @@ impl HttpChannel {
                 }
             }
         };
-        self.cookies.store_values(
-            url,
-            response.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("set-cookie")).map(|(_, v)| v.as_str()),
-        );
+        self.cookies.store(url, &response.headers);
         Ok(response)
     }
 

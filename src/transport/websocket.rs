@@ -1,35 +1,64 @@
 //! Frames over a WebSocket: one or more protocol frames per binary message.
+//!
+//! The upgrade and the framing are the library's own, over the shared framing of
+//! [`super::wsframe`]: bytes read go into one buffer that is not zero-filled first, and the
+//! messages' payloads (and the data of the deliveries in them) are handed on as they lie there;
+//! an outgoing message is masked in place and written as its header and payload in one vectored
+//! write.
 
 use std::collections::VecDeque;
-use std::task::{Context, Poll};
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
-use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, protocol::WebSocketConfig, Message};
-use tokio_tungstenite::WebSocketStream;
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio_tungstenite::tungstenite::handshake::{client::generate_key, derive_accept_key};
+use tokio_tungstenite::tungstenite::http::StatusCode;
 
+use super::wsframe::{self, Decoder, Event, FrameError, Peer, BINARY, CLOSE, MAX_HEADER, PONG};
 use super::Stream;
 use crate::error::{Error, ErrorCode, Result};
 use crate::protocol::{self, Frame, FRAME_HEADER_LEN};
+use crate::proxy::response::{ProxyResponse, ResponseReader};
 use crate::session::cookies::CookieJar;
 use crate::session::url::ServerUrl;
 use crate::session::SessionOptions;
 
-/// Bytes read from the socket at a time.
-const READ_CHUNK: usize = 4 * 1024;
+/// Bytes read at a time from a quiet connection: the buffer an idle connection holds.
+const CHUNK: usize = 4 * 1024;
+/// Bytes read at a time while data streams in (a read filled the buffer).
+const BULK: usize = 64 * 1024;
+
+/// What the server sent next.
+#[derive(Debug)]
+pub enum Received {
+    Frame(Frame),
+    /// The server closed the WebSocket.
+    Closed,
+    /// A WebSocket ping, to be answered by the next flush.
+    PongDue,
+}
 
 /// An open WebSocket to the server carrying protocol frames.
 pub struct WsConnection {
-    reader: SplitStream<WebSocketStream<Stream>>,
+    reader: ReadHalf<Stream>,
+    /// Bytes read and not yet taken.
+    buf: BytesMut,
+    decoder: Decoder,
+    /// Whether the last read filled the buffer (data is streaming in).
+    bulk: bool,
     /// `None` while lent ([`WsConnection::lend`]).
     writer: Option<WsWriter>,
     pending: VecDeque<Frame>,
     max_frame_size: u32,
-    write_timeout: std::time::Duration,
+    write_timeout: Duration,
     peer: String,
     /// Whether the server took the CONNECT_REQUEST from the upgrade request.
     connect_sent: bool,
+    /// The payload of a ping to answer.
+    pong_due: Option<Bytes>,
 }
 
 impl WsConnection {
@@ -44,56 +73,40 @@ impl WsConnection {
     ) -> Result<WsConnection> {
         let peer = url.authority();
         let max_frame_size = options.frame_limit();
-        let stream = super::open_stream(url, options).await?;
-        let mut request = url.to_url_string().into_client_request().map_err(|e| {
-            Error::new(ErrorCode::ParseUrl, format!("cannot build the upgrade request for {peer}: {e}"))
-        })?;
-        let extra = options.http_headers.iter().map(|(n, v)| (n.clone(), v.clone()));
-        for (name, value) in extra.chain(cookies.header(url).map(|c| ("Cookie".to_string(), c))) {
-            let (Ok(name), Ok(value)) = (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str()))
-            else {
-                return Err(Error::illegal_argument(format!("header '{name}' cannot be sent")));
-            };
-            request.headers_mut().append(name, value);
+        let mut stream = super::open_stream(url, options).await?;
+        let key = generate_key();
+        let offer = protocol::connect_header(connect);
+        let request = upgrade_request(url, options, cookies, &key, offer.as_deref());
+        if let Err(e) = async {
+            stream.write_all(&request).await?;
+            stream.flush().await
         }
-        // The request carries the credentials: marked sensitive, it never shows in debug output.
-        let offered = match protocol::connect_header(connect).map(HeaderValue::try_from) {
-            Some(Ok(mut value)) => {
-                value.set_sensitive(true);
-                request.headers_mut().insert(protocol::CONNECT_HEADER, value).is_none()
-            }
-            _ => false,
-        };
-        let message_limit = max_frame_size as usize + FRAME_HEADER_LEN;
-        // The codec reads in chunks of up to READ_CHUNK bytes: the chunk is memory every idle
-        // session holds, so it stays small; ReadAhead reads in bulk underneath while data streams.
-        let config = WebSocketConfig::default()
-            .max_message_size(Some(message_limit))
-            .max_frame_size(Some(message_limit))
-            .read_buffer_size(READ_CHUNK)
-            .write_buffer_size(0);
-        let stream: Stream = Box::new(super::readahead::ReadAhead::new(stream));
-        let (ws, response) = match tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await {
-            Ok(upgraded) => upgraded,
-            Err(e) => {
-                if let tungstenite::Error::Http(response) = &e {
-                    cookies.store(url, response.headers());
-                }
-                return Err(upgrade_error(&peer, &url.path, e));
-            }
-        };
-        cookies.store(url, response.headers());
-        let accepted =
-            response.headers().get(protocol::CONNECT_HEADER).is_some_and(|v| v == protocol::CONNECT_ACCEPTED);
-        let (sink, reader) = ws.split();
+        .await
+        {
+            return Err(Error::new(
+                ErrorCode::HandshakeSendFail,
+                format!("cannot send the WebSocket upgrade request to {peer}: {e}"),
+            )
+            .try_later());
+        }
+        let (response, rest) = read_upgrade_response(&mut stream, &peer).await?;
+        cookies.store(url, &response.headers);
+        check_upgrade(&response, &key, &peer, &url.path)?;
+        let accepted = response.header(protocol::CONNECT_HEADER).is_some_and(|v| v == protocol::CONNECT_ACCEPTED);
+        let vectored = stream.is_write_vectored();
+        let (reader, writer) = tokio::io::split(stream);
         Ok(WsConnection {
             reader,
-            writer: Some(WsWriter { sink }),
+            buf: BytesMut::from(&rest[..]),
+            decoder: Decoder::new(Peer::Server, max_frame_size as usize + FRAME_HEADER_LEN),
+            bulk: false,
+            writer: Some(WsWriter { half: writer, vectored, out: None }),
             pending: VecDeque::new(),
             max_frame_size,
             write_timeout: options.write_timeout,
             peer,
-            connect_sent: offered && accepted,
+            connect_sent: offer.is_some() && accepted,
+            pong_due: None,
         })
     }
 
@@ -115,23 +128,31 @@ impl WsConnection {
 
     /// Sends already encoded frames (one or more) as one message, within the write timeout.
     pub async fn send_encoded(&mut self, frames: Vec<u8>) -> Result<()> {
-        self.write(|sink| sink.send(Message::binary(frames))).await
+        self.write(Some((BINARY, frames))).await
     }
 
-    /// Finishes sending what a borrower of the writer left in its buffer, within the write timeout.
+    /// Finishes sending what a borrower of the writer left unwritten, and answers a ping, within
+    /// the write timeout.
     pub async fn flush(&mut self) -> Result<()> {
-        self.write(|sink| sink.flush()).await
+        self.write(None).await
     }
 
-    async fn write<'a, F>(&'a mut self, op: impl FnOnce(&'a mut WsSink) -> F) -> Result<()>
-    where
-        F: std::future::Future<Output = std::result::Result<(), tungstenite::Error>>,
-    {
+    /// Finishes what was begun, answers a due ping, then sends `message` (opcode, payload).
+    async fn write(&mut self, message: Option<(u8, Vec<u8>)>) -> Result<()> {
         let peer = &self.peer;
         let Some(writer) = self.writer.as_mut() else {
             return Err(Error::new(ErrorCode::SocketWriteFail, format!("cannot send to {peer}: the writer is lent")));
         };
-        match tokio::time::timeout(self.write_timeout, op(&mut writer.sink)).await {
+        let pong = self.pong_due.take();
+        let work = async {
+            writer.drain().await?;
+            for (opcode, payload) in pong.map(|p| (PONG, p.to_vec())).into_iter().chain(message) {
+                writer.start(opcode, payload);
+                writer.drain().await?;
+            }
+            Ok::<(), std::io::Error>(())
+        };
+        match tokio::time::timeout(self.write_timeout, work).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(Error::new(ErrorCode::SocketWriteFail, format!("cannot send to {peer}: {e}"))),
             Err(_) => Err(Error::new(
@@ -151,126 +172,255 @@ impl WsConnection {
         self.writer = Some(writer);
     }
 
-    /// The next frame; `Ok(None)` when the server closed the WebSocket. Cancel-safe.
+    /// The next frame; `Ok(None)` when the server closed the WebSocket. Answers pings itself,
+    /// so the writer must not be lent.
     pub async fn recv(&mut self) -> Result<Option<Frame>> {
         loop {
-            if let Some(frame) = self.pending.pop_front() {
-                return Ok(Some(frame));
+            match self.next().await? {
+                Received::Frame(frame) => return Ok(Some(frame)),
+                Received::Closed => return Ok(None),
+                Received::PongDue => self.flush().await?,
             }
-            let message = match self.reader.next().await {
-                None | Some(Ok(Message::Close(_))) => return Ok(None),
-                Some(Ok(message)) => message,
-                Some(Err(e)) => return Err(read_error(&self.peer, e)),
-            };
-            match message {
-                Message::Binary(bytes) => {
-                    let frames = protocol::decode_owned(bytes, self.max_frame_size).map_err(|e| {
+        }
+    }
+
+    /// What the server sent next. Cancel-safe.
+    pub async fn next(&mut self) -> Result<Received> {
+        loop {
+            if let Some(frame) = self.pending.pop_front() {
+                return Ok(Received::Frame(frame));
+            }
+            match self.decoder.decode(&mut self.buf) {
+                Ok(Some(Event::Binary(payload))) => {
+                    let frames = protocol::decode_owned(payload, self.max_frame_size).map_err(|e| {
                         Error::new(
                             ErrorCode::ConnectionProtocolError,
                             format!("server {} sent a bad frame: {e}", self.peer),
                         )
                     })?;
                     self.pending.extend(frames);
+                    continue;
                 }
-                Message::Text(_) => {
+                Ok(Some(Event::Text)) => {
                     return Err(Error::new(
                         ErrorCode::InvalidConnectionProtocol,
                         format!("server {} sent a text message; it does not speak the session protocol", self.peer),
                     ))
                 }
-                // WebSocket-level pings are answered by tungstenite itself.
-                _ => {}
+                Ok(Some(Event::Ping(payload))) => {
+                    self.pong_due = Some(payload);
+                    return Ok(Received::PongDue);
+                }
+                Ok(Some(Event::Pong)) => continue,
+                Ok(Some(Event::Close)) => return Ok(Received::Closed),
+                Ok(None) => {}
+                Err(FrameError::TooLarge(why)) => {
+                    return Err(Error::new(
+                        ErrorCode::ConnectionProtocolError,
+                        format!("server {} sent a message over the size limit: {why}", self.peer),
+                    ))
+                }
+                Err(FrameError::Protocol(why)) => {
+                    return Err(Error::new(
+                        ErrorCode::ConnectionProtocolError,
+                        format!("server {} broke the WebSocket protocol: {why}", self.peer),
+                    ))
+                }
             }
+            self.fill().await?;
+        }
+    }
+
+    /// Reads what the socket has: a chunk while the connection is quiet, in bulk while data
+    /// streams in, and at least the rest of a frame begun.
+    async fn fill(&mut self) -> Result<()> {
+        if self.buf.is_empty() && !self.bulk && self.buf.capacity() > CHUNK {
+            // Quiet again: an idle connection keeps a small buffer.
+            self.buf = BytesMut::new();
+        }
+        let wanted = self.decoder.wanted(&self.buf).max(if self.bulk { BULK } else { CHUNK });
+        self.buf.reserve(wanted);
+        let room = self.buf.capacity() - self.buf.len();
+        match self.reader.read_buf(&mut self.buf).await {
+            Ok(0) => Err(Error::new(
+                ErrorCode::CommunicationError,
+                format!("connection to {} lost: closed without a closing handshake", self.peer),
+            )),
+            Ok(n) => {
+                self.bulk = n == room;
+                Ok(())
+            }
+            Err(e) => Err(Error::new(ErrorCode::CommunicationError, format!("connection to {} lost: {e}", self.peer))),
         }
     }
 
     /// Closes the WebSocket politely; errors are irrelevant at this point.
     pub async fn close(mut self) {
-        if let Some(writer) = self.writer.as_mut() {
-            let _ = writer.sink.close().await;
+        if self.write(Some((CLOSE, 1000u16.to_be_bytes().to_vec()))).await.is_ok() {
+            if let Some(writer) = self.writer.as_mut() {
+                let _ = tokio::time::timeout(self.write_timeout, writer.half.shutdown()).await;
+            }
         }
     }
 }
 
-type WsSink = SplitSink<WebSocketStream<Stream>, Message>;
+/// The upgrade request (RFC 6455, section 4.1) for `url`, with the options' headers, the
+/// session's cookies and the offered CONNECT_REQUEST.
+fn upgrade_request(
+    url: &ServerUrl,
+    options: &SessionOptions,
+    cookies: &CookieJar,
+    key: &str,
+    offer: Option<&str>,
+) -> Vec<u8> {
+    let mut head = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n",
+        url.path,
+        url.authority()
+    );
+    // The options' headers were checked when they were set: no CR, LF or NUL in them.
+    let cookie = cookies.header(url).map(|c| ("Cookie".to_string(), c));
+    for (name, value) in options.http_headers.iter().cloned().chain(cookie) {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(offer) = offer {
+        head.push_str(&format!("{}: {offer}\r\n", protocol::CONNECT_HEADER));
+    }
+    head.push_str("\r\n");
+    head.into_bytes()
+}
+
+/// Reads the answer to the upgrade request: its head, and the bytes after it.
+async fn read_upgrade_response(stream: &mut Stream, peer: &str) -> Result<(ProxyResponse, Vec<u8>)> {
+    let mut reader = ResponseReader::upgrade(peer);
+    let mut chunk = vec![0u8; CHUNK];
+    loop {
+        let n = match stream.read(&mut chunk).await {
+            Ok(0) => {
+                return Err(Error::new(
+                    ErrorCode::HandshakeRecvFail,
+                    format!("server {peer} closed the connection during the WebSocket upgrade"),
+                )
+                .try_later())
+            }
+            Ok(n) => n,
+            // A connection cut during the upgrade is the network's doing: worth trying again.
+            Err(e) => {
+                return Err(Error::new(
+                    ErrorCode::HandshakeRecvFail,
+                    format!("connection to {peer} failed during the WebSocket upgrade: {e}"),
+                )
+                .try_later())
+            }
+        };
+        if let Some(response) = reader.push(&chunk[..n])? {
+            return Ok((response, reader.into_rest()));
+        }
+    }
+}
+
+/// Checks that the answer completes the upgrade.
+fn check_upgrade(response: &ProxyResponse, key: &str, peer: &str, path: &str) -> Result<()> {
+    if response.status != 101 {
+        let status = response.status;
+        let reason = StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
+        let error = Error::new(
+            ErrorCode::HandshakeRecvFail,
+            format!("server {peer} answered the WebSocket upgrade on '{path}' with HTTP {status} {reason}"),
+        );
+        return Err(if matches!(status, 502..=504) { error.try_later() } else { error });
+    }
+    let has = |name: &str, token: &str| {
+        response.header(name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    let why = if !has("upgrade", "websocket") {
+        "no 'Upgrade: websocket' in the answer"
+    } else if !has("connection", "upgrade") {
+        "no 'Connection: upgrade' in the answer"
+    } else if response.header("sec-websocket-accept").as_deref() != Some(derive_accept_key(key.as_bytes()).as_str()) {
+        "a wrong Sec-WebSocket-Accept in the answer"
+    } else {
+        return Ok(());
+    };
+    Err(Error::new(
+        ErrorCode::InvalidConnectionProtocol,
+        format!("server {peer} did not complete the WebSocket upgrade: {why}"),
+    ))
+}
 
 /// The sending half of a WebSocket, which a session lends to the threads that publish while its
 /// own task waits, so that a message can go out from the publishing thread without a hand-over.
-/// Used without waiting: what the socket does not take at once stays buffered for the owner's
-/// next [`WsConnection::flush`], and `cx` is woken when the owner should do so.
+/// Used without waiting: what the socket does not take at once stays for the owner's next
+/// [`WsConnection::flush`], and `cx` is woken when the owner should do so.
 pub struct WsWriter {
-    sink: WsSink,
+    half: WriteHalf<Stream>,
+    /// Whether the stream takes a header and its payload in one write.
+    vectored: bool,
+    /// A frame begun and not yet all written.
+    out: Option<Outgoing>,
+}
+
+/// A frame on its way out.
+struct Outgoing {
+    head: [u8; MAX_HEADER],
+    head_len: usize,
+    payload: Vec<u8>,
+    /// Bytes written so far, header first.
+    written: usize,
 }
 
 impl WsWriter {
-    /// Whether a message may be started now (not while the reading side is busy).
-    pub fn ready(&mut self, cx: &mut Context<'_>) -> bool {
-        matches!(self.sink.poll_ready_unpin(cx), Poll::Ready(Ok(())))
+    /// Whether a message may be started now (the last one is all written).
+    pub fn ready(&self) -> bool {
+        self.out.is_none()
     }
 
     /// Starts sending encoded frames as one message and writes what the socket takes at once:
     /// true when all of it went out, false when some is left for the owner (or the connection
     /// failed, which the owner will find).
     pub fn send_now(&mut self, frames: Vec<u8>, cx: &mut Context<'_>) -> bool {
-        if self.sink.start_send_unpin(Message::binary(frames)).is_err() {
-            return false;
-        }
-        matches!(self.sink.poll_flush_unpin(cx), Poll::Ready(Ok(())))
+        self.start(BINARY, frames);
+        matches!(self.poll_drain(cx), Poll::Ready(Ok(())))
     }
-}
 
-fn upgrade_error(peer: &str, path: &str, e: tungstenite::Error) -> Error {
-    match e {
-        tungstenite::Error::Http(response) => {
-            let status = response.status();
-            let error = Error::new(
-                ErrorCode::HandshakeRecvFail,
-                format!(
-                    "server {peer} answered the WebSocket upgrade on '{path}' with HTTP {} {}",
-                    status.as_u16(),
-                    status.canonical_reason().unwrap_or("")
-                ),
-            );
-            if matches!(status.as_u16(), 502..=504) {
-                error.try_later()
+    /// Begins a frame: masks the payload in place with a fresh key (RFC 6455, section 5.3).
+    fn start(&mut self, opcode: u8, mut payload: Vec<u8>) {
+        let key: [u8; 4] = rand::random();
+        wsframe::apply_mask(&mut payload, key);
+        let (mut head, mut head_len) = wsframe::header(opcode, payload.len(), Some(key));
+        if !self.vectored {
+            // One write for both: a header written alone would go out as a packet (or a TLS
+            // record) of its own.
+            payload.splice(0..0, head[..head_len].iter().copied());
+            (head, head_len) = ([0; MAX_HEADER], 0);
+        }
+        self.out = Some(Outgoing { head, head_len, payload, written: 0 });
+    }
+
+    /// Writes the frame begun, then flushes.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        while let Some(out) = self.out.as_mut() {
+            let (head, payload) = if out.written < out.head_len {
+                (&out.head[out.written..out.head_len], &out.payload[..])
             } else {
-                error
+                (&[][..], &out.payload[out.written - out.head_len..])
+            };
+            if head.is_empty() && payload.is_empty() {
+                self.out = None;
+                break;
             }
+            let n =
+                ready!(Pin::new(&mut self.half).poll_write_vectored(cx, &[IoSlice::new(head), IoSlice::new(payload)]))?;
+            if n == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            out.written += n;
         }
-        // A connection cut during the upgrade is the network's doing: worth trying again.
-        tungstenite::Error::Io(io) => Error::new(
-            ErrorCode::HandshakeRecvFail,
-            format!("connection to {peer} failed during the WebSocket upgrade: {io}"),
-        )
-        .try_later(),
-        tungstenite::Error::ConnectionClosed
-        | tungstenite::Error::AlreadyClosed
-        | tungstenite::Error::Protocol(tungstenite::error::ProtocolError::HandshakeIncomplete) => Error::new(
-            ErrorCode::HandshakeRecvFail,
-            format!("server {peer} closed the connection during the WebSocket upgrade"),
-        )
-        .try_later(),
-        other => Error::new(
-            ErrorCode::InvalidConnectionProtocol,
-            format!("server {peer} did not complete the WebSocket upgrade: {other}"),
-        ),
+        Pin::new(&mut self.half).poll_flush(cx)
     }
-}
 
-fn read_error(peer: &str, e: tungstenite::Error) -> Error {
-    match e {
-        tungstenite::Error::Capacity(c) => Error::new(
-            ErrorCode::ConnectionProtocolError,
-            format!("server {peer} sent a message over the size limit: {c}"),
-        ),
-        tungstenite::Error::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake) => Error::new(
-            ErrorCode::CommunicationError,
-            format!("connection to {peer} lost: reset without a closing handshake"),
-        ),
-        tungstenite::Error::Protocol(p) => {
-            Error::new(ErrorCode::ConnectionProtocolError, format!("server {peer} broke the WebSocket protocol: {p}"))
-        }
-        other => Error::new(ErrorCode::CommunicationError, format!("connection to {peer} lost: {other}")),
+    async fn drain(&mut self) -> std::io::Result<()> {
+        std::future::poll_fn(|cx| self.poll_drain(cx)).await
     }
 }
 
@@ -307,6 +457,33 @@ mod tests {
         let request = protocol::encode(&Frame::Ping(9));
         let conn = WsConnection::open(&url, &options, &CookieJar::default(), &request).await.unwrap();
         (conn.connect_sent(), server.await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_message_the_socket_takes_in_pieces_goes_out_whole_and_masked() {
+        for vectored in [true, false] {
+            // Room for 5 bytes at a time: the header itself is cut.
+            let (near, mut far) = tokio::io::duplex(5);
+            let (_, half) = tokio::io::split(Box::new(near) as Stream);
+            let mut writer = WsWriter { half, vectored, out: None };
+            let payload: Vec<u8> = (0..300u32).map(|i| (i % 251) as u8).collect();
+            let waker = futures_util::task::noop_waker();
+            assert!(!writer.send_now(payload.clone(), &mut Context::from_waker(&waker)), "not all at once");
+            assert!(!writer.ready());
+            let reading = tokio::spawn(async move {
+                let mut buf = BytesMut::new();
+                let mut decoder = Decoder::new(Peer::Client, 1024);
+                loop {
+                    if let Some(event) = decoder.decode(&mut buf).unwrap() {
+                        return event;
+                    }
+                    far.read_buf(&mut buf).await.unwrap();
+                }
+            });
+            writer.drain().await.unwrap();
+            assert!(writer.ready());
+            assert_eq!(reading.await.unwrap(), Event::Binary(payload.into()));
+        }
     }
 
     #[tokio::test]
