@@ -8,6 +8,7 @@
 //! registration as it is.
 
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -61,6 +62,22 @@ impl Socket {
     }
 }
 
+/// `sendmsg(2)` of `bufs` on socket `fd` without SIGPIPE.
+fn send_vectored(fd: RawFd, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: an all-zero msghdr is valid (no address, no control data); `IoSlice` has the
+    // layout of `iovec` on Unix, and the slices outlive the call.
+    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+    message.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+    message.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
+    // SAFETY: `message` points at `bufs`, valid for reads for the whole call.
+    let sent = unsafe { libc::sendmsg(fd, &message, libc::MSG_NOSIGNAL) };
+    if sent < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(sent as usize)
+    }
+}
+
 #[cfg(test)]
 impl Socket {
     pub(crate) fn tcp(&self) -> &TcpStream {
@@ -79,12 +96,24 @@ impl AsyncWrite for Socket {
         self.with(|tcp| tcp.poll_write(cx, data))
     }
 
+    /// Writes with `sendmsg` and `MSG_NOSIGNAL`, as tokio's plain writes do with `send`: a
+    /// `writev` to a connection the peer has reset raises SIGPIPE, which ends a C program that
+    /// keeps the signal's default action.
     fn poll_write_vectored(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.with(|tcp| tcp.poll_write_vectored(cx, bufs))
+        self.with(|tcp| {
+            let tcp = tcp.get_mut();
+            loop {
+                std::task::ready!(tcp.poll_write_ready(cx))?;
+                match tcp.try_io(tokio::io::Interest::WRITABLE, || send_vectored(tcp.as_raw_fd(), bufs)) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    written => return Poll::Ready(written),
+                }
+            }
+        })
     }
 
     fn is_write_vectored(&self) -> bool {
