@@ -8,12 +8,25 @@ use super::{Frame, Message};
 /// Acknowledge after this many unacknowledged messages, without waiting for the timer.
 pub const ACK_EVERY: u32 = 32;
 
+/// What the sending side keeps of a message for recovery: the message itself, or a form of it
+/// that is cheaper to send (the client keeps large publications masked for its WebSocket).
+pub trait Retained: Clone {
+    /// The message, as it is to be sent again.
+    fn message(&self) -> Message;
+}
+
+impl Retained for Message {
+    fn message(&self) -> Message {
+        self.clone()
+    }
+}
+
 /// The sending side: numbers messages and keeps the ones not yet acknowledged, so that they can
 /// be sent again after a reconnection.
 #[derive(Debug)]
-pub struct Outgoing {
+pub struct Outgoing<M = Message> {
     next_seq: u64,
-    retained: VecDeque<(u64, Message)>,
+    retained: VecDeque<(u64, M)>,
     capacity: usize,
     /// Sequence numbers up to this one were dropped unacknowledged: a reconnection that needs
     /// them cannot recover.
@@ -27,7 +40,7 @@ pub struct Loss {
     pub missing_from: u64,
 }
 
-impl Outgoing {
+impl<M: Retained> Outgoing<M> {
     /// Keeps up to `capacity` unacknowledged messages (0: none).
     pub fn new(capacity: usize) -> Self {
         Outgoing { next_seq: 1, retained: VecDeque::new(), capacity, dropped_upto: 0 }
@@ -40,9 +53,10 @@ impl Outgoing {
         self.capacity == 0 || self.retained.len() < self.capacity
     }
 
-    /// Numbers `message` and keeps it; returns the frame to send. When the buffer is full, the
-    /// oldest unacknowledged message is dropped (recovery that needs it will report a loss).
-    pub fn push(&mut self, message: Message) -> Frame {
+    /// Numbers `message` and keeps it; returns its number and the message. When the buffer is
+    /// full, the oldest unacknowledged message is dropped (recovery that needs it will report a
+    /// loss).
+    pub fn number(&mut self, message: M) -> (u64, M) {
         let seq = self.next_seq;
         self.next_seq += 1;
         if self.capacity == 0 {
@@ -55,7 +69,7 @@ impl Outgoing {
             }
             self.retained.push_back((seq, message.clone()));
         }
-        Frame::Message { seq, body: message }
+        (seq, message)
     }
 
     /// The peer has everything up to `seq`.
@@ -84,13 +98,21 @@ impl Outgoing {
         self.retained
             .iter()
             .filter(|(s, _)| *s > seq)
-            .map(|(s, m)| Frame::Message { seq: *s, body: m.clone() })
+            .map(|(s, m)| Frame::Message { seq: *s, body: m.message() })
             .collect()
     }
 
     /// Messages kept for recovery.
     pub fn retained(&self) -> usize {
         self.retained.len()
+    }
+}
+
+impl Outgoing<Message> {
+    /// Numbers `message` and keeps it ([`Outgoing::number`]); returns the frame to send.
+    pub fn push(&mut self, message: Message) -> Frame {
+        let (seq, body) = self.number(message);
+        Frame::Message { seq, body }
     }
 }
 

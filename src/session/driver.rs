@@ -219,6 +219,7 @@ async fn connect(shared: &Shared, link: &mut Link) -> Result<Connection> {
         match connect_over(shared, link, transport).await {
             Ok(conn) => {
                 *shared.transport.lock() = Some(transport);
+                shared.mailbox.set_websocket(transport == Transport::WebSocket);
                 return Ok(conn);
             }
             Err(e) if !worth_another_transport(&e) => return Err(e),
@@ -527,24 +528,22 @@ async fn flush(shared: &Shared, conn: &mut Connection, link: &mut Link) -> Resul
     }
     hold(shared, conn);
     loop {
-        let mut batch = Vec::new();
+        let mut batch = conn.batch();
         {
             let mut sender = shared.mailbox.sender.lock();
             while sender.out.has_room() && batch.len() < protocol::BATCH_BYTES {
                 let Some(message) = shared.mailbox.next() else { break };
-                if batch.is_empty() {
-                    batch = protocol::batch_buffer();
-                    if link.incoming.ack_pending() {
-                        protocol::encode_into(&link.incoming.take_ack(), &mut batch);
-                    }
+                if batch.is_empty() && link.incoming.ack_pending() {
+                    batch.add(&link.incoming.take_ack());
                 }
-                protocol::encode_into(&sender.out.push(message), &mut batch);
+                let (seq, message) = sender.out.number(message);
+                message.add_to(seq, &mut batch);
             }
         }
         if batch.is_empty() {
             return Ok(());
         }
-        conn.send_encoded(batch).await?;
+        conn.send_batch(batch).await?;
     }
 }
 

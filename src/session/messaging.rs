@@ -16,10 +16,11 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::protocol::reliable::Outgoing;
-use crate::protocol::{self, path_matches, validate_path, Message, FRAME_HEADER_LEN};
+use crate::protocol::reliable::{Outgoing, Retained};
+use crate::protocol::{self, path_matches, validate_path, Frame, Message, FRAME_HEADER_LEN};
 use crate::runtime;
-use crate::transport::WsWriter;
+use crate::transport::wsframe;
+use crate::transport::{Batch, WsBatch, WsWriter};
 
 /// Receives the messages of a subscription.
 pub trait MessageHandler: Send + Sync {
@@ -36,10 +37,65 @@ impl<F: Fn(&str, &[u8]) + Send + Sync> MessageHandler for F {
 /// Bytes a numbered message adds around its path and data: header, sequence number, lengths.
 const MESSAGE_OVERHEAD: usize = FRAME_HEADER_LEN + 8 + 2 + 4;
 
+/// Publications of at least this many bytes, made while the session's connection is a
+/// WebSocket, are masked as they are copied from the application ([`Outbound`]).
+const MASKED_AT_PUBLISH: usize = 1024;
+
+/// A message waiting to be sent, then kept for recovery. A large publication made while the
+/// connection is a WebSocket has its data masked (with `key`, at its place in the frame's
+/// encoding: RFC 6455 masking) as it is copied from the application, so that it is written from
+/// where it lies, without another copy; sent any other way, it is unmasked into a copy
+/// ([`Retained::message`]).
+#[derive(Clone)]
+pub(crate) struct Outbound {
+    message: Message,
+    key: Option<[u8; 4]>,
+}
+
+impl Outbound {
+    fn plain(message: Message) -> Outbound {
+        Outbound { message, key: None }
+    }
+
+    /// Adds the message, numbered `seq`, to `batch`.
+    pub(crate) fn add_to(self, seq: u64, batch: &mut Batch) {
+        match batch {
+            Batch::Ws(ws) => self.add_to_ws(seq, ws),
+            Batch::Plain(plain) => protocol::encode_into(&Frame::Message { seq, body: self.message() }, plain),
+        }
+    }
+
+    fn add_to_ws(self, seq: u64, batch: &mut WsBatch) {
+        let frame = Frame::Message { seq, body: self.message };
+        match self.key {
+            Some(key) => batch.add_masked(&frame, key),
+            None => batch.add(&frame),
+        }
+    }
+}
+
+impl Retained for Outbound {
+    fn message(&self) -> Message {
+        match (&self.message, self.key) {
+            (Message::Publish { path, data }, Some(key)) => {
+                let mut copy = data.to_vec();
+                wsframe::mask_at(&mut copy, key, data_offset(path));
+                Message::Publish { path: path.clone(), data: copy.into() }
+            }
+            (message, _) => message.clone(),
+        }
+    }
+}
+
+/// Where a publication's data begins in its frame's encoding.
+fn data_offset(path: &str) -> usize {
+    MESSAGE_OVERHEAD + path.len()
+}
+
 /// The sending side, shared by the session's task and the threads that publish.
 pub(crate) struct Sender {
     /// Numbering and the recovery buffer; lives across connections.
-    pub(crate) out: Outgoing,
+    pub(crate) out: Outgoing<Outbound>,
     /// The connection's writer, while the task does not need it.
     lent: Option<WsWriter>,
     /// Whether a message went out with the lent writer since the task last woke.
@@ -60,7 +116,7 @@ impl Wake for Bell {
 pub(crate) struct Mailbox {
     /// Locked before `outbox` when both are.
     pub(crate) sender: Mutex<Sender>,
-    outbox: Mutex<VecDeque<Message>>,
+    outbox: Mutex<VecDeque<Outbound>>,
     /// Wakes the session's task when the outbox gains a message, or a lent writer has bytes left.
     pub(crate) ready: Arc<Notify>,
     bell: Waker,
@@ -69,6 +125,8 @@ pub(crate) struct Mailbox {
     server_limit: AtomicU32,
     own_limit: u32,
     capacity: usize,
+    /// Whether the session's connection is a WebSocket.
+    websocket: std::sync::atomic::AtomicBool,
 }
 
 impl Mailbox {
@@ -85,6 +143,7 @@ impl Mailbox {
             server_limit: AtomicU32::new(0),
             own_limit,
             capacity: capacity.max(1) as usize,
+            websocket: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -92,9 +151,15 @@ impl Mailbox {
         self.server_limit.store(limit, Ordering::Relaxed);
     }
 
+    /// Whether the session's connection is a WebSocket (which large publications are masked
+    /// for as they are made).
+    pub(crate) fn set_websocket(&self, websocket: bool) {
+        self.websocket.store(websocket, Ordering::Relaxed);
+    }
+
     /// Sends a message for the server at once if it can, else queues it; fails when the queue is
     /// full (nothing queued is lost).
-    fn enqueue(&self, message: Message) -> Result<()> {
+    fn enqueue(&self, message: Outbound) -> Result<()> {
         let Err(message) = self.send_directly(message) else { return Ok(()) };
         let mut outbox = self.outbox.lock();
         if outbox.len() >= self.capacity {
@@ -114,7 +179,7 @@ impl Mailbox {
 
     /// Sends `message` from the calling thread with the lent writer, or gives it back. Only from
     /// application threads: on the library's threads the task batches.
-    fn send_directly(&self, message: Message) -> std::result::Result<(), Message> {
+    fn send_directly(&self, message: Outbound) -> std::result::Result<(), Outbound> {
         if runtime::here() != 0 {
             return Err(message);
         }
@@ -129,8 +194,10 @@ impl Mailbox {
         }
         let mut cx = Context::from_waker(&self.bell);
         *spent = true;
-        let frame = out.push(message);
-        if !writer.send_now(protocol::encode(&frame), &mut cx) {
+        let (seq, message) = out.number(message);
+        let mut batch = WsBatch::default();
+        message.add_to_ws(seq, &mut batch);
+        if !writer.send_now(batch, &mut cx) {
             // Left buffered, or the connection failed: the task finishes or finds out.
             *unflushed = true;
             self.ready.notify_one();
@@ -162,7 +229,7 @@ impl Mailbox {
     }
 
     /// Takes the next message to send.
-    pub(crate) fn next(&self) -> Option<Message> {
+    pub(crate) fn next(&self) -> Option<Outbound> {
         self.outbox.lock().pop_front()
     }
 
@@ -180,13 +247,18 @@ impl Mailbox {
                 ),
             ));
         }
-        self.enqueue(Message::Publish { path: path.to_string(), data: bytes::Bytes::copy_from_slice(data) })
+        let mut copy = data.to_vec();
+        let key = (data.len() >= MASKED_AT_PUBLISH && self.websocket.load(Ordering::Relaxed)).then(rand::random);
+        if let Some(key) = key {
+            wsframe::mask_at(&mut copy, key, data_offset(path));
+        }
+        self.enqueue(Outbound { message: Message::Publish { path: path.to_string(), data: copy.into() }, key })
     }
 
     /// Registers `handler` for `path` (replacing an earlier one) and tells the server.
     pub(crate) fn subscribe(&self, path: &str, handler: Arc<dyn MessageHandler>) -> Result<()> {
         check_path(path)?;
-        self.enqueue(Message::Subscribe { path: path.to_string() })?;
+        self.enqueue(Outbound::plain(Message::Subscribe { path: path.to_string() }))?;
         let replaced = {
             let mut handlers = self.handlers.lock();
             match handlers.iter_mut().find(|(p, _)| p == path) {
@@ -214,7 +286,7 @@ impl Mailbox {
             handlers.remove(index)
         };
         drop(removed);
-        self.enqueue(Message::Unsubscribe { path: path.to_string() })
+        self.enqueue(Outbound::plain(Message::Unsubscribe { path: path.to_string() }))
     }
 
     /// The handlers whose subscriptions cover `path`.
@@ -244,9 +316,49 @@ mod tests {
         mailbox.publish("a", b"1").unwrap();
         mailbox.publish("a", b"2").unwrap();
         assert_eq!(mailbox.publish("a", b"3").unwrap_err().code(), ErrorCode::QueueFull);
-        assert_eq!(mailbox.next(), Some(Message::Publish { path: "a".into(), data: b"1".to_vec().into() }));
-        assert_eq!(mailbox.next(), Some(Message::Publish { path: "a".into(), data: b"2".to_vec().into() }));
-        assert_eq!(mailbox.next(), None);
+        let next = || mailbox.next().map(|o| o.message());
+        assert_eq!(next(), Some(Message::Publish { path: "a".into(), data: b"1".to_vec().into() }));
+        assert_eq!(next(), Some(Message::Publish { path: "a".into(), data: b"2".to_vec().into() }));
+        assert_eq!(next(), None);
+    }
+
+    #[test]
+    fn a_large_publication_is_masked_when_made_and_goes_out_as_any_other() {
+        use crate::transport::wsframe::{Decoder, Event, Peer};
+        let mailbox = Mailbox::new(1 << 20, 10, 0);
+        let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        let path = "prices/odd/length";
+        for websocket in [false, true] {
+            mailbox.set_websocket(websocket);
+            mailbox.publish(path, &data).unwrap();
+            mailbox.publish(path, &data[..MASKED_AT_PUBLISH - 1]).unwrap();
+            let (large, small) = (mailbox.next().unwrap(), mailbox.next().unwrap());
+            assert_eq!(large.key.is_some(), websocket, "masked only for a WebSocket");
+            assert!(small.key.is_none(), "small ones are masked with their batch");
+            let plain = Message::Publish { path: path.into(), data: data.clone().into() };
+            assert_eq!(large.message(), plain, "what recovery and polling send");
+            // On a WebSocket: an ACK, the large one as a message of its own, the small one.
+            let mut batch = Batch::Ws(WsBatch::default());
+            batch.add(&Frame::Ack(3));
+            large.add_to(7, &mut batch);
+            small.add_to(8, &mut batch);
+            let Batch::Ws(batch) = batch else { unreachable!() };
+            let mut wire = bytes::BytesMut::from(&batch.into_bytes()[..]);
+            let mut decoder = Decoder::new(Peer::Client, 1 << 20);
+            let mut frames = Vec::new();
+            while let Some(Event::Binary(payload)) = decoder.decode(&mut wire).unwrap() {
+                frames.extend(protocol::decode_owned(payload, 1 << 20).unwrap());
+            }
+            let small_data = data[..MASKED_AT_PUBLISH - 1].to_vec().into();
+            assert_eq!(
+                frames,
+                vec![
+                    Frame::Ack(3),
+                    Frame::Message { seq: 7, body: plain },
+                    Frame::Message { seq: 8, body: Message::Publish { path: path.into(), data: small_data } },
+                ]
+            );
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ mod websocket;
 pub(crate) mod wsframe;
 
 pub use polling::PollConnection;
-pub use websocket::{Received, WsConnection, WsWriter};
+pub use websocket::{Received, WsBatch, WsConnection, WsWriter};
 
 use std::net::SocketAddr;
 
@@ -89,6 +89,26 @@ impl Connection {
 
     /// The next frame; `Ok(None)` when the server closed the connection. Answers WebSocket
     /// pings itself, so the writer must not be lent.
+    /// An empty batch for this connection's transport.
+    pub fn batch(&self) -> Batch {
+        match self {
+            Connection::Ws(_) => Batch::Ws(WsBatch::default()),
+            Connection::Poll(_) => Batch::Plain(crate::protocol::batch_buffer()),
+        }
+    }
+
+    /// Sends `batch` (gathered for this connection's transport).
+    pub async fn send_batch(&mut self, batch: Batch) -> Result<()> {
+        match (self, batch) {
+            (Connection::Ws(c), Batch::Ws(batch)) => c.send_batch(batch).await,
+            (Connection::Poll(c), Batch::Plain(frames)) => Box::pin(c.send_encoded(frames)).await,
+            (conn, _) => Err(Error::new(
+                ErrorCode::SocketWriteFail,
+                format!("cannot send to {}: a batch gathered for another transport", conn.peer()),
+            )),
+        }
+    }
+
     pub async fn recv(&mut self) -> Result<Option<crate::protocol::Frame>> {
         match self {
             Connection::Ws(c) => c.recv().await,
@@ -133,6 +153,37 @@ impl Connection {
             Connection::Ws(c) => c.close().await,
             Connection::Poll(c) => drop(c),
         }
+    }
+}
+
+/// Frames gathered for one send, as the connection's transport carries them.
+pub enum Batch {
+    /// WebSocket messages.
+    Ws(WsBatch),
+    /// Encoded frames, one after the other (HTTP long polling).
+    Plain(Vec<u8>),
+}
+
+impl Batch {
+    /// Adds `frame`.
+    pub fn add(&mut self, frame: &crate::protocol::Frame) {
+        match self {
+            Batch::Ws(batch) => batch.add(frame),
+            Batch::Plain(batch) => crate::protocol::encode_into(frame, batch),
+        }
+    }
+
+    /// Bytes gathered so far.
+    pub fn len(&self) -> usize {
+        match self {
+            Batch::Ws(batch) => batch.len(),
+            Batch::Plain(batch) => batch.len(),
+        }
+    }
+
+    /// Whether nothing was gathered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 

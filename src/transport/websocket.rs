@@ -12,12 +12,12 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio_tungstenite::tungstenite::handshake::{client::generate_key, derive_accept_key};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 
-use super::wsframe::{self, Decoder, Event, FrameError, Peer, BINARY, CLOSE, MAX_HEADER, PONG};
+use super::wsframe::{self, Decoder, Event, FrameError, Peer, BINARY, CLOSE, PONG};
 use super::Stream;
 use crate::error::{Error, ErrorCode, Result};
 use crate::protocol::{self, Frame, FRAME_HEADER_LEN};
@@ -100,7 +100,7 @@ impl WsConnection {
             buf: BytesMut::from(&rest[..]),
             decoder: Decoder::new(Peer::Server, max_frame_size as usize + FRAME_HEADER_LEN),
             bulk: false,
-            writer: Some(WsWriter { half: writer, vectored, out: None }),
+            writer: Some(WsWriter { half: writer, vectored, out: VecDeque::new() }),
             pending: VecDeque::new(),
             max_frame_size,
             write_timeout: options.write_timeout,
@@ -128,7 +128,12 @@ impl WsConnection {
 
     /// Sends already encoded frames (one or more) as one message, within the write timeout.
     pub async fn send_encoded(&mut self, frames: Vec<u8>) -> Result<()> {
-        self.write(Some((BINARY, frames))).await
+        self.send_batch(WsBatch::message(BINARY, frames)).await
+    }
+
+    /// Sends gathered messages, within the write timeout.
+    pub async fn send_batch(&mut self, batch: WsBatch) -> Result<()> {
+        self.write(Some(batch)).await
     }
 
     /// Finishes sending what a borrower of the writer left unwritten, and answers a ping, within
@@ -137,17 +142,24 @@ impl WsConnection {
         self.write(None).await
     }
 
-    /// Finishes what was begun, answers a due ping, then sends `message` (opcode, payload).
-    async fn write(&mut self, message: Option<(u8, Vec<u8>)>) -> Result<()> {
+    /// Finishes what was begun, answers a due ping, then sends `batch`.
+    async fn write(&mut self, batch: Option<WsBatch>) -> Result<()> {
         let peer = &self.peer;
         let Some(writer) = self.writer.as_mut() else {
             return Err(Error::new(ErrorCode::SocketWriteFail, format!("cannot send to {peer}: the writer is lent")));
         };
-        let pong = self.pong_due.take();
+        let batch = match (self.pong_due.take(), batch) {
+            (Some(payload), batch) => {
+                let mut with_pong = WsBatch::message(PONG, payload.to_vec());
+                with_pong.append(batch);
+                Some(with_pong)
+            }
+            (None, batch) => batch,
+        };
         let work = async {
             writer.drain().await?;
-            for (opcode, payload) in pong.map(|p| (PONG, p.to_vec())).into_iter().chain(message) {
-                writer.start(opcode, payload);
+            if let Some(batch) = batch {
+                writer.start(batch);
                 writer.drain().await?;
             }
             Ok::<(), std::io::Error>(())
@@ -256,7 +268,7 @@ impl WsConnection {
 
     /// Closes the WebSocket politely; errors are irrelevant at this point.
     pub async fn close(mut self) {
-        if self.write(Some((CLOSE, 1000u16.to_be_bytes().to_vec()))).await.is_ok() {
+        if self.write(Some(WsBatch::message(CLOSE, 1000u16.to_be_bytes().to_vec()))).await.is_ok() {
             if let Some(writer) = self.writer.as_mut() {
                 let _ = tokio::time::timeout(self.write_timeout, writer.half.shutdown()).await;
             }
@@ -348,73 +360,156 @@ fn check_upgrade(response: &ProxyResponse, key: &str, peer: &str, path: &str) ->
     ))
 }
 
+/// Protocol frames gathered into WebSocket messages for one write. Small frames are encoded
+/// together into one message, masked as a whole. A frame whose data was masked beforehand (see
+/// [`WsBatch::add_masked`]) goes as a message of its own, its data sent from where it lies: a
+/// large publication is copied once, when it is published, and not again.
+#[derive(Default)]
+pub struct WsBatch {
+    /// Whole messages, headers and payloads, in order.
+    parts: Vec<Bytes>,
+    /// Frames encoded for the next small message.
+    small: Vec<u8>,
+    /// Bytes in `parts`.
+    gathered: usize,
+}
+
+impl WsBatch {
+    /// One message with opcode `opcode` and this payload.
+    pub fn message(opcode: u8, payload: Vec<u8>) -> WsBatch {
+        let mut batch = WsBatch::default();
+        batch.push_message(opcode, payload);
+        batch
+    }
+
+    /// Adds `frame` to the small message.
+    pub fn add(&mut self, frame: &Frame) {
+        if self.small.is_empty() {
+            self.small = protocol::batch_buffer();
+        }
+        protocol::encode_into(frame, &mut self.small);
+    }
+
+    /// Adds `frame` as a message of its own, masked with `key`. The data of the publication in
+    /// it is masked already, as its place in the frame's encoding requires
+    /// ([`wsframe::mask_at`]); only the bytes before it are masked here.
+    pub fn add_masked(&mut self, frame: &Frame, key: [u8; 4]) {
+        self.end_small();
+        let mut head = Vec::with_capacity(64);
+        let data = protocol::encode_leaving_out(frame, &mut head, 0).unwrap_or_default();
+        wsframe::apply_mask(&mut head, key);
+        let (header, used) = wsframe::header(BINARY, head.len() + data.len(), Some(key));
+        head.splice(0..0, header[..used].iter().copied());
+        self.gathered += head.len() + data.len();
+        self.parts.push(head.into());
+        self.parts.push(data);
+    }
+
+    /// Adds the messages of `other` after these.
+    fn append(&mut self, other: Option<WsBatch>) {
+        if let Some(other) = other {
+            self.end_small();
+            self.gathered += other.len();
+            self.parts.extend(other.into_parts());
+        }
+    }
+
+    /// Bytes gathered so far.
+    pub fn len(&self) -> usize {
+        self.gathered + self.small.len()
+    }
+
+    /// Whether nothing was gathered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Closes the small message.
+    fn end_small(&mut self) {
+        if !self.small.is_empty() {
+            let payload = std::mem::take(&mut self.small);
+            self.push_message(BINARY, payload);
+        }
+    }
+
+    /// Adds a message: masks the payload in place with a fresh key (RFC 6455, section 5.3).
+    fn push_message(&mut self, opcode: u8, mut payload: Vec<u8>) {
+        let key: [u8; 4] = rand::random();
+        wsframe::apply_mask(&mut payload, key);
+        let (header, used) = wsframe::header(opcode, payload.len(), Some(key));
+        self.gathered += used + payload.len();
+        self.parts.push(Bytes::copy_from_slice(&header[..used]));
+        self.parts.push(payload.into());
+    }
+
+    /// All the bytes, one after the other.
+    #[cfg(test)]
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        self.into_parts().iter().flat_map(|p| p.iter().copied()).collect()
+    }
+
+    /// The bytes to write, in order.
+    fn into_parts(mut self) -> VecDeque<Bytes> {
+        self.end_small();
+        self.parts.into()
+    }
+}
+
 /// The sending half of a WebSocket, which a session lends to the threads that publish while its
 /// own task waits, so that a message can go out from the publishing thread without a hand-over.
 /// Used without waiting: what the socket does not take at once stays for the owner's next
 /// [`WsConnection::flush`], and `cx` is woken when the owner should do so.
 pub struct WsWriter {
     half: WriteHalf<Stream>,
-    /// Whether the stream takes a header and its payload in one write.
+    /// Whether the stream takes several buffers in one write.
     vectored: bool,
-    /// A frame begun and not yet all written.
-    out: Option<Outgoing>,
+    /// What is left to write of the batch begun.
+    out: VecDeque<Bytes>,
 }
 
-/// A frame on its way out.
-struct Outgoing {
-    head: [u8; MAX_HEADER],
-    head_len: usize,
-    payload: Vec<u8>,
-    /// Bytes written so far, header first.
-    written: usize,
-}
+/// The most buffers given to one write.
+const MAX_WRITE_PARTS: usize = 64;
 
 impl WsWriter {
-    /// Whether a message may be started now (the last one is all written).
+    /// Whether a batch may be started now (the last one is all written).
     pub fn ready(&self) -> bool {
-        self.out.is_none()
+        self.out.is_empty()
     }
 
-    /// Starts sending encoded frames as one message and writes what the socket takes at once:
-    /// true when all of it went out, false when some is left for the owner (or the connection
-    /// failed, which the owner will find).
-    pub fn send_now(&mut self, frames: Vec<u8>, cx: &mut Context<'_>) -> bool {
-        self.start(BINARY, frames);
+    /// Starts sending `batch` and writes what the socket takes at once: true when all of it went
+    /// out, false when some is left for the owner (or the connection failed, which the owner will
+    /// find).
+    pub fn send_now(&mut self, batch: WsBatch, cx: &mut Context<'_>) -> bool {
+        self.start(batch);
         matches!(self.poll_drain(cx), Poll::Ready(Ok(())))
     }
 
-    /// Begins a frame: masks the payload in place with a fresh key (RFC 6455, section 5.3).
-    fn start(&mut self, opcode: u8, mut payload: Vec<u8>) {
-        let key: [u8; 4] = rand::random();
-        wsframe::apply_mask(&mut payload, key);
-        let (mut head, mut head_len) = wsframe::header(opcode, payload.len(), Some(key));
-        if !self.vectored {
-            // One write for both: a header written alone would go out as a packet (or a TLS
+    fn start(&mut self, batch: WsBatch) {
+        let mut parts = batch.into_parts();
+        if !self.vectored && parts.len() > 1 {
+            // One write for all: a header written alone would go out as a packet (or a TLS
             // record) of its own.
-            payload.splice(0..0, head[..head_len].iter().copied());
-            (head, head_len) = ([0; MAX_HEADER], 0);
+            parts = VecDeque::from([Bytes::from(parts.iter().flat_map(|p| p.iter().copied()).collect::<Vec<u8>>())]);
         }
-        self.out = Some(Outgoing { head, head_len, payload, written: 0 });
+        self.out.extend(parts);
     }
 
-    /// Writes the frame begun, then flushes.
+    /// Writes the batch begun, then flushes.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        while let Some(out) = self.out.as_mut() {
-            let (head, payload) = if out.written < out.head_len {
-                (&out.head[out.written..out.head_len], &out.payload[..])
-            } else {
-                (&[][..], &out.payload[out.written - out.head_len..])
-            };
-            if head.is_empty() && payload.is_empty() {
-                self.out = None;
-                break;
-            }
-            let n =
-                ready!(Pin::new(&mut self.half).poll_write_vectored(cx, &[IoSlice::new(head), IoSlice::new(payload)]))?;
+        while !self.out.is_empty() {
+            let slices: Vec<IoSlice<'_>> = self.out.iter().take(MAX_WRITE_PARTS).map(|p| IoSlice::new(p)).collect();
+            let mut n = ready!(Pin::new(&mut self.half).poll_write_vectored(cx, &slices))?;
             if n == 0 {
                 return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
             }
-            out.written += n;
+            while let Some(first) = self.out.front_mut() {
+                if first.len() > n {
+                    first.advance(n);
+                    break;
+                }
+                n -= first.len();
+                self.out.pop_front();
+            }
         }
         Pin::new(&mut self.half).poll_flush(cx)
     }
@@ -465,10 +560,11 @@ mod tests {
             // Room for 5 bytes at a time: the header itself is cut.
             let (near, mut far) = tokio::io::duplex(5);
             let (_, half) = tokio::io::split(Box::new(near) as Stream);
-            let mut writer = WsWriter { half, vectored, out: None };
+            let mut writer = WsWriter { half, vectored, out: VecDeque::new() };
             let payload: Vec<u8> = (0..300u32).map(|i| (i % 251) as u8).collect();
             let waker = futures_util::task::noop_waker();
-            assert!(!writer.send_now(payload.clone(), &mut Context::from_waker(&waker)), "not all at once");
+            let batch = WsBatch::message(BINARY, payload.clone());
+            assert!(!writer.send_now(batch, &mut Context::from_waker(&waker)), "not all at once");
             assert!(!writer.ready());
             let reading = tokio::spawn(async move {
                 let mut buf = BytesMut::new();

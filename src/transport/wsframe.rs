@@ -183,6 +183,12 @@ pub(crate) fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
     }
 }
 
+/// XORs `data` with a masking key as the bytes at `offset` of a masked payload.
+pub(crate) fn mask_at(data: &mut [u8], key: [u8; 4], offset: usize) {
+    let turn = offset % 4;
+    apply_mask(data, [key[turn], key[(turn + 1) % 4], key[(turn + 2) % 4], key[(turn + 3) % 4]]);
+}
+
 /// The header of a final frame with `opcode` and `length` bytes of payload, masked with `mask`
 /// (a client's) or not (a server's); the bytes used of the array.
 pub(crate) fn header(opcode: u8, length: usize, mask: Option<[u8; 4]>) -> ([u8; MAX_HEADER], usize) {
