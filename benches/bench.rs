@@ -270,9 +270,10 @@ const NOTES: &str = "## What is measured\n\n\
 - Connect: the baselines open a WebSocket and exchange one echo message with the echo server.\n  \
   libsession's `session_create` opens a session with the bundled server on the calling thread:\n  \
   its connect request rides in the upgrade request, so the session (id, credentials, keep-alive)\n  \
-  is open one round trip after the TCP connect. The session is then parked with its I/O thread\n  \
-  without waking it (a wake-up costs the waker a system call and an interrupt to another CPU);\n  \
-  the thread takes it up at the application's next call (here `session_free`) or its next tick.\n\
+  is open one round trip after the TCP connect (the calling thread polls for the answer for up\n  \
+  to 200 µs before it sleeps). The session is then parked with its I/O thread without waking\n  \
+  it (a wake-up costs the waker a system call and an interrupt to another CPU); the thread\n  \
+  takes it up at the application's next call (here `session_free`) or its next tick.\n\
 - Round trip: from `session_publish` on the application's thread to the subscription's message\n  \
   handler, where the application receives (the baselines receive in their event loop). The\n  \
   publish is written from the calling thread; the delivery is read by the session's I/O thread.\n  \

@@ -10,7 +10,8 @@
 //! ([`PollWindow`]), up to `LIBSESSION_IO_SPIN_US` (default [`DEFAULT_SPIN_US`], 0 turns it off).
 //!
 //! A blocking create opens its connection on the calling thread instead ([`run_here`]), as a
-//! single-threaded event loop would, and then hands the session to its I/O thread: sockets move
+//! single-threaded event loop would (polling while it waits, for up to two of the longest
+//! windows), and then hands the session to its I/O thread: sockets move
 //! to the runtime that polls them ([`crate::transport::socket`]), and tasks a connection starts
 //! go to the session's I/O thread ([`spawn`]).
 //!
@@ -47,6 +48,8 @@ pub const PARK_LINGER: Duration = Duration::from_secs(10);
 pub struct IoThreads {
     homes: Vec<Home>,
     next: AtomicUsize,
+    /// The longest poll window ([`PollWindow`]).
+    poll_max: Duration,
 }
 
 /// One I/O thread, where sessions live.
@@ -235,7 +238,7 @@ impl IoThreads {
                 .map_err(|e| failed(&e))?;
             homes.push(rx.recv().map_err(|e| failed(&e))?.map_err(|e| failed(&e))?);
         }
-        Ok(IoThreads { homes, next: AtomicUsize::new(0) })
+        Ok(IoThreads { homes, next: AtomicUsize::new(0), poll_max: spin })
     }
 }
 
@@ -261,6 +264,8 @@ pub fn get() -> Result<&'static IoThreads> {
 const MAX_SPIN_US: u64 = 10_000;
 /// The longest poll window of an I/O thread unless `LIBSESSION_IO_SPIN_US` says otherwise.
 pub const DEFAULT_SPIN_US: u64 = 100;
+/// A blocking create polls while it waits for up to this many of the longest poll window.
+const CONNECT_POLL_WINDOWS: u32 = 2;
 
 /// Records that a session's task woke on this I/O thread (work came in).
 pub fn note_activity() {
@@ -372,13 +377,34 @@ pub fn run_here<F: Future>(home: &Handle, work: F) -> Result<F::Output> {
     };
     let output = {
         let _context = CallerContext::enter(home);
-        rt.block_on(work)
+        // The answer usually comes within a few windows: waiting for it without sleeping saves
+        // the wake-up of this thread.
+        let budget = THREADS.get().map_or(Duration::ZERO, |threads| threads.poll_max * CONNECT_POLL_WINDOWS);
+        rt.block_on(polling_for(budget, work))
     };
     let mut spare = SPARE.lock();
     if spare.len() < SPARE_MAX {
         spare.push(rt);
     }
     Ok(output)
+}
+
+/// Runs `work`, polling the runtime's sockets without sleeping while it waits, for up to
+/// `budget` from now; then as usual.
+async fn polling_for<F: Future>(budget: Duration, work: F) -> F::Output {
+    let start = Instant::now();
+    let spin = async {
+        while start.elapsed() < budget {
+            tokio::task::yield_now().await;
+            std::thread::yield_now();
+        }
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        biased;
+        output = work => output,
+        _ = spin => unreachable!("pending forever"),
+    }
 }
 
 /// The thread-local context of [`run_here`], restored when dropped (also on unwinding).
@@ -452,6 +478,34 @@ mod tests {
         off.after_idle(Duration::ZERO);
         off.after_idle(us(5));
         assert_eq!(off.now, Duration::ZERO);
+    }
+
+    /// CPU time of the calling thread.
+    fn thread_cpu() -> Duration {
+        let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: `t` is a valid timespec to write to.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+    }
+
+    #[test]
+    fn waiting_work_is_polled_for_without_sleeping_within_the_budget_only() {
+        let rt = Builder::new_current_thread().enable_all().build().unwrap();
+        let cpu = |budget: Duration, wait: Duration| {
+            let before = thread_cpu();
+            let output = rt.block_on(polling_for(budget, async move {
+                tokio::time::sleep(wait).await;
+                7
+            }));
+            assert_eq!(output, 7);
+            thread_cpu() - before
+        };
+        // Within the budget the thread keeps running while the work waits.
+        let polled = cpu(Duration::from_secs(10), Duration::from_millis(60));
+        assert!(polled >= Duration::from_millis(30), "{polled:?}");
+        // Past it, the thread sleeps.
+        let slept = cpu(Duration::from_millis(1), Duration::from_millis(200));
+        assert!(slept < Duration::from_millis(50), "{slept:?}");
     }
 
     #[test]
