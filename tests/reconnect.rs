@@ -140,6 +140,49 @@ fn messages_published_during_the_outage_are_sent_after_recovery() {
     assert_eq!(values, vec![0, 1, 2, 3, 4]);
 }
 
+/// Message `i` of [`large_messages_survive_cuts_exactly_once_in_order`]: sizes on either side of
+/// the point where publications are masked as they are made, its number first.
+fn sized(i: u32) -> Vec<u8> {
+    let size = [16 * 1024, 3, 1500, 1023, 1024, 70_000][i as usize % 6].max(4);
+    let mut data: Vec<u8> = (0..size).map(|j| (j as u32 * 7 + i) as u8).collect();
+    data[..4].copy_from_slice(&i.to_be_bytes());
+    data
+}
+
+#[test]
+fn large_messages_survive_cuts_exactly_once_in_order() {
+    const N: u32 = 3000;
+    let server = start_server();
+    let relay = Arc::new(Relay::start(server.addr()));
+    let log = Transitions::default();
+    let session = Session::connect(reconnecting(&relay.url("ws", "127.0.0.1")), Some(log.listener())).unwrap();
+    let inbox = Inbox::default();
+    session.subscribe("big", inbox.handler()).unwrap();
+    let publishing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let cutter = {
+        let (relay, publishing) = (relay.clone(), publishing.clone());
+        std::thread::spawn(move || {
+            while publishing.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(10));
+                relay.cut();
+            }
+        })
+    };
+    for i in 0..N {
+        common::burst::publish_patiently(&session, "big", &sized(i));
+    }
+    publishing.store(false, Ordering::SeqCst);
+    cutter.join().unwrap();
+    assert!(inbox.wait_for(N as usize, Duration::from_secs(60)), "{} of {N} arrived", inbox.len());
+    let recoveries = log.states().iter().filter(|s| **s == State::RecoveringReconnect).count();
+    assert!(recoveries >= 3, "{recoveries} recoveries while publishing");
+    let received = inbox.0.lock().unwrap();
+    assert_eq!(received.len(), N as usize, "no duplicates");
+    for (i, (_, data)) in received.iter().enumerate() {
+        assert!(*data == sized(i as u32), "message {i} arrived changed");
+    }
+}
+
 struct Scripted {
     attempts: AtomicUsize,
     abort_after: usize,
