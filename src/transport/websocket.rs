@@ -445,7 +445,7 @@ impl WsBatch {
     /// All the bytes, one after the other.
     #[cfg(test)]
     pub(crate) fn into_bytes(self) -> Vec<u8> {
-        self.into_parts().iter().flat_map(|p| p.iter().copied()).collect()
+        self.into_parts().iter().map(|p| &p[..]).collect::<Vec<&[u8]>>().concat()
     }
 
     /// The bytes to write, in order.
@@ -489,7 +489,7 @@ impl WsWriter {
         if !self.vectored && parts.len() > 1 {
             // One write for all: a header written alone would go out as a packet (or a TLS
             // record) of its own.
-            parts = VecDeque::from([Bytes::from(parts.iter().flat_map(|p| p.iter().copied()).collect::<Vec<u8>>())]);
+            parts = VecDeque::from([Bytes::from(parts.iter().map(|p| &p[..]).collect::<Vec<&[u8]>>().concat())]);
         }
         self.out.extend(parts);
     }
