@@ -92,7 +92,7 @@ impl Connection {
     /// An empty batch for this connection's transport.
     pub fn batch(&self) -> Batch {
         match self {
-            Connection::Ws(_) => Batch::Ws(WsBatch::default()),
+            Connection::Ws(_) => Batch::Ws(WsBatch::for_burst()),
             Connection::Poll(_) => Batch::Plain(crate::protocol::batch_buffer()),
         }
     }

@@ -382,12 +382,18 @@ impl WsBatch {
         batch
     }
 
+    /// An empty batch with room for a burst of small frames.
+    pub fn for_burst() -> WsBatch {
+        WsBatch { small: protocol::batch_buffer(), ..WsBatch::default() }
+    }
+
     /// Adds `frame` to the small message.
     pub fn add(&mut self, frame: &Frame) {
-        if self.small.is_empty() {
-            self.small = protocol::batch_buffer();
+        if self.small.capacity() == 0 {
+            self.small = protocol::encode(frame);
+        } else {
+            protocol::encode_into(frame, &mut self.small);
         }
-        protocol::encode_into(frame, &mut self.small);
     }
 
     /// Adds `frame` as a message of its own, masked with `key`. The data of the publication in
