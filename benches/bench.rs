@@ -110,6 +110,7 @@ fn main() {
 
     // Connect.
     let (raw_samples, our_samples, lws_samples) = take_turns(
+        true,
         || rt.block_on(raw_connects(echo, CONNECTS)),
         || session_connects(&server.url(), None, CONNECTS),
         lws.as_ref().map(|c| move || c.run(echo.port(), "connect", CONNECTS, SMALL)),
@@ -129,7 +130,9 @@ fn main() {
     // turns.
     let handler_rtts = std::cell::RefCell::new(Vec::new());
     let unpolled_rtts = std::cell::RefCell::new(Vec::new());
+    // No warm-up run: the extra rows collect samples in the same turns.
     let (raw_rtts, our_rtts, lws_rtts) = take_turns(
+        false,
         || rt.block_on(raw_round_trips(echo, ROUND_TRIPS, SMALL)),
         || {
             handler_rtts.borrow_mut().extend(session_round_trips_in_handler(&server.url(), ROUND_TRIPS, SMALL));
@@ -179,6 +182,7 @@ fn main() {
     // Throughput.
     for (size, count) in [(SMALL, SMALL_COUNT), (LARGE, LARGE_COUNT)] {
         let (raw_rates, our_rates, lws_rates) = take_turns(
+            true,
             || vec![rt.block_on(raw_throughput(echo, count, size))],
             || vec![session_throughput(&server.url(), count, size)],
             lws.as_ref().map(|c| move || vec![count as f64 / (c.run(echo.port(), "throughput", count, size)[0] / 1e6)]),
@@ -289,6 +293,8 @@ const NOTES: &str = "## What is measured\n\n\
 - Throughput: the baselines send to the echo server and receive the echoes in one process;\n  \
   libsession publishes from one process through the bundled server to a subscriber in another,\n  \
   every message numbered and acknowledged.\n\
+- Connect and throughput: each client runs once, unmeasured, before the turns (first-run costs\n  \
+  such as fresh buffers being paged in are not what these figures are about).\n\
 - On a shared 2-core virtual machine figures move by tens of percent from run to run (waking a\n  \
   thread on an idle virtual CPU costs tens of microseconds at times), and by as much with what\n  \
   ran just before; the clients take turns within each figure, in an order that rotates from turn\n  \
@@ -392,13 +398,22 @@ fn machine() -> String {
 
 /// Runs the clients in turn, REPEATS times, so that drift in the machine's load hits them alike;
 /// the order rotates from turn to turn, so that none always runs after the same one (what ran
-/// just before moves a client's figures by tens of percent on a shared virtual machine). Returns
-/// each one's samples.
+/// just before moves a client's figures by tens of percent on a shared virtual machine). With
+/// `warm_up`, each runs once first, unmeasured (first-run costs such as fresh buffers being paged
+/// in are not what the figure is about). Returns each one's samples.
 fn take_turns(
+    warm_up: bool,
     raw: impl Fn() -> Vec<f64>,
     ours: impl Fn() -> Vec<f64>,
     lws: Option<impl Fn() -> Vec<f64>>,
 ) -> (Vec<f64>, Vec<f64>, Option<Vec<f64>>) {
+    if warm_up {
+        raw();
+        ours();
+        if let Some(lws) = &lws {
+            lws();
+        }
+    }
     let mut samples = [Vec::new(), Vec::new(), Vec::new()];
     let clients = if lws.is_some() { 3 } else { 2 };
     for turn in 0..REPEATS {
