@@ -1,4 +1,4 @@
-//! `make bench`: libsession against its own floors (raw TCP, raw tokio-tungstenite) and against
+//! `make bench`: libsession against its own baselines (raw TCP, raw tokio-tungstenite) and against
 //! libwebsockets, in one run on one machine, on loopback. Prints a table and writes it, with the
 //! machine, to docs/BENCHMARKS.md.
 
@@ -172,7 +172,7 @@ fn main() {
         Goal::AtMost(1.5),
     ));
     rows.push(Row::new(
-        "raw TCP round trip p50, 64 B (µs): the floor",
+        "raw TCP round trip p50, 64 B (µs): blocking sockets, both ends sleep between messages",
         percentile(&tcp_rtts, 50.0),
         percentile(&tcp_rtts, 50.0),
         None,
