@@ -11,6 +11,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[path = "../tests/common/cpu.rs"]
+mod cpu;
+use cpu::io_threads_cpu;
+
 use futures_util::{SinkExt, StreamExt};
 use session::ffi::factory::*;
 use session::ffi::messaging::*;
@@ -871,20 +875,6 @@ fn in_process(mode: &str, args: &[&str], spin_us: Option<u32>) -> Vec<f64> {
 /// poll before they sleep.
 fn round_trips_without_polling(url: &str, count: usize) -> Vec<f64> {
     in_process("--round-trips", &[url, &count.to_string()], Some(0))
-}
-
-/// CPU time of the library's I/O threads, from /proc (nanosecond precision).
-fn io_threads_cpu() -> Duration {
-    let mut total = 0u64;
-    for task in std::fs::read_dir("/proc/self/task").unwrap() {
-        let dir = task.unwrap().path();
-        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
-        if name.starts_with("libsession-io") {
-            let stat = std::fs::read_to_string(dir.join("schedstat")).unwrap_or_default();
-            total += stat.split_whitespace().next().and_then(|ns| ns.parse::<u64>().ok()).unwrap_or(0);
-        }
-    }
-    Duration::from_nanos(total)
 }
 
 /// The I/O threads' CPU, in percent of a core, while one session publishes a 64 B message every

@@ -96,14 +96,23 @@ fn a_server_that_never_answers_times_out_at_the_connection_timeout() {
     assert!(start.elapsed() >= Duration::from_millis(250) && start.elapsed() < Duration::from_secs(5));
 }
 
+/// A peer that reads the upgrade request and answers with what `answer` makes of it.
+fn answering(answer: impl Fn(&str) -> Vec<u8> + Send + Clone + 'static) -> u16 {
+    fake_peer(move |mut stream| {
+        let answer = answer.clone();
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut buf = vec![0u8; 8192];
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            let _ = stream.write_all(&answer(&String::from_utf8_lossy(&buf[..n]))).await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    })
+}
+
 #[test]
 fn a_plain_http_server_fails_the_upgrade() {
-    let port = fake_peer(|mut stream| async move {
-        use tokio::io::AsyncWriteExt;
-        let mut buf = [0u8; 1024];
-        let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await;
-        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi").await;
-    });
+    let port = answering(|_| b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi".to_vec());
     let err = Session::connect(config(&format!("ws://127.0.0.1:{port}")), None).unwrap_err();
     assert_eq!(err.code(), ErrorCode::HandshakeRecvFail);
     assert!(err.message().contains("200"), "{}", err.message());
@@ -145,22 +154,15 @@ fn a_websocket_ping_from_the_server_is_answered_while_the_session_runs() {
 
 #[test]
 fn a_masked_frame_from_the_server_is_a_protocol_error() {
-    let port = fake_peer(|stream| async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = stream;
-        let mut buf = vec![0u8; 8192];
-        let n = stream.read(&mut buf).await.unwrap();
-        let request = String::from_utf8_lossy(&buf[..n]).to_string();
-        let key =
-            request.lines().find_map(|l| l.strip_prefix("Sec-WebSocket-Key: ")).expect("a key").trim().to_string();
+    let port = answering(|request| {
+        let key = request.lines().find_map(|l| l.strip_prefix("Sec-WebSocket-Key: ")).expect("a key").trim();
         let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
         let mut answer =
             format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n")
                 .into_bytes();
         // A binary frame with the mask bit set: only clients mask.
         answer.extend_from_slice(&[0x82, 0x84, 0, 0, 0, 0, 1, 2, 3, 4]);
-        let _ = stream.write_all(&answer).await;
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        answer
     });
     let err = Session::connect(config(&format!("ws://127.0.0.1:{port}")), None).unwrap_err();
     assert_eq!(err.code(), ErrorCode::ConnectionProtocolError, "{err}");
@@ -173,13 +175,7 @@ fn an_upgrade_answer_with_a_wrong_accept_key_is_refused() {
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: bm90IHRoZSBrZXk=\r\n\r\n",
         "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n",
     ] {
-        let port = fake_peer(move |mut stream| async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let mut buf = [0u8; 8192];
-            let _ = stream.read(&mut buf).await;
-            let _ = stream.write_all(answer.as_bytes()).await;
-            tokio::time::sleep(Duration::from_secs(5)).await;
-        });
+        let port = answering(move |_| answer.as_bytes().to_vec());
         let err = Session::connect(config(&format!("ws://127.0.0.1:{port}")), None).unwrap_err();
         assert_eq!(err.code(), ErrorCode::InvalidConnectionProtocol, "{err}");
         assert!(err.message().contains("did not complete the WebSocket upgrade"), "{err}");

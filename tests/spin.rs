@@ -6,22 +6,9 @@ mod common;
 
 use std::time::Duration;
 
+use common::cpu::io_threads_cpu;
 use common::*;
 use session::Session;
-
-/// CPU time the library's I/O threads have used, from /proc (nanosecond precision).
-fn io_threads_cpu() -> Duration {
-    let mut total = 0u64;
-    for task in std::fs::read_dir("/proc/self/task").unwrap() {
-        let dir = task.unwrap().path();
-        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
-        if name.starts_with("libsession-io") {
-            let stat = std::fs::read_to_string(dir.join("schedstat")).unwrap_or_default();
-            total += stat.split_whitespace().next().and_then(|ns| ns.parse::<u64>().ok()).unwrap_or(0);
-        }
-    }
-    Duration::from_nanos(total)
-}
 
 /// Publishes `count` messages on `session`'s "spin" path, `gap` apart; returns the I/O threads'
 /// CPU time and the wall time it took, once all have arrived.

@@ -8,7 +8,6 @@
 //! registration as it is.
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -62,22 +61,6 @@ impl Socket {
     }
 }
 
-/// `sendmsg(2)` of `bufs` on socket `fd` without SIGPIPE.
-fn send_vectored(fd: RawFd, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-    // SAFETY: an all-zero msghdr is valid (no address, no control data); `IoSlice` has the
-    // layout of `iovec` on Unix, and the slices outlive the call.
-    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
-    message.msg_iov = bufs.as_ptr() as *mut libc::iovec;
-    message.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
-    // SAFETY: `message` points at `bufs`, valid for reads for the whole call.
-    let sent = unsafe { libc::sendmsg(fd, &message, libc::MSG_NOSIGNAL) };
-    if sent < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(sent as usize)
-    }
-}
-
 #[cfg(test)]
 impl Socket {
     pub(crate) fn tcp(&self) -> &TcpStream {
@@ -108,7 +91,8 @@ impl AsyncWrite for Socket {
             let tcp = tcp.get_mut();
             loop {
                 std::task::ready!(tcp.poll_write_ready(cx))?;
-                match tcp.try_io(tokio::io::Interest::WRITABLE, || send_vectored(tcp.as_raw_fd(), bufs)) {
+                let send = || socket2::SockRef::from(&*tcp).send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL);
+                match tcp.try_io(tokio::io::Interest::WRITABLE, send) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                     written => return Poll::Ready(written),
                 }

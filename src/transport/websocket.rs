@@ -568,9 +568,9 @@ mod tests {
             let (_, half) = tokio::io::split(Box::new(near) as Stream);
             let mut writer = WsWriter { half, vectored, out: VecDeque::new() };
             let payload: Vec<u8> = (0..300u32).map(|i| (i % 251) as u8).collect();
-            let waker = futures_util::task::noop_waker();
+            let waker = std::task::Waker::noop();
             let batch = WsBatch::message(BINARY, payload.clone());
-            assert!(!writer.send_now(batch, &mut Context::from_waker(&waker)), "not all at once");
+            assert!(!writer.send_now(batch, &mut Context::from_waker(waker)), "not all at once");
             assert!(!writer.ready());
             let reading = tokio::spawn(async move {
                 let mut buf = BytesMut::new();

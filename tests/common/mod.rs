@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod burst;
+pub mod cpu;
 pub mod external;
 pub mod pki;
 pub mod relay;
