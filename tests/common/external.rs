@@ -22,9 +22,22 @@ pub fn tool(name: &str) -> Option<PathBuf> {
     found
 }
 
-/// A free loopback port.
+/// A free loopback port for a program that binds it later, outside the kernel's ephemeral range:
+/// a port from that range could meanwhile go to another test's listener or outgoing connection
+/// (run in parallel), and the program's readiness check would then reach the wrong listener.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_low.max(10_001));
+    for _ in 0..1000 {
+        let port = low + rand::random::<u16>() % (high - low);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between {low} and {high}");
 }
 
 /// A running external program; killed (by PID) and reaped on drop, its directory removed.
