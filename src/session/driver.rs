@@ -218,8 +218,7 @@ async fn connect(shared: &Shared, link: &mut Link) -> Result<Connection> {
     for transport in cascade {
         match connect_over(shared, link, transport).await {
             Ok(conn) => {
-                *shared.transport.lock() = Some(transport);
-                shared.mailbox.set_websocket(transport == Transport::WebSocket);
+                shared.mailbox.set_transport(transport);
                 return Ok(conn);
             }
             Err(e) if !worth_another_transport(&e) => return Err(e),

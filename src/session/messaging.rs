@@ -8,7 +8,7 @@
 //! Otherwise it is queued and the task is woken.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Wake, Waker};
 
@@ -20,7 +20,7 @@ use crate::protocol::reliable::{Outgoing, Retained};
 use crate::protocol::{self, path_matches, validate_path, Frame, Message, FRAME_HEADER_LEN};
 use crate::runtime;
 use crate::transport::wsframe;
-use crate::transport::{Batch, WsBatch, WsWriter};
+use crate::transport::{Batch, Transport, WsBatch, WsWriter};
 
 /// Receives the messages of a subscription.
 pub trait MessageHandler: Send + Sync {
@@ -87,6 +87,11 @@ impl Retained for Outbound {
     }
 }
 
+/// [`Mailbox::transport`] as stored.
+const NO_TRANSPORT: u8 = 0;
+const WEBSOCKET: u8 = 1;
+const HTTP_POLLING: u8 = 2;
+
 /// Where a publication's data begins in its frame's encoding.
 fn data_offset(path: &str) -> usize {
     MESSAGE_OVERHEAD + path.len()
@@ -125,8 +130,9 @@ pub(crate) struct Mailbox {
     server_limit: AtomicU32,
     own_limit: u32,
     capacity: usize,
-    /// Whether the session's connection is a WebSocket.
-    websocket: std::sync::atomic::AtomicBool,
+    /// The transport of the current (or last) connection ([`Mailbox::transport`]); large
+    /// publications are masked as they are made while it is a WebSocket.
+    transport: AtomicU8,
 }
 
 impl Mailbox {
@@ -143,7 +149,7 @@ impl Mailbox {
             server_limit: AtomicU32::new(0),
             own_limit,
             capacity: capacity.max(1) as usize,
-            websocket: std::sync::atomic::AtomicBool::new(false),
+            transport: AtomicU8::new(NO_TRANSPORT),
         }
     }
 
@@ -151,10 +157,23 @@ impl Mailbox {
         self.server_limit.store(limit, Ordering::Relaxed);
     }
 
-    /// Whether the session's connection is a WebSocket (which large publications are masked
-    /// for as they are made).
-    pub(crate) fn set_websocket(&self, websocket: bool) {
-        self.websocket.store(websocket, Ordering::Relaxed);
+    /// Records the transport of the connection just made.
+    pub(crate) fn set_transport(&self, transport: Transport) {
+        let code = match transport {
+            Transport::WebSocket => WEBSOCKET,
+            Transport::HttpPolling => HTTP_POLLING,
+        };
+        self.transport.store(code, Ordering::Relaxed);
+    }
+
+    /// The transport of the current connection (the last one when not connected); `None` before
+    /// the first connection.
+    pub(crate) fn transport(&self) -> Option<Transport> {
+        match self.transport.load(Ordering::Relaxed) {
+            WEBSOCKET => Some(Transport::WebSocket),
+            HTTP_POLLING => Some(Transport::HttpPolling),
+            _ => None,
+        }
     }
 
     /// Sends a message for the server at once if it can, else queues it; fails when the queue is
@@ -248,7 +267,8 @@ impl Mailbox {
             ));
         }
         let mut copy = data.to_vec();
-        let key = (data.len() >= MASKED_AT_PUBLISH && self.websocket.load(Ordering::Relaxed)).then(rand::random);
+        let key =
+            (data.len() >= MASKED_AT_PUBLISH && self.transport() == Some(Transport::WebSocket)).then(rand::random);
         if let Some(key) = key {
             wsframe::mask_at(&mut copy, key, data_offset(path));
         }
@@ -329,7 +349,7 @@ mod tests {
         let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
         let path = "prices/odd/length";
         for websocket in [false, true] {
-            mailbox.set_websocket(websocket);
+            mailbox.set_transport(if websocket { Transport::WebSocket } else { Transport::HttpPolling });
             mailbox.publish(path, &data).unwrap();
             mailbox.publish(path, &data[..MASKED_AT_PUBLISH - 1]).unwrap();
             let (large, small) = (mailbox.next().unwrap(), mailbox.next().unwrap());

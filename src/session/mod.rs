@@ -84,8 +84,6 @@ pub(crate) struct Shared {
     mailbox: messaging::Mailbox,
     /// Cookies set by balancers, sent on every later request of this session.
     cookies: Arc<cookies::CookieJar>,
-    /// The transport of the current (or last) connection.
-    transport: Mutex<Option<crate::transport::Transport>>,
 }
 
 impl Session {
@@ -102,7 +100,6 @@ impl Session {
             shared: Arc::new(Shared {
                 mailbox,
                 cookies: Arc::default(),
-                transport: Mutex::new(None),
                 config,
                 state: Mutex::new(State::Unknown),
                 reported: Mutex::new(State::Unknown),
@@ -146,7 +143,7 @@ impl Session {
         });
         match opened {
             Ok((shared, Some(opened), rx)) => {
-                let polling = *shared.transport.lock() == Some(crate::transport::Transport::HttpPolling);
+                let polling = shared.mailbox.transport() == Some(crate::transport::Transport::HttpPolling);
                 let task = driver::run(shared, opened, rx);
                 if polling {
                     // Its poller already runs on the I/O thread and hands messages to the task.
@@ -280,7 +277,7 @@ impl Session {
     /// The transport of the current connection (the last one when not connected); `None` before
     /// the first connection.
     pub fn transport(&self) -> Option<crate::transport::Transport> {
-        *self.shared.transport.lock()
+        self.shared.mailbox.transport()
     }
 
     /// The error that closed the session (CLOSED_FAILED or CLOSED_BY_SERVER), if any.
