@@ -228,7 +228,12 @@ impl IoThreads {
                         Ok(rt) => {
                             let parking = Arc::new(Parking::new(park.0, park.1));
                             let _ = tx.send(Ok(Home { handle: rt.handle().clone(), parking: parking.clone() }));
-                            rt.block_on(async move { tokio::join!(idle(spin), parking.tick()) });
+                            // As tasks, not the future `block_on` runs: waking that future
+                            // writes the runtime's eventfd (a system call) even from the thread
+                            // itself, and the idle loop is woken at every activity.
+                            rt.spawn(idle(spin));
+                            rt.spawn(parking.tick());
+                            rt.block_on(std::future::pending::<()>());
                         }
                         Err(e) => {
                             let _ = tx.send(Err(e));

@@ -299,6 +299,12 @@ async fn run(shared: &Arc<Shared>, ws: &mut Link, attached: Attached, mut shutdo
     let mut ack_at: Option<Instant> = None;
     // An ACK due now, sent with the deliveries it may have caused (one write, deliveries first).
     let mut ack_due: Option<Frame> = None;
+    // The timers live across the waits and are moved, not made anew for each wait: registering
+    // a timer due before the runtime's next planned wake-up wakes the runtime's driver (a system
+    // call), while moving a timer later is an atomic store.
+    let ack_timer = sleep_until(deadline);
+    let silence = sleep_until(deadline);
+    tokio::pin!(ack_timer, silence);
     let detach = |why: String| {
         let mut state = session.state.lock();
         if state.generation == generation {
@@ -327,6 +333,12 @@ async fn run(shared: &Arc<Shared>, ws: &mut Link, attached: Attached, mut shutdo
                 let _ = ws.send(&close(CloseReason::MessageLoss, reason)).await;
                 return End::Closed(reason.into());
             }
+        }
+        if let Some(at) = ack_at.filter(|at| *at != ack_timer.deadline()) {
+            ack_timer.as_mut().reset(at);
+        }
+        if silence.deadline() != deadline {
+            silence.as_mut().reset(deadline);
         }
         tokio::select! {
             received = ws.recv() => {
@@ -358,7 +370,7 @@ async fn run(shared: &Arc<Shared>, ws: &mut Link, attached: Attached, mut shutdo
                 }
             }
             _ = session.wake.notified() => {}
-            _ = sleep_until(ack_at.unwrap_or_else(Instant::now)), if ack_at.is_some() => {
+            _ = &mut ack_timer, if ack_at.is_some() => {
                 ack_at = None;
                 let ack = session.state.lock().incoming.take_ack();
                 if ws.send(&ack).await.is_err() {
@@ -371,7 +383,7 @@ async fn run(shared: &Arc<Shared>, ws: &mut Link, attached: Attached, mut shutdo
                     return detach("connection failed while sending a ping".into());
                 }
             }
-            _ = sleep_until(deadline) => {
+            _ = &mut silence => {
                 return detach(format!("client silent for {} ms", silence_limit.as_millis()));
             }
             changed = owner.changed() => {

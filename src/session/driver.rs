@@ -402,6 +402,12 @@ async fn serve_lending(
 ) -> Ended {
     let mut keep_alive = KeepAlive::new(link.ping_interval);
     let mut ack_at: Option<Instant> = None;
+    // The timers live across the waits and are moved, not made anew for each wait: registering
+    // a timer due before the runtime's next planned wake-up wakes the runtime's driver (a system
+    // call), while moving a timer later is an atomic store. Boxed: an idle session's task stays
+    // small.
+    let mut ack_timer = Box::pin(sleep_until(far_future()));
+    let mut silence = Box::pin(sleep_until(keep_alive.deadline));
     loop {
         if let Err(e) = flush(shared, conn, link).await {
             return e.into();
@@ -414,11 +420,17 @@ async fn serve_lending(
         if let Some(writer) = conn.lend() {
             shared.mailbox.lend(writer);
         }
+        if let Some(at) = ack_at.filter(|at| *at != ack_timer.deadline()) {
+            ack_timer.as_mut().reset(at);
+        }
+        if silence.deadline() != keep_alive.deadline {
+            silence.as_mut().reset(keep_alive.deadline);
+        }
         let woke = tokio::select! {
             received = conn.next() => Woke::Received(received),
             _ = shared.mailbox.ready.notified(), if room => Woke::Mail,
-            _ = sleep_until(ack_at.unwrap_or_else(far_future)), if ack_at.is_some() => Woke::AckDue,
-            _ = sleep_until(keep_alive.deadline) => Woke::Silent,
+            _ = &mut ack_timer, if ack_at.is_some() => Woke::AckDue,
+            _ = &mut silence => Woke::Silent,
             command = commands.recv() => Woke::Command(command),
         };
         crate::runtime::note_activity();
