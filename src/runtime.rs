@@ -347,6 +347,33 @@ async fn idle(max: Duration) {
     }
 }
 
+/// A timer for a task that waits in a loop: it lives across the waits and is moved, not made
+/// anew for each wait. Registering a timer due before the runtime's next planned wake-up wakes
+/// the runtime's driver (a system call, even from its own thread), while moving a live timer
+/// later is an atomic store. Boxed, so that the tasks holding one stay small.
+pub(crate) struct Alarm(Pin<Box<tokio::time::Sleep>>);
+
+impl Alarm {
+    pub(crate) fn new(at: tokio::time::Instant) -> Alarm {
+        Alarm(Box::pin(tokio::time::sleep_until(at)))
+    }
+
+    /// Makes it go off at `at`, unless it already would.
+    pub(crate) fn set(&mut self, at: tokio::time::Instant) {
+        if self.0.deadline() != at {
+            self.0.as_mut().reset(at);
+        }
+    }
+}
+
+impl Future for Alarm {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
 /// Whether the calling thread is one of the library's I/O threads, where callbacks run and
 /// blocking on a session would deadlock.
 pub fn on_io_thread() -> bool {
@@ -442,6 +469,22 @@ impl Drop for CallerContext {
 mod tests {
     use super::*;
     use std::sync::mpsc;
+
+    #[tokio::test]
+    async fn an_alarm_goes_off_when_it_was_last_set_to() {
+        use tokio::time::Instant;
+        let start = Instant::now();
+        let mut alarm = Alarm::new(start + Duration::from_millis(10));
+        alarm.set(start + Duration::from_millis(80));
+        (&mut alarm).await;
+        assert!(start.elapsed() >= Duration::from_millis(80), "went off at the first time set");
+        // Set again after going off, to earlier than a later setting.
+        let again = Instant::now();
+        alarm.set(again + Duration::from_secs(60));
+        alarm.set(again + Duration::from_millis(20));
+        tokio::time::timeout(Duration::from_secs(5), &mut alarm).await.expect("went off at the earlier time");
+        assert!(again.elapsed() >= Duration::from_millis(20));
+    }
 
     /// A task that reports when it runs.
     fn reporting() -> (impl Future<Output = ()> + Send + 'static, mpsc::Receiver<Instant>) {

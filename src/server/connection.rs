@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
-use tokio::time::{interval_at, sleep_until, Instant};
+use tokio::time::{interval_at, Instant};
 
 use super::frames::{Event, FrameError, ServerWs, BINARY};
 use super::poll::PollChannel;
@@ -17,6 +17,7 @@ use crate::protocol::reliable::Receipt;
 use crate::protocol::{
     self, validate_path, CloseReason, ConnectRequest, DecodeError, Frame, Message, ResponseCode, SessionId,
 };
+use crate::runtime::Alarm;
 
 /// Longest wait before acknowledging the client's messages.
 const ACK_DELAY: Duration = Duration::from_millis(20);
@@ -299,12 +300,8 @@ async fn run(shared: &Arc<Shared>, ws: &mut Link, attached: Attached, mut shutdo
     let mut ack_at: Option<Instant> = None;
     // An ACK due now, sent with the deliveries it may have caused (one write, deliveries first).
     let mut ack_due: Option<Frame> = None;
-    // The timers live across the waits and are moved, not made anew for each wait: registering
-    // a timer due before the runtime's next planned wake-up wakes the runtime's driver (a system
-    // call), while moving a timer later is an atomic store.
-    let ack_timer = sleep_until(deadline);
-    let silence = sleep_until(deadline);
-    tokio::pin!(ack_timer, silence);
+    let mut ack_timer = Alarm::new(deadline);
+    let mut silence = Alarm::new(deadline);
     let detach = |why: String| {
         let mut state = session.state.lock();
         if state.generation == generation {
@@ -334,12 +331,10 @@ async fn run(shared: &Arc<Shared>, ws: &mut Link, attached: Attached, mut shutdo
                 return End::Closed(reason.into());
             }
         }
-        if let Some(at) = ack_at.filter(|at| *at != ack_timer.deadline()) {
-            ack_timer.as_mut().reset(at);
+        if let Some(at) = ack_at {
+            ack_timer.set(at);
         }
-        if silence.deadline() != deadline {
-            silence.as_mut().reset(deadline);
-        }
+        silence.set(deadline);
         tokio::select! {
             received = ws.recv() => {
                 deadline = Instant::now() + silence_limit;

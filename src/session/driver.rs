@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio::time::{sleep, sleep_until, timeout, Instant};
+use tokio::time::{sleep, timeout, Instant};
 
 use super::{Command, Shared, State};
 use crate::error::{Error, ErrorCode, Result};
 use crate::protocol::reliable::{Incoming, Receipt};
 use crate::protocol::{self, ClientHandshake, CloseReason, ConnectRequest, Established, Frame, Message, SessionId};
 use crate::reconnect::ReconnectPolicy;
+use crate::runtime::Alarm;
 use crate::transport::{Connection, Received, Transport};
 
 /// Silence from the server longer than this many keep-alive intervals means the link is dead.
@@ -402,12 +403,8 @@ async fn serve_lending(
 ) -> Ended {
     let mut keep_alive = KeepAlive::new(link.ping_interval);
     let mut ack_at: Option<Instant> = None;
-    // The timers live across the waits and are moved, not made anew for each wait: registering
-    // a timer due before the runtime's next planned wake-up wakes the runtime's driver (a system
-    // call), while moving a timer later is an atomic store. Boxed: an idle session's task stays
-    // small.
-    let mut ack_timer = Box::pin(sleep_until(far_future()));
-    let mut silence = Box::pin(sleep_until(keep_alive.deadline));
+    let mut ack_timer = Alarm::new(far_future());
+    let mut silence = Alarm::new(keep_alive.deadline);
     loop {
         if let Err(e) = flush(shared, conn, link).await {
             return e.into();
@@ -420,12 +417,10 @@ async fn serve_lending(
         if let Some(writer) = conn.lend() {
             shared.mailbox.lend(writer);
         }
-        if let Some(at) = ack_at.filter(|at| *at != ack_timer.deadline()) {
-            ack_timer.as_mut().reset(at);
+        if let Some(at) = ack_at {
+            ack_timer.set(at);
         }
-        if silence.deadline() != keep_alive.deadline {
-            silence.as_mut().reset(keep_alive.deadline);
-        }
+        silence.set(keep_alive.deadline);
         let woke = tokio::select! {
             received = conn.next() => Woke::Received(received),
             _ = shared.mailbox.ready.notified(), if room => Woke::Mail,
