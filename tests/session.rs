@@ -504,12 +504,7 @@ fn messages_of_every_size_arrive_whole_and_in_order_through_the_server() {
     // The server batches deliveries; data of a kilobyte or more goes out from where it lies,
     // smaller data is copied into the batch: a burst mixes both in one write.
     let server = start_server();
-    let publisher = Session::connect(config(&server.url()), None).unwrap();
-    let subscriber = Session::connect(config(&server.url()), None).unwrap();
-    let inbox = Inbox::default();
-    subscriber.subscribe("sizes", inbox.handler()).unwrap();
-    subscriber.publish("sizes", b"ready").unwrap();
-    assert!(inbox.wait_for(1, Duration::from_secs(5)));
+    let (publisher, _subscriber, inbox) = publisher_and_subscriber(&server.url(), "sizes");
     let sizes = [0usize, 1, 1023, 1024, 1025, 16 * 1024, 70_000, 5, 200_000, 64 * 1024, 3];
     let payload = |n: usize, size: usize| -> Vec<u8> { (0..size).map(|i| (i * 7 + n) as u8).collect() };
     for round in 0..20 {

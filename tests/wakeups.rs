@@ -8,17 +8,11 @@ use std::time::Duration;
 
 use common::cpu::io_threads_write_calls;
 use common::*;
-use session::Session;
 
 #[test]
 fn a_stream_of_deliveries_makes_few_write_calls_on_the_io_threads() {
     let server = start_server();
-    let subscriber = Session::connect(config(&server.url()), None).unwrap();
-    let publisher = Session::connect(config(&server.url()), None).unwrap();
-    let inbox = Inbox::default();
-    subscriber.subscribe("calls", inbox.handler()).unwrap();
-    publisher.publish("calls", b"warm-up").unwrap();
-    assert!(inbox.wait_for(1, Duration::from_secs(5)));
+    let (publisher, _subscriber, inbox) = publisher_and_subscriber(&server.url(), "calls");
 
     let count = 5000;
     let before = io_threads_write_calls();

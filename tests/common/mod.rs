@@ -174,6 +174,20 @@ impl Inbox {
     }
 }
 
+/// Two sessions with the server at `url`, one publishing and one subscribed to `path`, the
+/// subscription in place: a first message on `path` has arrived (and is in the inbox).
+#[allow(dead_code)]
+pub fn publisher_and_subscriber(url: &str, path: &str) -> (session::Session, session::Session, Inbox) {
+    let publisher = session::Session::connect(config(url), None).unwrap();
+    let subscriber = session::Session::connect(config(url), None).unwrap();
+    let inbox = Inbox::default();
+    subscriber.subscribe(path, inbox.handler()).unwrap();
+    // From the subscriber: on its connection, the publication follows the subscription.
+    subscriber.publish(path, b"ready").unwrap();
+    assert!(inbox.wait_for(1, Duration::from_secs(5)), "the subscription to {path} is in place");
+    (publisher, subscriber, inbox)
+}
+
 /// Waits up to `limit` for `session` to be in `state` (polling: for states that last).
 pub fn wait_state(session: &session::Session, state: State, limit: Duration) -> bool {
     let start = std::time::Instant::now();
