@@ -24,6 +24,11 @@ use session::ffi::types::SESSION_STATE_T;
 use tokio_tungstenite::tungstenite::Message;
 
 const CONNECTS: usize = 60;
+/// Connect takes turns in more, shorter runs than the other figures: the machine's phases move
+/// connect times by tens of percent over hundreds of connects, and short turns let every client
+/// meet the same phases.
+const CONNECT_TURNS: usize = 50;
+const CONNECTS_PER_TURN: usize = 20;
 const ROUND_TRIPS: usize = 3000;
 const SMALL: usize = 64;
 const LARGE: usize = 16 * 1024;
@@ -116,10 +121,11 @@ fn main() {
 
     // Connect.
     let (raw_samples, our_samples, lws_samples) = take_turns(
+        CONNECT_TURNS,
         true,
-        || rt.block_on(raw_connects(echo, CONNECTS)),
-        || session_connects(&server.url(), None, CONNECTS),
-        lws.as_ref().map(|c| move || c.run(echo.port(), "connect", CONNECTS, SMALL)),
+        || rt.block_on(raw_connects(echo, CONNECTS_PER_TURN)),
+        || session_connects(&server.url(), None, CONNECTS_PER_TURN),
+        lws.as_ref().map(|c| move || c.run(echo.port(), "connect", CONNECTS_PER_TURN, SMALL)),
     );
     let raw = median(&raw_samples);
     let ours = median(&our_samples);
@@ -138,6 +144,7 @@ fn main() {
     let unpolled_rtts = std::cell::RefCell::new(Vec::new());
     // No warm-up run: the extra rows collect samples in the same turns.
     let (raw_rtts, our_rtts, lws_rtts) = take_turns(
+        REPEATS,
         false,
         || rt.block_on(raw_round_trips(echo, ROUND_TRIPS, SMALL)),
         || {
@@ -188,6 +195,7 @@ fn main() {
     // Throughput.
     for (size, count) in [(SMALL, SMALL_COUNT), (LARGE, LARGE_COUNT)] {
         let (raw_rates, our_rates, lws_rates) = take_turns(
+            REPEATS,
             true,
             || vec![rt.block_on(raw_throughput(echo, count, size))],
             || vec![session_throughput(&server.url(), count, size)],
@@ -306,7 +314,8 @@ const NOTES: &str = "## What is measured\n\n\
 - On a shared 2-core virtual machine figures move by tens of percent from run to run (waking a\n  \
   thread on an idle virtual CPU costs tens of microseconds at times), and by as much with what\n  \
   ran just before; the clients take turns within each figure, in an order that rotates from turn\n  \
-  to turn, so that ratios compare like with like.\n";
+  to turn, so that ratios compare like with like: 6 turns for each figure but connect, which\n  \
+  takes 50 turns of 20 connects (connect times drift in phases of hundreds of connects).\n";
 
 enum Goal {
     AtMost(f64),
@@ -404,12 +413,13 @@ fn machine() -> String {
     )
 }
 
-/// Runs the clients in turn, REPEATS times, so that drift in the machine's load hits them alike;
+/// Runs the clients in turn, `turns` times, so that drift in the machine's load hits them alike;
 /// the order rotates from turn to turn, so that none always runs after the same one (what ran
 /// just before moves a client's figures by tens of percent on a shared virtual machine). With
 /// `warm_up`, each runs once first, unmeasured (first-run costs such as fresh buffers being paged
 /// in are not what the figure is about). Returns each one's samples.
 fn take_turns(
+    turns: usize,
     warm_up: bool,
     raw: impl Fn() -> Vec<f64>,
     ours: impl Fn() -> Vec<f64>,
@@ -424,7 +434,7 @@ fn take_turns(
     }
     let mut samples = [Vec::new(), Vec::new(), Vec::new()];
     let clients = if lws.is_some() { 3 } else { 2 };
-    for turn in 0..REPEATS {
+    for turn in 0..turns {
         for k in 0..clients {
             let client = (turn + k) % clients;
             let figures = match client {
