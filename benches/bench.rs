@@ -274,7 +274,15 @@ fn main() {
         "# Benchmarks\n\nWritten by `make bench` (do not edit by hand). All traffic on loopback; medians of repeated runs;\n\
          ratios are libsession / raw tokio-tungstenite (or the stated limit), from the same run.\n\n## Machine\n\n{}\n\n## Figures\n\n{table}\n{}",
         machine(),
-        NOTES.replace("{SMALL_COUNT}", &SMALL_COUNT.to_string()).replace("{LARGE_COUNT}", &LARGE_COUNT.to_string())
+        [
+            ("{SMALL_COUNT}", SMALL_COUNT),
+            ("{LARGE_COUNT}", LARGE_COUNT),
+            ("{REPEATS}", REPEATS),
+            ("{CONNECT_TURNS}", CONNECT_TURNS),
+            ("{CONNECTS_PER_TURN}", CONNECTS_PER_TURN),
+        ]
+        .iter()
+        .fold(NOTES.to_string(), |notes, (name, value)| notes.replace(name, &value.to_string()))
     );
     std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/BENCHMARKS.md"), doc).unwrap();
     println!("written to docs/BENCHMARKS.md");
@@ -314,8 +322,9 @@ const NOTES: &str = "## What is measured\n\n\
 - On a shared 2-core virtual machine figures move by tens of percent from run to run (waking a\n  \
   thread on an idle virtual CPU costs tens of microseconds at times), and by as much with what\n  \
   ran just before; the clients take turns within each figure, in an order that rotates from turn\n  \
-  to turn, so that ratios compare like with like: 6 turns for each figure but connect, which\n  \
-  takes 50 turns of 20 connects (connect times drift in phases of hundreds of connects).\n";
+  to turn, so that ratios compare like with like: {REPEATS} turns for each figure but\n  \
+  connect, which takes {CONNECT_TURNS} turns of {CONNECTS_PER_TURN} connects (connect times drift in\n  \
+  phases of hundreds of connects).\n";
 
 enum Goal {
     AtMost(f64),
