@@ -330,9 +330,7 @@ async fn idle(max: Duration) {
     loop {
         let since = Instant::now();
         while activity() == seen && since.elapsed() < window.now {
-            // Yielding lets the runtime poll its sockets without waiting, then run what is ready.
-            tokio::task::yield_now().await;
-            std::thread::yield_now();
+            poll_once().await;
         }
         std::future::poll_fn(|cx| {
             if activity() != seen {
@@ -345,6 +343,13 @@ async fn idle(max: Duration) {
         window.after_idle(since.elapsed());
         seen = activity();
     }
+}
+
+/// One turn of polling without sleeping: yielding lets the runtime poll its sockets without
+/// waiting and run what is ready; then any other thread ready to run on this CPU goes first.
+async fn poll_once() {
+    tokio::task::yield_now().await;
+    std::thread::yield_now();
 }
 
 /// A timer for a task that waits in a loop: it lives across the waits and is moved, not made
@@ -427,8 +432,7 @@ async fn polling_for<F: Future>(budget: Duration, work: F) -> F::Output {
     let start = Instant::now();
     let spin = async {
         while start.elapsed() < budget {
-            tokio::task::yield_now().await;
-            std::thread::yield_now();
+            poll_once().await;
         }
         std::future::pending::<()>().await
     };
