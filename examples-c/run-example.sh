@@ -6,7 +6,8 @@
 # The example gets ws://127.0.0.1:PORT/diffusion (or wss://) as its first argument, then the
 # extra args; an
 # extra arg @NAME stands for the contents of <state-dir>/NAME (e.g. @proxy-port). When such a file
-# is missing because its fixture skipped, the example is skipped (exit 77).
+# is missing because its fixture skipped, the example is skipped (exit 77). When
+# SESSION_EXAMPLE_LAUNCHER is set (valgrind and its options), the example runs under it.
 set -eu
 
 scheme=ws
@@ -50,4 +51,5 @@ for arg in "$@"; do
         *) set -- "$@" "$arg" ;;
     esac
 done
-exec "$example" "$url" "$@"
+# shellcheck disable=SC2086
+exec ${SESSION_EXAMPLE_LAUNCHER:-} "$example" "$url" "$@"

@@ -340,6 +340,9 @@ typedef struct RECONNECTION_STRATEGY_T RECONNECTION_STRATEGY_T;
 
 /**
  * An open or closed session. Opaque: use the accessor functions.
+ *
+ * Shared: the application's pointer is one reference; every callback running with the session
+ * holds another, so the session outlives `session_free` until the last of them has returned.
  */
 typedef struct SESSION_T SESSION_T;
 
@@ -1121,16 +1124,21 @@ SESSION_T *session_create_async_with_user_context(const char *url_str,
 
 /**
  * Closes the session. The listener sees CLOSED_BY_CLIENT on the calling thread before this
- * returns, and no other callback of the session starts afterwards. Closing a closed session
- * does nothing and succeeds. May be called from inside a callback.
+ * returns. If a callback of the session is running on another thread, this waits for it to
+ * return; after this returns, no other callback of the session starts. Closing a closed session
+ * does nothing and succeeds. May be called from any thread, inside any callback.
  *
  * Returns 1 on success, 0 with `*error` filled (when not NULL) if `session` is NULL.
  */
 int session_close(SESSION_T *session, DIFFUSION_ERROR_T *error);
 
 /**
- * Releases the session, closing it first if it is open. NULL does nothing. May be called from
- * inside a callback of the session; the pointer is invalid afterwards.
+ * Releases the application's reference to the session, closing it first if it is open (as
+ * `session_close`: waits for a callback of the session running on another thread). After this
+ * returns no callback of the session starts, and the pointer must not be used again. Callbacks
+ * already running on the calling thread (when called from inside one) keep the session valid
+ * until they return. May be called from any thread, inside any callback; inside a callback of a
+ * blocking create, that create then returns NULL. NULL does nothing.
  */
 void session_free(SESSION_T *session);
 

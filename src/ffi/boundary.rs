@@ -1,8 +1,9 @@
 //! Helpers every exported function uses: the panic guard, C string conversion, error reporting.
 
-use std::ffi::{c_char, CStr};
+use std::ffi::{c_char, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use super::handle::{array, fill, UserPointer};
 use super::types::DIFFUSION_ERROR_T;
 use crate::error::{Error, ErrorCode, Result};
 
@@ -29,6 +30,11 @@ pub(crate) unsafe fn optional_str<'a>(ptr: *const c_char, what: &str) -> Result<
     CStr::from_ptr(ptr).to_str().map(Some).map_err(|_| Error::illegal_argument(format!("{what} is not valid UTF-8")))
 }
 
+/// Borrows the bytes of a C string (any encoding), without its NUL; `None` for NULL.
+pub(crate) unsafe fn c_bytes<'a>(ptr: *const c_char) -> Option<&'a [u8]> {
+    (!ptr.is_null()).then(|| CStr::from_ptr(ptr).to_bytes())
+}
+
 /// A copy of `text` in memory from `malloc`, for the caller to `free()`. Interior NULs end the string.
 pub(crate) fn malloc_string(text: &str) -> *mut c_char {
     let bytes = text.as_bytes();
@@ -52,34 +58,30 @@ pub(crate) fn c_string(text: &str) -> std::ffi::CString {
 
 /// Fills `*out` (when not NULL) with `error`; the message is `malloc`ed.
 pub(crate) unsafe fn report(out: *mut DIFFUSION_ERROR_T, error: &Error) {
-    // Written without reading: the caller's struct may be uninitialised.
-    if !out.is_null() {
-        out.write(DIFFUSION_ERROR_T::from_error(error));
-    }
+    fill(out, DIFFUSION_ERROR_T::from_error(error));
+}
+
+/// Borrows `len` bytes at `data` for the length of a call: empty when `len` is 0 (whatever
+/// `data` is), an error naming `what` when `data` is NULL with a non-zero `len`.
+pub(crate) unsafe fn bytes<'a>(data: *const c_void, len: usize, what: &str) -> Result<&'a [u8]> {
+    array(data as *const u8, len)
+        .ok_or_else(|| Error::illegal_argument(format!("{what} is NULL but its length is not 0")))
 }
 
 /// A caller's context pointer with its optional release function, called exactly once when the
 /// last owner is dropped (after every callback that uses it has returned).
 pub(crate) struct OwnedContext {
-    context: *mut std::ffi::c_void,
-    free: Option<unsafe extern "C" fn(context: *mut std::ffi::c_void)>,
+    context: UserPointer,
+    free: Option<unsafe extern "C" fn(context: *mut c_void)>,
 }
 
-// SAFETY: the pointer is only handed back to the caller's own functions; the API documents that
-// they run on libsession threads.
-unsafe impl Send for OwnedContext {}
-unsafe impl Sync for OwnedContext {}
-
 impl OwnedContext {
-    pub(crate) fn new(
-        context: *mut std::ffi::c_void,
-        free: Option<unsafe extern "C" fn(context: *mut std::ffi::c_void)>,
-    ) -> Self {
-        OwnedContext { context, free }
+    pub(crate) fn new(context: *mut c_void, free: Option<unsafe extern "C" fn(context: *mut c_void)>) -> Self {
+        OwnedContext { context: UserPointer::new(context), free }
     }
 
-    pub(crate) fn get(&self) -> *mut std::ffi::c_void {
-        self.context
+    pub(crate) fn get(&self) -> *mut c_void {
+        self.context.get()
     }
 }
 
@@ -87,7 +89,7 @@ impl Drop for OwnedContext {
     fn drop(&mut self) {
         if let Some(free) = self.free {
             // SAFETY: the caller's function with the caller's context, called once.
-            unsafe { free(self.context) };
+            unsafe { free(self.context.get()) };
         }
     }
 }

@@ -2,7 +2,8 @@
 
 use std::ffi::{c_char, c_ulong};
 
-use super::boundary::guard;
+use super::boundary::{bytes, c_bytes, guard};
+use super::handle::{handles, take_owned, to_owned_ptr};
 use crate::protocol::Credentials;
 
 /// Opaque credentials. Create with a `credentials_create_*` function, release with
@@ -12,8 +13,10 @@ pub struct CREDENTIALS_T {
     pub(crate) inner: Credentials,
 }
 
+handles! { Owned: CREDENTIALS_T; }
+
 fn boxed(inner: Credentials) -> *mut CREDENTIALS_T {
-    Box::into_raw(Box::new(CREDENTIALS_T { inner }))
+    to_owned_ptr(CREDENTIALS_T { inner })
 }
 
 /// Creates empty credentials (anonymous or principal-only sessions).
@@ -29,12 +32,9 @@ pub extern "C" fn credentials_create_none() -> *mut CREDENTIALS_T {
 /// Returns NULL when `password` is NULL. The result is owned by the caller (`credentials_free`).
 #[no_mangle]
 pub unsafe extern "C" fn credentials_create_password(password: *const c_char) -> *mut CREDENTIALS_T {
-    guard(std::ptr::null_mut(), || {
-        if password.is_null() {
-            return std::ptr::null_mut();
-        }
-        let bytes = std::ffi::CStr::from_ptr(password).to_bytes().to_vec();
-        boxed(Credentials::Password(bytes))
+    guard(std::ptr::null_mut(), || match c_bytes(password) {
+        Some(password) => boxed(Credentials::Password(password.to_vec())),
+        None => std::ptr::null_mut(),
     })
 }
 
@@ -44,13 +44,9 @@ pub unsafe extern "C" fn credentials_create_password(password: *const c_char) ->
 /// (`credentials_free`).
 #[no_mangle]
 pub unsafe extern "C" fn credentials_create_custom(data: *const c_char, len: c_ulong) -> *mut CREDENTIALS_T {
-    guard(std::ptr::null_mut(), || {
-        let bytes = match (data.is_null(), len) {
-            (_, 0) => Vec::new(),
-            (true, _) => return std::ptr::null_mut(),
-            (false, n) => std::slice::from_raw_parts(data as *const u8, n as usize).to_vec(),
-        };
-        boxed(Credentials::Custom(bytes))
+    guard(std::ptr::null_mut(), || match bytes(data as *const std::ffi::c_void, len as usize, "data") {
+        Ok(data) => boxed(Credentials::Custom(data.to_vec())),
+        Err(_) => std::ptr::null_mut(),
     })
 }
 
@@ -58,12 +54,10 @@ pub unsafe extern "C" fn credentials_create_custom(data: *const c_char, len: c_u
 #[no_mangle]
 pub unsafe extern "C" fn credentials_free(credentials: *mut CREDENTIALS_T) {
     guard((), || {
-        if credentials.is_null() {
-            return;
-        }
-        let mut owned = Box::from_raw(credentials);
-        if let Credentials::Password(b) | Credentials::Custom(b) = &mut owned.inner {
-            b.iter_mut().for_each(|x| *x = 0);
+        if let Some(mut owned) = take_owned(credentials) {
+            if let Credentials::Password(b) | Credentials::Custom(b) = &mut owned.inner {
+                b.iter_mut().for_each(|x| *x = 0);
+            }
         }
     })
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::boundary::{guard, optional_str, required_str};
+use super::boundary::{bytes, c_bytes, guard, optional_str, required_str};
+use super::handle::{borrow, copy_of, handles, take_owned, to_owned_ptr, UserPointer};
 use super::credentials::CREDENTIALS_T;
 use super::reconnect::RECONNECTION_STRATEGY_T;
 use super::retry::DIFFUSION_RETRY_STRATEGY_T;
@@ -30,8 +31,7 @@ pub struct DIFFUSION_SESSION_FACTORY_T {
 struct FactoryState {
     factory: SessionFactory,
     listener: Option<SESSION_LISTENER_T>,
-    /// The caller's pointer, kept as an address: the library never dereferences it.
-    user_context: usize,
+    user_context: UserPointer,
     /// A C reconnection strategy; its timeout follows the factory's reconnection timeout setters.
     reconnection: Option<RECONNECTION_STRATEGY_T>,
     /// Why a header given to `diffusion_session_factory_http_header` was refused: sessions fail
@@ -39,10 +39,12 @@ struct FactoryState {
     rejected_header: Option<Error>,
 }
 
+handles! { Owned: DIFFUSION_SESSION_FACTORY_T; }
+
 /// Applies `change` to the factory's state; NULL factories are ignored.
 unsafe fn with_state(factory: *const DIFFUSION_SESSION_FACTORY_T, change: impl FnOnce(&mut FactoryState)) {
     guard((), || {
-        if let Some(factory) = factory.as_ref() {
+        if let Some(factory) = borrow(factory) {
             change(&mut factory.state.lock());
         }
     })
@@ -69,18 +71,14 @@ fn timeout_ms(ms: u32) -> Option<Duration> {
 #[no_mangle]
 pub extern "C" fn diffusion_session_factory_init() -> *mut DIFFUSION_SESSION_FACTORY_T {
     guard(std::ptr::null_mut(), || {
-        Box::into_raw(Box::new(DIFFUSION_SESSION_FACTORY_T { state: Mutex::new(FactoryState::default()) }))
+        to_owned_ptr(DIFFUSION_SESSION_FACTORY_T { state: Mutex::new(FactoryState::default()) })
     })
 }
 
 /// Frees a factory. Sessions created from it are not affected. NULL does nothing.
 #[no_mangle]
 pub unsafe extern "C" fn diffusion_session_factory_free(factory: *mut DIFFUSION_SESSION_FACTORY_T) {
-    guard((), || {
-        if !factory.is_null() {
-            drop(Box::from_raw(factory));
-        }
-    })
+    guard((), || drop(take_owned(factory)))
 }
 
 /// Sets the listener of sessions created from now on (the struct is copied); NULL removes it.
@@ -90,7 +88,7 @@ pub unsafe extern "C" fn diffusion_session_factory_session_listener(
     factory: *const DIFFUSION_SESSION_FACTORY_T,
     listener: *mut SESSION_LISTENER_T,
 ) {
-    with_state(factory, |s| s.listener = listener.as_ref().copied());
+    with_state(factory, |s| s.listener = copy_of(listener));
 }
 
 /// Sets the user context of sessions created from now on (never dereferenced). NULL factory: no-op.
@@ -99,7 +97,7 @@ pub unsafe extern "C" fn diffusion_session_factory_user_context(
     factory: *const DIFFUSION_SESSION_FACTORY_T,
     user_context: *mut c_void,
 ) {
-    with_state(factory, |s| s.user_context = user_context as usize);
+    with_state(factory, |s| s.user_context = UserPointer::new(user_context));
 }
 
 /// Sets the principal (copied); NULL means anonymous. Invalid UTF-8: no-op. NULL factory: no-op.
@@ -127,7 +125,7 @@ pub unsafe extern "C" fn diffusion_session_factory_credentials(
     factory: *const DIFFUSION_SESSION_FACTORY_T,
     credentials: *const CREDENTIALS_T,
 ) {
-    if let Some(credentials) = credentials.as_ref() {
+    if let Some(credentials) = borrow(credentials) {
         let credentials = credentials.inner.clone();
         with_options(factory, |o| o.credentials = credentials);
     }
@@ -139,8 +137,8 @@ pub unsafe extern "C" fn diffusion_session_factory_password(
     factory: *const DIFFUSION_SESSION_FACTORY_T,
     password: *const c_char,
 ) {
-    if !password.is_null() {
-        let password = std::ffi::CStr::from_ptr(password).to_bytes().to_vec();
+    if let Some(password) = c_bytes(password) {
+        let password = password.to_vec();
         with_options(factory, |o| o.credentials = Credentials::Password(password));
     }
 }
@@ -153,12 +151,10 @@ pub unsafe extern "C" fn diffusion_session_factory_custom_credentials(
     data: *const c_char,
     len: c_ulong,
 ) {
-    let bytes = match (data.is_null(), len) {
-        (_, 0) => Vec::new(),
-        (true, _) => return,
-        (false, n) => std::slice::from_raw_parts(data as *const u8, n as usize).to_vec(),
-    };
-    with_options(factory, |o| o.credentials = Credentials::Custom(bytes));
+    if let Ok(bytes) = bytes(data as *const c_void, len as usize, "data") {
+        let bytes = bytes.to_vec();
+        with_options(factory, |o| o.credentials = Credentials::Custom(bytes));
+    }
 }
 
 /// Bounds each connection attempt (TCP connect, upgrade, handshake), in milliseconds; default
@@ -192,7 +188,7 @@ pub unsafe extern "C" fn diffusion_session_factory_initial_retry_strategy(
     factory: *const DIFFUSION_SESSION_FACTORY_T,
     strategy: *const DIFFUSION_RETRY_STRATEGY_T,
 ) {
-    let strategy = strategy.as_ref().map_or(RetryStrategy::None, |s| s.inner);
+    let strategy = borrow(strategy).map_or(RetryStrategy::None, |s| s.inner);
     with_options(factory, |o| o.initial_retry = strategy);
 }
 
@@ -203,7 +199,7 @@ pub unsafe extern "C" fn diffusion_session_factory_reconnection_strategy(
     factory: *const DIFFUSION_SESSION_FACTORY_T,
     reconnection_strategy: *mut RECONNECTION_STRATEGY_T,
 ) {
-    let strategy = reconnection_strategy.as_ref().cloned();
+    let strategy = borrow(reconnection_strategy).cloned();
     with_state(factory, |s| {
         s.factory.options.reconnection = match &strategy {
             Some(c) => c.strategy(Default::default()),
@@ -366,7 +362,7 @@ pub unsafe extern "C" fn diffusion_session_factory_http_header(
     value: *const c_char,
 ) -> c_int {
     guard(0, || {
-        let Some(factory) = factory.as_ref() else { return 0 };
+        let Some(factory) = borrow(factory) else { return 0 };
         let mut state = factory.state.lock();
         let added = required_str(name, "header name")
             .and_then(|name| Ok((name, required_str(value, "header value")?)))
@@ -382,7 +378,7 @@ pub unsafe extern "C" fn diffusion_session_factory_http_header(
 }
 
 unsafe fn factory_args(factory: *const DIFFUSION_SESSION_FACTORY_T, url: *const c_char) -> Result<CreateArgs> {
-    let factory = factory.as_ref().ok_or_else(|| Error::illegal_argument("session factory is NULL"))?;
+    let factory = borrow(factory).ok_or_else(|| Error::illegal_argument("session factory is NULL"))?;
     let url = if url.is_null() { None } else { Some(required_str(url, "url")?) };
     let state = factory.state.lock();
     if let Some(e) = &state.rejected_header {
@@ -394,7 +390,7 @@ unsafe fn factory_args(factory: *const DIFFUSION_SESSION_FACTORY_T, url: *const 
         c.set_timeout(config.options.reconnection.timeout);
         c
     });
-    Ok(CreateArgs { config, listener: state.listener, user_context: state.user_context as *mut c_void, reconnection })
+    Ok(CreateArgs { config, listener: state.listener, user_context: state.user_context, reconnection })
 }
 
 /// Opens a session with the factory's settings and blocks until it is CONNECTED_ACTIVE or has
@@ -423,7 +419,7 @@ pub unsafe extern "C" fn session_create_async_with_session_factory(
     callbacks: *mut SESSION_CREATE_CALLBACK_T,
     url_str: *const c_char,
 ) -> *mut SESSION_T {
-    let created = match callbacks.as_ref().copied() {
+    let created = match copy_of(callbacks) {
         Some(callbacks) => create(|| factory_args(factory, url_str), Some(callbacks)),
         None => create(|| Err(Error::illegal_argument("callbacks is NULL")), None),
     };

@@ -3,8 +3,9 @@
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::Arc;
 
-use super::boundary::{c_string, guard, report, required_str, OwnedContext};
-use super::session::SESSION_T;
+use super::boundary::{bytes, c_string, guard, report, required_str, OwnedContext};
+use super::handle::{borrow, clone_shared, handles};
+use super::session::{SessionRef, SESSION_T};
 use super::types::DIFFUSION_ERROR_T;
 use crate::error::{Error, Result};
 use crate::session::MessageHandler;
@@ -33,26 +34,22 @@ pub struct SESSION_MESSAGE_HANDLER_T {
     pub free_context: Option<unsafe extern "C" fn(context: *mut c_void)>,
 }
 
+handles! { Borrowed: SESSION_MESSAGE_HANDLER_T; }
+
 struct CMessageHandler {
     on_message: unsafe extern "C" fn(*mut SESSION_T, *const c_char, *const c_void, usize, *mut c_void) -> c_int,
-    session: usize,
+    session: SessionRef,
     context: OwnedContext,
 }
 
 impl MessageHandler for CMessageHandler {
     fn on_message(&self, path: &str, data: &[u8]) {
         let path = c_string(path);
-        // SAFETY: the caller's function and context; the session is alive while its callbacks
-        // run (freeing it closes it, and no callback starts after that).
-        unsafe {
-            (self.on_message)(
-                self.session as *mut SESSION_T,
-                path.as_ptr(),
-                data.as_ptr() as *const c_void,
-                data.len(),
-                self.context.get(),
-            )
-        };
+        // SAFETY: the caller's function and context, with a handle kept alive during the call;
+        // `path` and `data` outlive it.
+        self.session.with(|session| unsafe {
+            (self.on_message)(session, path.as_ptr(), data.as_ptr() as *const c_void, data.len(), self.context.get())
+        });
     }
 }
 
@@ -60,12 +57,13 @@ impl MessageHandler for CMessageHandler {
 fn with_session(
     session: *mut SESSION_T,
     error: *mut DIFFUSION_ERROR_T,
-    body: impl FnOnce(&SESSION_T) -> Result<()>,
+    body: impl FnOnce(&std::sync::Arc<SESSION_T>) -> Result<()>,
 ) -> c_int {
     let outcome = guard(Err(super::boundary::internal_error()), || {
-        // SAFETY: NULL or a live handle, per the API contract.
-        let handle = unsafe { session.as_ref() }.ok_or_else(|| Error::illegal_argument("session is NULL"))?;
-        body(handle)
+        // SAFETY: NULL or a live handle, per the API contract. Our own reference keeps the
+        // session alive through the call, whatever a callback it runs frees.
+        let handle = unsafe { clone_shared(session) }.ok_or_else(|| Error::illegal_argument("session is NULL"))?;
+        body(&handle)
     });
     match outcome {
         Ok(()) => 1,
@@ -93,12 +91,12 @@ pub unsafe extern "C" fn session_subscribe(
 ) -> c_int {
     // The context is the library's from here on, whatever happens: released once, even on failure.
     let context =
-        guard(None, || handler.as_ref().map(|h| (OwnedContext::new(h.context, h.free_context), h.on_message)));
+        guard(None, || borrow(handler).map(|h| (OwnedContext::new(h.context, h.free_context), h.on_message)));
     with_session(session, error, move |handle| {
         let (context, on_message) = context.ok_or_else(|| Error::illegal_argument("handler is NULL"))?;
         let on_message = on_message.ok_or_else(|| Error::illegal_argument("handler->on_message is NULL"))?;
         let path = required_str(path, "path")?;
-        let handler = CMessageHandler { on_message, session: session as usize, context };
+        let handler = CMessageHandler { on_message, session: SessionRef::to(handle), context };
         handle.session().subscribe(path, Arc::new(handler))
     })
 }
@@ -136,11 +134,6 @@ pub unsafe extern "C" fn session_publish(
     error: *mut DIFFUSION_ERROR_T,
 ) -> c_int {
     with_session(session, error, |handle| {
-        let bytes = match (data.is_null(), len) {
-            (_, 0) => &[][..],
-            (true, _) => return Err(Error::illegal_argument("data is NULL but len is not 0")),
-            (false, n) => std::slice::from_raw_parts(data as *const u8, n),
-        };
-        handle.session().publish(required_str(path, "path")?, bytes)
+        handle.session().publish(required_str(path, "path")?, bytes(data, len, "data")?)
     })
 }

@@ -5,6 +5,7 @@
 #![allow(non_camel_case_types, clippy::missing_safety_doc)]
 
 mod boundary;
+pub(crate) mod handle;
 pub mod credentials;
 pub mod error;
 pub mod factory;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::boundary::{c_string, guard, optional_str, required_str, OwnedContext};
+use super::handle::{borrow, borrow_mut, copy_of, handles, lent_ptr, take_owned, to_owned_ptr};
 use super::factory::{with_options, DIFFUSION_SESSION_FACTORY_T};
 use super::types::HANDLER_SUCCESS;
 use crate::error::{Error, Result};
@@ -49,6 +50,11 @@ pub struct DIFFUSION_PROXY_CHALLENGE_T {
 /// Collects the headers a custom handler wants on the next CONNECT.
 pub struct DIFFUSION_PROXY_RESPONSE_T {
     headers: Vec<(String, String)>,
+}
+
+handles! {
+    Owned: DIFFUSION_PROXY_AUTHENTICATION_T;
+    Borrowed: DIFFUSION_PROXY_CHALLENGE_T, DIFFUSION_PROXY_RESPONSE_T, DIFFUSION_PROXY_CHALLENGE_HANDLER_T;
 }
 
 /// A custom proxy authentication scheme. The struct is copied.
@@ -106,7 +112,7 @@ impl ChallengeHandler for CHandler {
         let mut response = DIFFUSION_PROXY_RESPONSE_T { headers: Vec::new() };
         let _one_at_a_time = self.calls.lock();
         // SAFETY: every pointer in `view` and `response` outlives the call.
-        let verdict = unsafe { (self.on_challenge)(&view, &mut response, self.context.get()) };
+        let verdict = unsafe { (self.on_challenge)(lent_ptr(&view), &mut response, self.context.get()) };
         (verdict == HANDLER_SUCCESS).then_some(response.headers)
     }
 
@@ -125,7 +131,7 @@ unsafe fn credentials(user: *const c_char, password: *const c_char) -> Option<(S
 }
 
 fn boxed(inner: ProxyAuth) -> *mut DIFFUSION_PROXY_AUTHENTICATION_T {
-    Box::into_raw(Box::new(DIFFUSION_PROXY_AUTHENTICATION_T { inner }))
+    to_owned_ptr(DIFFUSION_PROXY_AUTHENTICATION_T { inner })
 }
 
 /// Basic authentication, sent with the first CONNECT (to the proxy only, never to the server).
@@ -178,8 +184,8 @@ pub unsafe extern "C" fn diffusion_proxy_authentication_any(
 pub unsafe extern "C" fn diffusion_proxy_authentication_custom(
     handler: *const DIFFUSION_PROXY_CHALLENGE_HANDLER_T,
 ) -> *mut DIFFUSION_PROXY_AUTHENTICATION_T {
-    guard(std::ptr::null_mut(), || match handler.as_ref() {
-        Some(&DIFFUSION_PROXY_CHALLENGE_HANDLER_T {
+    guard(std::ptr::null_mut(), || match copy_of(handler) {
+        Some(DIFFUSION_PROXY_CHALLENGE_HANDLER_T {
             on_challenge: Some(on_challenge),
             maximum_conversations,
             context,
@@ -198,11 +204,7 @@ pub unsafe extern "C" fn diffusion_proxy_authentication_custom(
 /// NULL does nothing.
 #[no_mangle]
 pub unsafe extern "C" fn diffusion_proxy_authentication_free(auth: *mut DIFFUSION_PROXY_AUTHENTICATION_T) {
-    guard((), || {
-        if !auth.is_null() {
-            drop(Box::from_raw(auth));
-        }
-    })
+    guard((), || drop(take_owned(auth)))
 }
 
 /// Adds a header to the next CONNECT, from inside `on_challenge`. Both strings are copied.
@@ -217,7 +219,7 @@ pub unsafe extern "C" fn diffusion_proxy_response_add_header(
 ) -> c_int {
     guard(0, || {
         let (Some(response), Ok(name), Ok(value)) =
-            (response.as_mut(), required_str(name, "name"), required_str(value, "value"))
+            (borrow_mut(response), required_str(name, "name"), required_str(value, "value"))
         else {
             return 0;
         };
@@ -260,7 +262,7 @@ pub unsafe extern "C" fn diffusion_session_factory_http_proxy(
         Ok(Proxy::Http {
             host: host.to_string(),
             port: proxy_port(port)?,
-            auth: auth.as_ref().map(|a| a.inner.clone()),
+            auth: borrow(auth).map(|a| a.inner.clone()),
             tls: false,
         })
     });

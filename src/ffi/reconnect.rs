@@ -1,12 +1,12 @@
 //! RECONNECTION_STRATEGY_T: what a session does after losing its connection.
 
 use std::ffi::{c_int, c_long, c_void};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::boundary::guard;
-use super::session::SESSION_T;
+use super::handle::{borrow_mut, handles, take_owned, to_owned_ptr, UserPointer};
+use super::session::{SessionRef, SESSION_T};
 use crate::reconnect::{ReconnectHandler, ReconnectPolicy, ReconnectionStrategy};
 
 /// What a user reconnection function returns.
@@ -48,48 +48,44 @@ enum Kind {
     },
     User {
         reconnect: unsafe extern "C" fn(*mut SESSION_T, *mut c_void) -> RECONNECTION_ATTEMPT_ACTION_T,
-        args: usize,
+        args: UserPointer,
         success: PERFORM_RECONNECTION_AFTER_ACTION_CB,
         failure: PERFORM_RECONNECTION_AFTER_ACTION_CB,
     },
 }
 
-/// Where the session's handle will be, once allocated (the strategy is built before it).
-pub(crate) type HandleCell = Arc<AtomicUsize>;
+handles! { Owned: RECONNECTION_STRATEGY_T; }
 
 struct CReconnect {
     reconnect: unsafe extern "C" fn(*mut SESSION_T, *mut c_void) -> RECONNECTION_ATTEMPT_ACTION_T,
-    args: usize,
+    args: UserPointer,
     success: PERFORM_RECONNECTION_AFTER_ACTION_CB,
     failure: PERFORM_RECONNECTION_AFTER_ACTION_CB,
-    handle: HandleCell,
+    handle: SessionRef,
 }
 
 impl CReconnect {
-    fn session(&self) -> *mut SESSION_T {
-        self.handle.load(Ordering::Acquire) as *mut SESSION_T
+    fn notify(&self, callback: PERFORM_RECONNECTION_AFTER_ACTION_CB) {
+        if let Some(callback) = callback {
+            // SAFETY: the caller's function and arguments, with a handle kept alive during the call.
+            self.handle.with(|session| unsafe { callback(session, self.args.get()) });
+        }
     }
 }
 
 impl ReconnectHandler for CReconnect {
     fn before_attempt(&self) -> bool {
-        // SAFETY: the caller's function with the caller's arguments; the session is alive while
-        // it reconnects (freeing it closes it first and ends the reconnection).
-        unsafe { (self.reconnect)(self.session(), self.args as *mut c_void) == RECONNECTION_ATTEMPT_ACTION_START }
+        // SAFETY: as in `notify`. A freed session has no handle: it does not reconnect.
+        let action = self.handle.with(|session| unsafe { (self.reconnect)(session, self.args.get()) });
+        action == Some(RECONNECTION_ATTEMPT_ACTION_START)
     }
 
     fn on_success(&self) {
-        if let Some(success) = self.success {
-            // SAFETY: as above.
-            unsafe { success(self.session(), self.args as *mut c_void) };
-        }
+        self.notify(self.success);
     }
 
     fn on_failure(&self) {
-        if let Some(failure) = self.failure {
-            // SAFETY: as above.
-            unsafe { failure(self.session(), self.args as *mut c_void) };
-        }
+        self.notify(self.failure);
     }
 }
 
@@ -98,8 +94,8 @@ impl RECONNECTION_STRATEGY_T {
         self.timeout = timeout;
     }
 
-    /// The strategy for one session whose handle will be stored in `handle`.
-    pub(crate) fn strategy(&self, handle: HandleCell) -> ReconnectionStrategy {
+    /// The strategy for the session with the handle `handle`.
+    pub(crate) fn strategy(&self, handle: SessionRef) -> ReconnectionStrategy {
         let policy = match self.kind {
             Kind::Repeating { attempts, delay } => ReconnectPolicy::Repeating { attempts, delay },
             Kind::User { reconnect, args, success, failure } => {
@@ -129,7 +125,7 @@ pub extern "C" fn make_reconnection_strategy_repeating_attempt(
             return std::ptr::null_mut();
         };
         let kind = Kind::Repeating { attempts, delay: Duration::from_millis(delay) };
-        Box::into_raw(Box::new(RECONNECTION_STRATEGY_T { kind, timeout: default_timeout() }))
+        to_owned_ptr(RECONNECTION_STRATEGY_T { kind, timeout: default_timeout() })
     })
 }
 
@@ -148,8 +144,8 @@ pub extern "C" fn make_reconnection_strategy_user_function(
 ) -> *mut RECONNECTION_STRATEGY_T {
     guard(std::ptr::null_mut(), || match reconnect_cb {
         Some(reconnect) => {
-            let kind = Kind::User { reconnect, args: args as usize, success: success_cb, failure: failure_cb };
-            Box::into_raw(Box::new(RECONNECTION_STRATEGY_T { kind, timeout: default_timeout() }))
+            let kind = Kind::User { reconnect, args: UserPointer::new(args), success: success_cb, failure: failure_cb };
+            to_owned_ptr(RECONNECTION_STRATEGY_T { kind, timeout: default_timeout() })
         }
         None => std::ptr::null_mut(),
     })
@@ -160,7 +156,7 @@ pub extern "C" fn make_reconnection_strategy_user_function(
 #[no_mangle]
 pub unsafe extern "C" fn reconnection_strategy_set_timeout(strategy: *mut RECONNECTION_STRATEGY_T, timeout_ms: c_long) {
     guard((), || {
-        if let Some(strategy) = strategy.as_mut() {
+        if let Some(strategy) = borrow_mut(strategy) {
             strategy.timeout = u64::try_from(timeout_ms).ok().filter(|t| *t > 0).map(Duration::from_millis);
         }
     })
@@ -170,11 +166,7 @@ pub unsafe extern "C" fn reconnection_strategy_set_timeout(strategy: *mut RECONN
 /// nothing.
 #[no_mangle]
 pub unsafe extern "C" fn free_reconnection_strategy(strategy: *mut RECONNECTION_STRATEGY_T) {
-    guard((), || {
-        if !strategy.is_null() {
-            drop(Box::from_raw(strategy));
-        }
-    })
+    guard((), || drop(take_owned(strategy)))
 }
 
 #[cfg(test)]
@@ -192,9 +184,9 @@ mod tests {
     fn timeout_zero_disables_reconnection() {
         let s = make_reconnection_strategy_repeating_attempt(3, 100);
         unsafe {
-            assert!((*s).strategy(HandleCell::default()).enabled());
+            assert!((*s).strategy(SessionRef::default()).enabled());
             reconnection_strategy_set_timeout(s, 0);
-            assert!(!(*s).strategy(HandleCell::default()).enabled());
+            assert!(!(*s).strategy(SessionRef::default()).enabled());
             free_reconnection_strategy(s);
         }
     }

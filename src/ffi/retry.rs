@@ -3,6 +3,7 @@
 use std::ffi::{c_char, c_int, CString};
 
 use super::boundary::guard;
+use super::handle::{borrow, fill, handles, take_owned, to_owned_ptr};
 use super::types::ERROR_CODE_T;
 use crate::error::{Error, Result};
 use crate::retry::RetryStrategy;
@@ -20,6 +21,11 @@ pub struct DIFFUSION_API_ERROR_T {
     description: CString,
 }
 
+handles! {
+    Owned: DIFFUSION_RETRY_STRATEGY_T, DIFFUSION_API_ERROR_T;
+    Borrowed: DIFFUSION_API_ERROR;
+}
+
 /// Handle to an API error: read with `get_diffusion_api_error_code` and
 /// `get_diffusion_api_error_description`, release with `diffusion_api_error_free`.
 pub type DIFFUSION_API_ERROR = *mut DIFFUSION_API_ERROR_T;
@@ -28,28 +34,19 @@ fn strategy_or_error(
     result: Result<RetryStrategy>,
     api_error: *mut DIFFUSION_API_ERROR,
 ) -> *mut DIFFUSION_RETRY_STRATEGY_T {
+    let (strategy, error) = match result {
+        Ok(inner) => (to_owned_ptr(DIFFUSION_RETRY_STRATEGY_T { inner }), std::ptr::null_mut()),
+        Err(e) => (std::ptr::null_mut(), new_api_error(&e)),
+    };
     // SAFETY: `api_error` is NULL or points to caller storage for one handle.
-    let slot = unsafe { api_error.as_mut() };
-    match result {
-        Ok(inner) => {
-            if let Some(slot) = slot {
-                *slot = std::ptr::null_mut();
-            }
-            Box::into_raw(Box::new(DIFFUSION_RETRY_STRATEGY_T { inner }))
-        }
-        Err(e) => {
-            if let Some(slot) = slot {
-                *slot = new_api_error(&e);
-            }
-            std::ptr::null_mut()
-        }
-    }
+    unsafe { fill(api_error, error) };
+    strategy
 }
 
 fn new_api_error(e: &Error) -> DIFFUSION_API_ERROR {
     let code = ERROR_CODE_T::from(e.code()) as c_int;
     let description = CString::new(e.message().replace('\0', " ")).unwrap_or_default();
-    Box::into_raw(Box::new(DIFFUSION_API_ERROR_T { code, description }))
+    to_owned_ptr(DIFFUSION_API_ERROR_T { code, description })
 }
 
 /// Retries `attempts` times, `interval` milliseconds apart (also the wait before the first retry).
@@ -96,49 +93,41 @@ pub unsafe extern "C" fn diffusion_retry_strategy_create_backoff(
 /// A strategy that never retries (the default). Owned by the caller.
 #[no_mangle]
 pub extern "C" fn diffusion_retry_strategy_no_retry() -> *mut DIFFUSION_RETRY_STRATEGY_T {
-    guard(std::ptr::null_mut(), || Box::into_raw(Box::new(DIFFUSION_RETRY_STRATEGY_T { inner: RetryStrategy::None })))
+    guard(std::ptr::null_mut(), || to_owned_ptr(DIFFUSION_RETRY_STRATEGY_T { inner: RetryStrategy::None }))
 }
 
 /// The interval in milliseconds (the initial delay for backoff); 0 for no retry or NULL.
 #[no_mangle]
 pub unsafe extern "C" fn diffusion_retry_strategy_get_interval(strategy: *mut DIFFUSION_RETRY_STRATEGY_T) -> u32 {
-    guard(0, || strategy.as_ref().map_or(0, |s| s.inner.interval_ms()))
+    guard(0, || borrow(strategy).map_or(0, |s| s.inner.interval_ms()))
 }
 
 /// The number of retries; 0 for no retry or NULL, UINT32_MAX for retrying until closed.
 #[no_mangle]
 pub unsafe extern "C" fn diffusion_retry_strategy_get_attempts(strategy: *mut DIFFUSION_RETRY_STRATEGY_T) -> u32 {
-    guard(0, || strategy.as_ref().map_or(0, |s| s.inner.attempts()))
+    guard(0, || borrow(strategy).map_or(0, |s| s.inner.attempts()))
 }
 
 /// Frees a strategy. NULL does nothing.
 #[no_mangle]
 pub unsafe extern "C" fn diffusion_retry_strategy_free(strategy: *mut DIFFUSION_RETRY_STRATEGY_T) {
-    guard((), || {
-        if !strategy.is_null() {
-            drop(Box::from_raw(strategy));
-        }
-    })
+    guard((), || drop(take_owned(strategy)))
 }
 
 /// The error's code (an ERROR_CODE_T value); 0 for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn get_diffusion_api_error_code(error: DIFFUSION_API_ERROR) -> c_int {
-    guard(0, || error.as_ref().map_or(0, |e| e.code))
+    guard(0, || borrow(error).map_or(0, |e| e.code))
 }
 
 /// The error's description, valid until `diffusion_api_error_free`; NULL for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn get_diffusion_api_error_description(error: DIFFUSION_API_ERROR) -> *const c_char {
-    guard(std::ptr::null(), || error.as_ref().map_or(std::ptr::null(), |e| e.description.as_ptr()))
+    guard(std::ptr::null(), || borrow(error).map_or(std::ptr::null(), |e| e.description.as_ptr()))
 }
 
 /// Frees an API error. NULL does nothing.
 #[no_mangle]
 pub unsafe extern "C" fn diffusion_api_error_free(error: DIFFUSION_API_ERROR) {
-    guard((), || {
-        if !error.is_null() {
-            drop(Box::from_raw(error));
-        }
-    })
+    guard((), || drop(take_owned(error)))
 }

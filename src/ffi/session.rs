@@ -9,24 +9,33 @@
 //! instead of deadlocking.
 
 use std::ffi::{c_char, c_int, c_void};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 
 use once_cell::sync::OnceCell;
 
 use super::boundary::{guard, internal_error, optional_str, report, required_str};
 use super::credentials::CREDENTIALS_T;
-use super::reconnect::{HandleCell, RECONNECTION_STRATEGY_T};
+use super::handle::{
+    borrow, clone_shared, copy_of, handles, lent_ptr, release_shared, shared_ptr, to_shared_ptr, UserPointer,
+};
+use super::reconnect::RECONNECTION_STRATEGY_T;
 use super::types::{DIFFUSION_ERROR_T, SESSION_ID_T, SESSION_STATE_T};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::protocol::Credentials;
 use crate::runtime;
 use crate::session::{CreationCallback, Events, Session, SessionConfig, State, StateListener};
 
 /// An open or closed session. Opaque: use the accessor functions.
+///
+/// Shared: the application's pointer is one reference; every callback running with the session
+/// holds another, so the session outlives `session_free` until the last of them has returned.
 pub struct SESSION_T {
-    session: Arc<Session>,
-    user_context: *mut c_void,
+    session: Session,
+    user_context: UserPointer,
     id: OnceCell<SESSION_ID_T>,
+    /// Set by `session_free`: the application's reference is gone.
+    freed: AtomicBool,
 }
 
 /// Receives every state change of a session. The struct is copied at creation; both members may
@@ -52,21 +61,42 @@ pub struct SESSION_CREATE_CALLBACK_T {
     pub on_error: Option<unsafe extern "C" fn(session: *mut SESSION_T, error: *mut DIFFUSION_ERROR_T) -> c_int>,
 }
 
+handles! {
+    Shared: SESSION_T;
+    Borrowed: SESSION_LISTENER_T, SESSION_CREATE_CALLBACK_T, SESSION_ID_T;
+}
+
 impl SESSION_T {
     pub(crate) fn session(&self) -> &Session {
         &self.session
     }
 }
 
-/// A SESSION_T address that callbacks carry to other threads. The session's own rules make it
-/// valid whenever a callback runs: no callback starts once the session is closed, and freeing it
-/// closes it first.
-#[derive(Clone, Copy)]
-struct HandlePtr(usize);
+/// How the session's callbacks reach its handle: without keeping it alive between calls (the
+/// session owns its callbacks, so a strong reference would be a cycle), and keeping it alive for
+/// the length of each call.
+#[derive(Clone)]
+pub(crate) struct SessionRef(Weak<SESSION_T>);
 
-impl HandlePtr {
-    fn get(self) -> *mut SESSION_T {
-        self.0 as *mut SESSION_T
+impl SessionRef {
+    /// Runs `call` with the handle's pointer, holding the handle alive meanwhile; does nothing
+    /// once the handle is gone (no callback of a freed session starts).
+    pub(crate) fn with<R>(&self, call: impl FnOnce(*mut SESSION_T) -> R) -> Option<R> {
+        let handle = self.0.upgrade()?;
+        Some(call(shared_ptr(&handle)))
+    }
+
+    /// The reference of a live handle, for a callback registered on it.
+    pub(crate) fn to(handle: &Arc<SESSION_T>) -> SessionRef {
+        SessionRef(Arc::downgrade(handle))
+    }
+
+}
+
+/// A reference to no handle (for a strategy that no session uses yet): its callbacks never run.
+impl Default for SessionRef {
+    fn default() -> Self {
+        SessionRef(Weak::new())
     }
 }
 
@@ -74,7 +104,7 @@ impl HandlePtr {
 pub(crate) struct CreateArgs {
     pub(crate) config: SessionConfig,
     pub(crate) listener: Option<SESSION_LISTENER_T>,
-    pub(crate) user_context: *mut c_void,
+    pub(crate) user_context: UserPointer,
     /// A C reconnection strategy (a copy); `None` keeps the configuration's.
     pub(crate) reconnection: Option<RECONNECTION_STRATEGY_T>,
 }
@@ -89,39 +119,38 @@ unsafe fn create_args(
 ) -> Result<CreateArgs> {
     let mut config = SessionConfig::new(required_str(url, "url")?)?;
     config.options.principal = optional_str(principal, "principal")?.unwrap_or_default().to_string();
-    config.options.credentials = credentials.as_ref().map(|c| c.inner.clone()).unwrap_or(Credentials::None);
+    config.options.credentials = borrow(credentials).map(|c| c.inner.clone()).unwrap_or(Credentials::None);
     Ok(CreateArgs {
         config,
-        listener: listener.as_ref().copied(),
-        user_context,
-        reconnection: reconnection.as_ref().cloned(),
+        listener: copy_of(listener),
+        user_context: UserPointer::new(user_context),
+        reconnection: borrow(reconnection).cloned(),
     })
 }
 
-fn state_listener(listener: Option<SESSION_LISTENER_T>, handle: HandlePtr) -> Option<StateListener> {
+fn state_listener(listener: Option<SESSION_LISTENER_T>, handle: SessionRef) -> Option<StateListener> {
     let on_state_changed = listener?.on_state_changed?;
     Some(Box::new(move |old: State, new: State| {
-        // SAFETY: see HandlePtr; the function pointer came from the caller.
-        unsafe { on_state_changed(handle.get(), old.into(), new.into()) };
+        // SAFETY: the caller's function, with a handle kept alive during the call.
+        handle.with(|session| unsafe { on_state_changed(session, old.into(), new.into()) });
     }))
 }
 
-fn creation_callback(callbacks: SESSION_CREATE_CALLBACK_T, handle: HandlePtr) -> CreationCallback {
+fn creation_callback(callbacks: SESSION_CREATE_CALLBACK_T, handle: SessionRef) -> CreationCallback {
     Box::new(move |result: Result<()>| match result {
         Ok(()) => {
             if let Some(on_connected) = callbacks.on_connected {
-                // SAFETY: see HandlePtr.
-                unsafe { on_connected(handle.get()) };
+                // SAFETY: the caller's function, with a handle kept alive during the call.
+                handle.with(|session| unsafe { on_connected(session) });
             }
         }
         Err(e) => {
             if let Some(on_error) = callbacks.on_error {
                 let mut error = DIFFUSION_ERROR_T::from_error(&e);
-                // SAFETY: see HandlePtr; `error` lives across the call and is released after it.
-                unsafe {
-                    on_error(handle.get(), &mut error);
-                    super::error::diffusion_error_free(&mut error);
-                }
+                // SAFETY: as above; `error` lives across the call and is released after it.
+                handle.with(|session| unsafe { on_error(session, &mut error) });
+                // SAFETY: our own struct, whose message came from malloc.
+                unsafe { super::error::diffusion_error_free(&mut error) };
             }
         }
     })
@@ -132,8 +161,8 @@ thread_local! {
 }
 
 /// Allocates the handle and starts the session; with no `callbacks` (a blocking create), waits
-/// for the outcome and frees the handle on failure. Records the outcome for `session_last_error`.
-/// `args` runs inside the panic guard too.
+/// for the outcome and releases the handle on failure. Records the outcome for
+/// `session_last_error`. `args` runs inside the panic guard too.
 pub(crate) fn create(
     args: impl FnOnce() -> Result<CreateArgs>,
     callbacks: Option<SESSION_CREATE_CALLBACK_T>,
@@ -152,29 +181,42 @@ fn start(args: Result<CreateArgs>, callbacks: Option<SESSION_CREATE_CALLBACK_T>)
              use the asynchronous create",
         ));
     }
-    let mut config = args.config;
-    let cell = HandleCell::default();
-    if let Some(reconnection) = &args.reconnection {
-        config.options.reconnection = reconnection.strategy(cell.clone());
-    }
-    let session = Arc::new(Session::new(config));
-    let handle = Box::into_raw(Box::new(SESSION_T {
-        session: session.clone(),
-        user_context: args.user_context,
-        id: OnceCell::new(),
-    }));
-    cell.store(handle as usize, std::sync::atomic::Ordering::Release);
-    let ptr = HandlePtr(handle as usize);
+    let handle = Arc::new_cyclic(|me: &Weak<SESSION_T>| {
+        let mut config = args.config;
+        if let Some(reconnection) = &args.reconnection {
+            config.options.reconnection = reconnection.strategy(SessionRef(me.clone()));
+        }
+        SESSION_T {
+            session: Session::new(config),
+            user_context: args.user_context,
+            id: OnceCell::new(),
+            freed: AtomicBool::new(false),
+        }
+    });
+    let me = SessionRef::to(&handle);
     let events = Events {
-        on_state_changed: state_listener(args.listener, ptr),
-        on_created: callbacks.map(|c| creation_callback(c, ptr)),
+        on_state_changed: state_listener(args.listener, me.clone()),
+        on_created: callbacks.map(|c| creation_callback(c, me)),
     };
-    let outcome = if blocking { session.start_and_wait(events) } else { session.start(events) };
+    // The application's reference, from now on reachable by the callbacks; `handle` is ours.
+    let ptr = to_shared_ptr(handle.clone());
+    let outcome = if blocking { handle.session.start_and_wait(events) } else { handle.session.start(events) };
+    if handle.freed.load(Ordering::Acquire) {
+        // A callback freed the session during a blocking create: nothing to return. A failure
+        // that closed the session says more than the free that followed it.
+        return Err(match outcome {
+            Err(e) if e.code() != ErrorCode::SessionClosed => e,
+            _ => Error::new(
+                ErrorCode::SessionClosed,
+                "the session was freed by the application (session_free in a callback) during session_create",
+            ),
+        });
+    }
     match outcome {
-        Ok(()) => Ok(handle),
+        Ok(()) => Ok(ptr),
         Err(e) => {
-            // SAFETY: `handle` came from Box::into_raw above and was not handed to the caller.
-            drop(unsafe { Box::from_raw(handle) });
+            // SAFETY: the application's reference, which it never received.
+            drop(unsafe { release_shared(ptr) });
             Err(e)
         }
     }
@@ -282,7 +324,7 @@ pub unsafe extern "C" fn session_create_async_with_user_context(
     error: *mut DIFFUSION_ERROR_T,
 ) -> *mut SESSION_T {
     let args = || create_args(url_str, principal, credentials, listener, reconnection_strategy, user_context);
-    let created = match callbacks.as_ref().copied() {
+    let created = match copy_of(callbacks) {
         Some(callbacks) => create(args, Some(callbacks)),
         None => create(|| Err(Error::illegal_argument("callbacks is NULL")), None),
     };
@@ -290,41 +332,49 @@ pub unsafe extern "C" fn session_create_async_with_user_context(
 }
 
 /// Closes the session. The listener sees CLOSED_BY_CLIENT on the calling thread before this
-/// returns, and no other callback of the session starts afterwards. Closing a closed session
-/// does nothing and succeeds. May be called from inside a callback.
+/// returns. If a callback of the session is running on another thread, this waits for it to
+/// return; after this returns, no other callback of the session starts. Closing a closed session
+/// does nothing and succeeds. May be called from any thread, inside any callback.
 ///
 /// Returns 1 on success, 0 with `*error` filled (when not NULL) if `session` is NULL.
 #[no_mangle]
 pub unsafe extern "C" fn session_close(session: *mut SESSION_T, error: *mut DIFFUSION_ERROR_T) -> c_int {
     guard(0, || {
-        let Some(handle) = session.as_ref() else {
+        // Our own reference: a callback run by close may free the application's.
+        let Some(handle) = clone_shared(session) else {
             report(error, &Error::illegal_argument("session is NULL"));
             return 0;
         };
-        // Keep our own reference: a callback run by close may free the handle.
-        let owned = handle.session.clone();
-        owned.close();
+        handle.session.close();
         1
     })
 }
 
-/// Releases the session, closing it first if it is open. NULL does nothing. May be called from
-/// inside a callback of the session; the pointer is invalid afterwards.
+/// Releases the application's reference to the session, closing it first if it is open (as
+/// `session_close`: waits for a callback of the session running on another thread). After this
+/// returns no callback of the session starts, and the pointer must not be used again. Callbacks
+/// already running on the calling thread (when called from inside one) keep the session valid
+/// until they return. May be called from any thread, inside any callback; inside a callback of a
+/// blocking create, that create then returns NULL. NULL does nothing.
 #[no_mangle]
 pub unsafe extern "C" fn session_free(session: *mut SESSION_T) {
     guard((), || {
-        if session.is_null() {
+        let Some(handle) = clone_shared(session) else {
+            return;
+        };
+        if handle.freed.swap(true, Ordering::AcqRel) {
+            // Freed already, by a callback whose create or caller still holds the session.
             return;
         }
-        let owned = Box::from_raw(session).session;
-        owned.close();
+        handle.session.close();
+        drop(release_shared(session));
     })
 }
 
 /// The session's current state; SESSION_STATE_UNKNOWN for NULL. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn session_state_get(session: *mut SESSION_T) -> SESSION_STATE_T {
-    guard(SESSION_STATE_T::SESSION_STATE_UNKNOWN, || match session.as_ref() {
+    guard(SESSION_STATE_T::SESSION_STATE_UNKNOWN, || match borrow(session) {
         Some(handle) => handle.session.state().into(),
         None => SESSION_STATE_T::SESSION_STATE_UNKNOWN,
     })
@@ -351,7 +401,7 @@ pub extern "C" fn session_state_as_string(state: c_int) -> *const c_char {
 
 fn state_is(session: *const SESSION_T, test: fn(State) -> bool) -> c_int {
     // SAFETY: `session` is NULL or a live handle, per the API contract.
-    guard(0, || unsafe { session.as_ref() }.is_some_and(|h| test(h.session.state())) as c_int)
+    guard(0, || unsafe { borrow(session) }.is_some_and(|h| test(h.session.state())) as c_int)
 }
 
 /// 1 if the session is CONNECTED_ACTIVE, else 0 (also for NULL). Thread-safe.
@@ -377,20 +427,20 @@ pub unsafe extern "C" fn session_is_closed(session: *const SESSION_T) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn session_get_id(session: *const SESSION_T) -> *const SESSION_ID_T {
     guard(std::ptr::null(), || {
-        let Some(handle) = session.as_ref() else {
+        let Some(handle) = borrow(session) else {
             return std::ptr::null();
         };
         let Some(id) = handle.session.id() else {
             return std::ptr::null();
         };
-        handle.id.get_or_init(|| (*id).into()) as *const SESSION_ID_T
+        lent_ptr(handle.id.get_or_init(|| (*id).into()))
     })
 }
 
 /// The `user_context` given at creation (NULL if none, or for a NULL session).
 #[no_mangle]
 pub unsafe extern "C" fn session_get_user_context(session: *const SESSION_T) -> *mut c_void {
-    guard(std::ptr::null_mut(), || session.as_ref().map_or(std::ptr::null_mut(), |h| h.user_context))
+    guard(std::ptr::null_mut(), || borrow(session).map_or(std::ptr::null_mut(), |h| h.user_context.get()))
 }
 
 /// Fills `*error` with the reason the session closed (CLOSED_FAILED or CLOSED_BY_SERVER).
@@ -401,7 +451,7 @@ pub unsafe extern "C" fn session_get_user_context(session: *const SESSION_T) -> 
 #[no_mangle]
 pub unsafe extern "C" fn session_get_error(session: *const SESSION_T, error: *mut DIFFUSION_ERROR_T) -> c_int {
     guard(0, || {
-        let (Some(handle), false) = (session.as_ref(), error.is_null()) else {
+        let (Some(handle), false) = (borrow(session), error.is_null()) else {
             return 0;
         };
         match handle.session.error() {
@@ -440,7 +490,7 @@ pub unsafe extern "C" fn session_last_error(error: *mut DIFFUSION_ERROR_T) -> c_
 /// Returns a string from malloc for the caller to `free()`, or NULL when `session_id` is NULL.
 #[no_mangle]
 pub unsafe extern "C" fn session_id_to_string(session_id: *const SESSION_ID_T) -> *mut c_char {
-    guard(std::ptr::null_mut(), || match session_id.as_ref() {
+    guard(std::ptr::null_mut(), || match borrow(session_id) {
         Some(id) => super::boundary::malloc_string(&format!("{:016x}-{:016x}", id.server_instance, id.value)),
         None => std::ptr::null_mut(),
     })

@@ -4,6 +4,7 @@ use std::ffi::{c_char, c_int, c_void};
 use std::sync::Arc;
 
 use super::boundary::{c_string, guard, optional_str, OwnedContext};
+use super::handle::{copy_of, handles};
 use super::factory::{with_options, DIFFUSION_SESSION_FACTORY_T};
 use super::types::ERROR_CODE_T;
 use crate::error::Error;
@@ -49,6 +50,8 @@ pub struct DIFFUSION_CERTIFICATE_VALIDATION_T {
     /// any more.
     pub free_context: Option<unsafe extern "C" fn(context: *mut c_void)>,
 }
+
+handles! { Borrowed: DIFFUSION_CERTIFICATE_T, DIFFUSION_CERTIFICATE_VALIDATION_T; }
 
 struct CValidator {
     validate: unsafe extern "C" fn(
@@ -136,8 +139,8 @@ pub unsafe extern "C" fn diffusion_session_factory_certificate_validation(
         if factory.is_null() {
             return;
         }
-        let validator: Option<Arc<dyn CertificateValidator>> = match validation.as_ref() {
-            Some(&DIFFUSION_CERTIFICATE_VALIDATION_T { validate: Some(validate), context, free_context }) => {
+        let validator: Option<Arc<dyn CertificateValidator>> = match copy_of(validation) {
+            Some(DIFFUSION_CERTIFICATE_VALIDATION_T { validate: Some(validate), context, free_context }) => {
                 Some(Arc::new(CValidator { validate, context: OwnedContext::new(context, free_context) }))
             }
             _ => None,

@@ -3,6 +3,7 @@
 use std::ffi::c_int;
 
 use super::boundary::guard;
+use super::handle::{array, borrow};
 use super::factory::{with_options, DIFFUSION_SESSION_FACTORY_T};
 use super::session::SESSION_T;
 use crate::transport::Transport;
@@ -34,11 +35,11 @@ pub unsafe extern "C" fn diffusion_session_factory_transports(
     count: usize,
 ) -> c_int {
     guard(0, || {
-        if factory.is_null() || list.is_null() || count == 0 {
-            return 0;
-        }
         // Read as ints: C may pass any value in an enum.
-        let values = std::slice::from_raw_parts(list as *const c_int, count);
+        let values = match array(list as *const c_int, count) {
+            Some(values) if !factory.is_null() && count > 0 => values,
+            _ => return 0,
+        };
         let mut transports = Vec::with_capacity(count);
         for value in values {
             transports.push(match *value {
@@ -56,7 +57,7 @@ pub unsafe extern "C" fn diffusion_session_factory_transports(
 /// TRANSPORT_TYPE_NONE before the first connection or for NULL. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn session_get_transport(session: *const SESSION_T) -> TRANSPORT_TYPE_T {
-    guard(TRANSPORT_TYPE_T::TRANSPORT_TYPE_NONE, || match session.as_ref().and_then(|h| h.session().transport()) {
+    guard(TRANSPORT_TYPE_T::TRANSPORT_TYPE_NONE, || match borrow(session).and_then(|h| h.session().transport()) {
         Some(Transport::WebSocket) => TRANSPORT_TYPE_T::WEBSOCKET,
         Some(Transport::HttpPolling) => TRANSPORT_TYPE_T::HTTP_POLLING,
         None => TRANSPORT_TYPE_T::TRANSPORT_TYPE_NONE,

@@ -220,6 +220,8 @@ pub struct DIFFUSION_ERROR_T {
     pub context: *mut c_void,
 }
 
+super::handle::handles! { Borrowed: DIFFUSION_ERROR_T; }
+
 impl DIFFUSION_ERROR_T {
     pub(crate) fn from_error(error: &Error) -> Self {
         DIFFUSION_ERROR_T {

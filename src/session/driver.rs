@@ -117,7 +117,7 @@ pub(crate) async fn run(shared: Arc<Shared>, opened: Opened, mut commands: mpsc:
                     return;
                 }
                 let recovered = tokio::select! {
-                    result = Box::pin(recover(&shared, &mut link, e)) => result,
+                    result = Box::pin(recover(shared.clone(), &mut link, e)) => result,
                     _ = commands.recv() => return,
                 };
                 match recovered {
@@ -153,7 +153,7 @@ async fn establish(shared: &Shared, link: &mut Link) -> Result<Connection> {
     let mut attempts = 0u32;
     loop {
         attempts += 1;
-        let error = match connect(shared, link).await {
+        let error = match connect_gated(shared, link).await {
             Ok(conn) => return Ok(conn),
             Err(e) if !e.is_transient() => return Err(e),
             Err(e) => e,
@@ -175,7 +175,7 @@ fn gave_up(error: Error, attempts: u32) -> Error {
 }
 
 /// Reconnection attempts as the reconnection strategy allows, within its timeout.
-async fn recover(shared: &Shared, link: &mut Link, cause: Error) -> Result<Connection> {
+async fn recover(shared: Arc<Shared>, link: &mut Link, cause: Error) -> Result<Connection> {
     let strategy = &shared.config.options.reconnection;
     let limit = strategy.timeout.unwrap_or_default();
     let attempts = async {
@@ -184,8 +184,14 @@ async fn recover(shared: &Shared, link: &mut Link, cause: Error) -> Result<Conne
         while strategy.allows(n) {
             sleep(strategy.delay_before(n)).await;
             if let ReconnectPolicy::User(handler) = &strategy.policy {
-                let handler = handler.clone();
-                let start = tokio::task::spawn_blocking(move || handler.before_attempt()).await.unwrap_or(false);
+                let (handler, on) = (handler.clone(), shared.clone());
+                // A callback of the session like the others (`close` waits for it), on a thread
+                // where it may block.
+                let start = tokio::task::spawn_blocking(move || on.callback(|| handler.before_attempt()))
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or(false);
                 if !start {
                     return Err(Error::new(
                         last.code(),
@@ -194,7 +200,7 @@ async fn recover(shared: &Shared, link: &mut Link, cause: Error) -> Result<Conne
                 }
             }
             n += 1;
-            match connect(shared, link).await {
+            match connect_gated(&shared, link).await {
                 Ok(conn) => return Ok(conn),
                 Err(e) if !e.is_transient() => return Err(e),
                 Err(e) => last = e,
@@ -209,6 +215,15 @@ async fn recover(shared: &Shared, link: &mut Link, cause: Error) -> Result<Conne
             format!("could not reconnect within the reconnection timeout of {} ms: {cause}", limit.as_millis()),
         )),
     }
+}
+
+/// One connection attempt, as the session's callbacks are run (see [`Shared::gated`]); fails
+/// once the session is closed.
+async fn connect_gated(shared: &Shared, link: &mut Link) -> Result<Connection> {
+    shared
+        .gated(connect(shared, link))
+        .await
+        .unwrap_or_else(|| Err(Error::new(ErrorCode::SessionClosed, "the session was closed while it connected")))
 }
 
 /// One connection attempt: each transport of the cascade in turn, until one connects.
@@ -559,7 +574,7 @@ async fn on_frame(shared: &Shared, conn: &mut Connection, link: &mut Link, frame
         Frame::Message { seq, body: Message::Deliver { path, data } } => match link.incoming.receive(seq) {
             Ok(Receipt::New) => {
                 for handler in shared.mailbox.handlers_for(&path) {
-                    shared.callback(|| handler.on_message(&path, &data));
+                    shared.callback(|| handler.upgrade().map(|handler| handler.on_message(&path, &data)));
                 }
                 None
             }

@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Wake, Waker};
 
 use parking_lot::Mutex;
@@ -309,9 +309,11 @@ impl Mailbox {
         self.enqueue(Outbound::plain(Message::Unsubscribe { path: path.to_string() }))
     }
 
-    /// The handlers whose subscriptions cover `path`.
-    pub(crate) fn handlers_for(&self, path: &str) -> Vec<Arc<dyn MessageHandler>> {
-        self.handlers.lock().iter().filter(|(p, _)| path_matches(p, path)).map(|(_, h)| h.clone()).collect()
+    /// The handlers whose subscriptions cover `path`, as weak references: a handler removed
+    /// meanwhile (unsubscribed, replaced, the session closed) is released at once, not when the
+    /// delivery that found it ends.
+    pub(crate) fn handlers_for(&self, path: &str) -> Vec<Weak<dyn MessageHandler>> {
+        self.handlers.lock().iter().filter(|(p, _)| path_matches(p, path)).map(|(_, h)| Arc::downgrade(h)).collect()
     }
 
     /// Drops every handler (when the session is over), outside the lock.

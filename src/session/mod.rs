@@ -19,6 +19,7 @@ mod messaging;
 pub mod state;
 pub mod url;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use once_cell::sync::OnceCell;
@@ -70,6 +71,9 @@ pub(crate) struct Shared {
     /// blocking create returns only after the listener has seen CONNECTED_ACTIVE.
     reported: Mutex<State>,
     reported_changed: Condvar,
+    /// Whether the listener has been told CONNECTED_ACTIVE (set before it is): a blocking create
+    /// then returns the session, even when the listener closed it.
+    active_reported: AtomicBool,
     /// Held while any callback of this session runs; re-entrant so callbacks may close the session.
     callbacks: ReentrantMutex<()>,
     listener: OnceCell<Option<StateListener>>,
@@ -104,6 +108,7 @@ impl Session {
                 state: Mutex::new(State::Unknown),
                 reported: Mutex::new(State::Unknown),
                 reported_changed: Condvar::new(),
+                active_reported: AtomicBool::new(false),
                 callbacks: ReentrantMutex::new(()),
                 listener: OnceCell::new(),
                 on_created: Mutex::new(None),
@@ -180,16 +185,18 @@ impl Session {
         Ok((rt.pick(), rx))
     }
 
-    /// Blocks until the session is connected (Ok) or closed (the error that closed it).
-    /// Called on a library I/O thread (inside a callback) it would deadlock, so it fails with
-    /// [`ErrorCode::IllegalState`] there.
+    /// Blocks until the session is connected (Ok) or closed (the error that closed it). Once the
+    /// listener has been told CONNECTED_ACTIVE the answer is Ok, even if the session has been
+    /// closed since (by the listener itself, say): what the listener saw and what this returns
+    /// agree. Called on a library I/O thread (inside a callback) it would deadlock, so it fails
+    /// with [`ErrorCode::IllegalState`] there.
     pub fn wait_connected(&self) -> Result<()> {
         refuse_blocking_on_io_thread()?;
         let mut reported = self.shared.reported.lock();
         while !creation_settled(*reported) {
             self.shared.reported_changed.wait(&mut reported);
         }
-        if !reported.is_closed() {
+        if !reported.is_closed() || self.shared.active_reported.load(Ordering::Acquire) {
             return Ok(());
         }
         drop(reported);
@@ -210,10 +217,15 @@ impl Session {
     /// this returns. Outside the library's threads it also waits (up to 1 s) until the server has
     /// been told. Closing a closed session does nothing.
     pub fn close(&self) {
+        let before = if self.shared.active_reported.load(Ordering::Acquire) {
+            "before its creation was reported"
+        } else {
+            "before it connected"
+        };
         let closed = self.shared.finish(
             State::ClosedByClient,
             None,
-            Error::new(ErrorCode::SessionClosed, "the session was closed by the application before it connected"),
+            Error::new(ErrorCode::SessionClosed, format!("the session was closed by the application {before}")),
         );
         if closed {
             if runtime::on_io_thread() {
@@ -340,6 +352,12 @@ impl Shared {
     fn finish(&self, to: State, error: Option<Error>, creation_error: Error) -> bool {
         let _callbacks = self.callbacks.lock();
         if self.state().is_closed() {
+            // Closed by a callback of the closing (a listener told CLOSED_FAILED that frees the
+            // session, say): the creation ends inside that call, while the handle is still valid.
+            let pending = self.on_created.lock().take();
+            if let Some(on_created) = pending {
+                on_created(Err(self.error().unwrap_or(creation_error)));
+            }
             return false;
         }
         if let Some(e) = &error {
@@ -357,12 +375,31 @@ impl Shared {
         true
     }
 
-    /// Runs an application callback of this session, one at a time, unless the session is closed.
-    pub(crate) fn callback(&self, f: impl FnOnce()) {
+    /// Runs an application callback of this session, one at a time, unless the session is
+    /// closed. What `f` holds is released under the lock too, so that `close` also waits for it.
+    pub(crate) fn callback<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
         let _callbacks = self.callbacks.lock();
-        if !self.state().is_closed() {
-            f();
+        if self.state().is_closed() {
+            drop(f);
+            return None;
         }
+        Some(f())
+    }
+
+    /// Runs `work` with the callbacks lock held during each of its polls, and abandons it once
+    /// the session is closed: the application code that connecting runs (proxy challenge
+    /// handlers, certificate validation) then counts as callbacks of the session, which `close`
+    /// waits for and after which none starts. `None` when the session was closed.
+    pub(crate) async fn gated<F: std::future::Future>(&self, work: F) -> Option<F::Output> {
+        let mut work = std::pin::pin!(work);
+        std::future::poll_fn(|cx| {
+            let _callbacks = self.callbacks.lock();
+            if self.state().is_closed() {
+                return std::task::Poll::Ready(None);
+            }
+            work.as_mut().poll(cx).map(Some)
+        })
+        .await
     }
 
     /// Reports successful creation (after the move to CONNECTED_ACTIVE).
@@ -394,6 +431,9 @@ impl Shared {
 
     fn notify(&self, from: State, to: State) {
         tracing::debug!(url = %self.config.url.to_url_string(), %from, %to, "session state changed");
+        if to == State::ConnectedActive {
+            self.active_reported.store(true, Ordering::Release);
+        }
         if let Some(Some(listener)) = self.listener.get() {
             listener(from, to);
         }
