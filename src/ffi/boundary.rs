@@ -58,7 +58,20 @@ pub(crate) fn c_string(text: &str) -> std::ffi::CString {
 
 /// Fills `*out` (when not NULL) with `error`; the message is `malloc`ed.
 pub(crate) unsafe fn report(out: *mut DIFFUSION_ERROR_T, error: &Error) {
-    fill(out, DIFFUSION_ERROR_T::from_error(error));
+    fill(out, || DIFFUSION_ERROR_T::from_error(error));
+}
+
+/// Frees the `malloc`ed message of the caller's error report and sets it to NULL; NULL `error` or
+/// message does nothing. Only the message field is touched: the caller's `code` may hold any int.
+pub(crate) unsafe fn release_message(error: *mut DIFFUSION_ERROR_T) {
+    if error.is_null() {
+        return;
+    }
+    let message = std::ptr::addr_of_mut!((*error).message);
+    if !(*message).is_null() {
+        libc::free(*message as *mut c_void);
+        *message = std::ptr::null_mut();
+    }
 }
 
 /// Borrows `len` bytes at `data` for the length of a call: empty when `len` is 0 (whatever

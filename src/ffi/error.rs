@@ -1,6 +1,6 @@
 //! Releasing error reports.
 
-use super::boundary::guard;
+use super::boundary::{guard, release_message};
 use super::types::DIFFUSION_ERROR_T;
 
 /// Frees the message of `error` and sets it to NULL; the struct itself belongs to the caller.
@@ -9,15 +9,5 @@ use super::types::DIFFUSION_ERROR_T;
 /// Thread-safe for distinct errors.
 #[no_mangle]
 pub unsafe extern "C" fn diffusion_error_free(error: *mut DIFFUSION_ERROR_T) {
-    guard((), || {
-        if error.is_null() {
-            return;
-        }
-        // Touch only the message field: the caller's `code` may hold any int.
-        let message = std::ptr::addr_of_mut!((*error).message);
-        if !(*message).is_null() {
-            libc::free(*message as *mut libc::c_void);
-            *message = std::ptr::null_mut();
-        }
-    })
+    guard((), || release_message(error))
 }

@@ -87,14 +87,15 @@ pub(crate) unsafe fn copy_of<T: Handle<Ownership = Borrowed> + Copy>(ptr: *const
     borrow(ptr).copied()
 }
 
-/// Writes `value` into the caller's struct at `out`, without reading what is there (it may be
-/// uninitialised); does nothing for NULL.
+/// Writes the value that `make` returns into the caller's struct at `out`, without reading what
+/// is there (it may be uninitialised); for NULL does nothing and makes nothing, so that nothing
+/// allocated for the caller is left unowned.
 ///
 /// # Safety
 /// `out` is NULL or points to writable memory for a `T`.
-pub(crate) unsafe fn fill<T: Handle<Ownership = Borrowed>>(out: *mut T, value: T) {
+pub(crate) unsafe fn fill<T: Handle<Ownership = Borrowed>>(out: *mut T, make: impl FnOnce() -> T) {
     if !out.is_null() {
-        out.write(value);
+        out.write(make());
     }
 }
 

@@ -35,11 +35,11 @@ fn strategy_or_error(
     api_error: *mut DIFFUSION_API_ERROR,
 ) -> *mut DIFFUSION_RETRY_STRATEGY_T {
     let (strategy, error) = match result {
-        Ok(inner) => (to_owned_ptr(DIFFUSION_RETRY_STRATEGY_T { inner }), std::ptr::null_mut()),
-        Err(e) => (std::ptr::null_mut(), new_api_error(&e)),
+        Ok(inner) => (to_owned_ptr(DIFFUSION_RETRY_STRATEGY_T { inner }), None),
+        Err(e) => (std::ptr::null_mut(), Some(e)),
     };
     // SAFETY: `api_error` is NULL or points to caller storage for one handle.
-    unsafe { fill(api_error, error) };
+    unsafe { fill(api_error, || error.map_or(std::ptr::null_mut(), |e| new_api_error(&e))) };
     strategy
 }
 
