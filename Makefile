@@ -1,6 +1,7 @@
 # libsession build, test, demo and install.
 #   make demo                 build, start the bundled server, run a C example against it
-#   make test                 install missing test tools (as root, via apt-get), run every test
+#   make test                 install missing test tools (as root, via apt-get), run every test,
+#                             the C tests also under valgrind and AddressSanitizer
 #   make install PREFIX=DIR   install the libraries, header and pkg-config file
 #   make header               regenerate include/session.h from src/ffi
 #   make bench                benchmarks, written to docs/BENCHMARKS.md
@@ -13,7 +14,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 RELEASE := target/release
 BUILD := build
 
-.PHONY: all build header deps bench test test-rust test-c test-install demo install clean
+.PHONY: all build header deps bench test test-rust test-c test-c-valgrind test-c-asan test-install demo install clean
 
 all: build
 
@@ -27,15 +28,29 @@ header:
 deps:
 	sh scripts/install-deps.sh
 
-test: deps build test-rust test-c test-install
+test: deps build test-rust test-c test-install test-c-valgrind test-c-asan
 
 test-rust:
 	$(CARGO) test --release
 
+# Configures examples-c in $(BUILD)/$(1) with the CMake options $(2), builds and runs it.
+ctest_c = cmake -S examples-c -B $(BUILD)/$(1) -DSESSION_LIB_DIR=$(CURDIR)/$(RELEASE) $(2) && \
+	cmake --build $(BUILD)/$(1) && ctest --test-dir $(BUILD)/$(1) --output-on-failure
+
 test-c: build
-	cmake -S examples-c -B $(BUILD)/examples-c -DSESSION_LIB_DIR=$(CURDIR)/$(RELEASE)
-	cmake --build $(BUILD)/examples-c
-	ctest --test-dir $(BUILD)/examples-c --output-on-failure
+	$(call ctest_c,examples-c)
+
+# Every C program under valgrind memcheck: any memory error or definite leak fails the test.
+VALGRIND := valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+	--suppressions=$(CURDIR)/examples-c/valgrind.supp \
+	--show-leak-kinds=definite
+test-c-valgrind: build
+	$(call ctest_c,examples-c-valgrind,-DEXAMPLE_LAUNCHER="$(VALGRIND)" -DRACE_ITERATIONS=200 -DTEST_TIMEOUT=300)
+
+# Every C program built with -fsanitize=address, against the library built with
+# -Zsanitizer=address by the nightly toolchain.
+test-c-asan: build
+	sh scripts/asan.sh $(BUILD)/examples-c-asan
 
 test-install: build
 	sh scripts/check-install.sh

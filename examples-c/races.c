@@ -183,7 +183,9 @@ static void *publisher(void *arg)
                         }
                         free(error.message);
                         if (error.code == DIFF_ERR_QUEUE_FULL) {
+                                // As the error says: try again when the session catches up.
                                 atomic_fetch_add(&refused_full, 1);
+                                usleep(20);
                                 continue;
                         }
                         if (error.code == DIFF_ERR_SESSION_CLOSED) {

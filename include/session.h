@@ -8,10 +8,35 @@
  * pointers without crashing and says what it does with them. Error messages are allocated with
  * malloc and never contain credentials.
  *
+ * Handles: SESSION_T is shared. The application's pointer is one reference; each callback the
+ * library runs with the session holds another until it returns, so the pointer a callback is given
+ * stays valid through the call even if another thread frees the session meanwhile. Every other
+ * handle type has one owner: the caller, until its *_free.
+ *
  * Threading: all sessions share a fixed pool of I/O threads (LIBSESSION_IO_THREADS, default 2).
- * Callbacks of one session run one at a time, in order, on one of those threads. session_close
- * and session_free may be called from any thread, including inside callbacks. Blocking calls made
- * inside a callback fail with DIFF_ERR_ILLEGAL_STATE instead of deadlocking.
+ * Callbacks of one session run one at a time, in order, on one of those threads (a blocking
+ * create runs the first ones on its calling thread; the reconnection function runs on a thread
+ * where it may block). The callbacks of a session are: the state listener, on_connected /
+ * on_error, message handlers and their free_context, the reconnection functions, and the proxy
+ * challenge handler and certificate validation callback while they serve that session's
+ * connection. session_close and session_free wait for a callback of the session running on
+ * another thread; after they return, none starts.
+ *
+ * Calls inside callbacks (any callback above):
+ * - session_close: allowed; returns 1, the listener hears CLOSED_BY_CLIENT before it returns.
+ * - session_free: allowed; the session pointer stays valid until the callback returns, and no
+ *   other callback of the session starts. A create that is still running returns NULL: the
+ *   error is DIFF_ERR_SESSION_CLOSED, or the failure that had closed the session.
+ * - session_publish, session_subscribe, session_unsubscribe: allowed; 1, or 0 with the usual
+ *   errors (DIFF_ERR_SESSION_CLOSED once the session is closed).
+ * - session_create_async and its factory form: allowed.
+ * - Blocking creates (session_create, session_create_with_user_context,
+ *   session_create_with_session_factory): NULL with DIFF_ERR_ILLEGAL_STATE, as they would
+ *   deadlock; allowed in the reconnection function and in a free_context that session_unsubscribe,
+ *   session_close or session_free runs on the application's own thread.
+ * What a blocking create returns agrees with what the listener saw: once the listener has seen
+ * CONNECTED_ACTIVE the create returns the session, even if a callback has closed it since
+ * (it returns NULL only when a callback freed it).
  */
 
 #ifndef LIBSESSION_SESSION_H
@@ -367,7 +392,7 @@ typedef struct {
 
 /**
  * Receives every state change of a session. The struct is copied at creation; both members may
- * be NULL.
+ * be NULL. Calls allowed inside: see "Calls inside callbacks" at the top of this header.
  */
 typedef struct {
   /**
@@ -381,7 +406,9 @@ typedef struct {
 } SESSION_LISTENER_T;
 
 /**
- * Callbacks of an asynchronous create: exactly one of them runs, once. The struct is copied.
+ * Callbacks of an asynchronous create: exactly one of them runs, once (on_error inside
+ * session_close or session_free when the session is closed before it connects). The struct is
+ * copied. Calls allowed inside: see "Calls inside callbacks" at the top of this header.
  */
 typedef struct {
   /**
@@ -396,7 +423,8 @@ typedef struct {
 } SESSION_CREATE_CALLBACK_T;
 
 /**
- * Receives the messages of a subscription. The struct is copied.
+ * Receives the messages of a subscription. The struct is copied. Calls allowed inside
+ * `on_message` and `free_context`: see "Calls inside callbacks" at the top of this header.
  */
 typedef struct {
   /**
@@ -416,7 +444,10 @@ typedef struct {
   /**
    * Optional: called exactly once with `context` once the handler is no longer used: after
    * `session_unsubscribe`, a later `session_subscribe` of the same path, the session's close
-   * or free, or at once when `session_subscribe` fails.
+   * or free, or at once when `session_subscribe` fails; always after the last call to
+   * `on_message` has returned, and before session_free returns (when session_free is called
+   * inside this handler's own `on_message`, right after that call returns). It runs on the
+   * thread of the call that released the handler.
    */
   void (*free_context)(void *context);
 } SESSION_MESSAGE_HANDLER_T;
@@ -473,7 +504,8 @@ typedef struct {
 typedef struct {
   /**
    * Called for round 0 and for every challenge, on a libsession I/O thread (on the calling
-   * thread while a blocking create connects); never for two rounds at once. Add headers with `diffusion_proxy_response_add_header` and return
+   * thread while a blocking create connects); never for two rounds at once. A callback of the
+   * session it serves: see "Calls inside callbacks" at the top of this header. Add headers with `diffusion_proxy_response_add_header` and return
    * HANDLER_SUCCESS to send another CONNECT, or return HANDLER_FAILURE to give up (the session
    * fails with DIFF_ERR_PROXY_AUTHENTICATION_FAILED). Required.
    */
@@ -502,7 +534,9 @@ typedef int RECONNECTION_ATTEMPT_ACTION_T;
 
 /**
  * Called before each reconnection attempt, on a thread where it may block (sleeping here
- * delays the attempt). Return RECONNECTION_ATTEMPT_ACTION_START or _ABORT.
+ * delays the attempt; session_close and session_free wait for it to return, so keep it short).
+ * Return RECONNECTION_ATTEMPT_ACTION_START or _ABORT. Blocking creates are allowed inside; other
+ * calls: see "Calls inside callbacks" at the top of this header.
  */
 typedef RECONNECTION_ATTEMPT_ACTION_T (*PERFORM_RECONNECTION_CB)(SESSION_T *session, void *args);
 
@@ -552,7 +586,8 @@ typedef struct {
 typedef struct {
   /**
    * Decides on every TLS connection, on a libsession I/O thread (on the calling thread while a
-   * blocking create connects): `host` is the name verified,
+   * blocking create connects), as a callback of the session it serves (see "Calls inside
+   * callbacks" at the top of this header): `host` is the name verified,
    * `chain[0]` the server's certificate followed by the intermediates it sent, `verdict` the
    * library's own verdict (DIFF_ERR_SUCCESS, or a DIFF_ERR_TLS_* code with `reason`, "" on
    * success). Return DIFFUSION_CERTIFICATE_ACCEPT or DIFFUSION_CERTIFICATE_REJECT (rejection
@@ -1071,7 +1106,10 @@ void diffusion_api_error_free(DIFFUSION_API_ERROR error);
  * - `error`: NULL or a struct filled on failure (free `error->message` with `free`).
  *
  * Returns the connected session, owned by the caller (`session_close` then `session_free`), or
- * NULL on failure. Called from inside a libsession callback it fails with DIFF_ERR_ILLEGAL_STATE.
+ * NULL on failure. Once the listener has seen CONNECTED_ACTIVE, the session is returned even if a
+ * callback closed it since; if a callback freed it, NULL with DIFF_ERR_SESSION_CLOSED (or the
+ * failure that had closed it). Called from inside a libsession callback (but the reconnection
+ * function) it fails with DIFF_ERR_ILLEGAL_STATE.
  */
 SESSION_T *session_create(const char *url_str,
                           const char *principal,
@@ -1100,7 +1138,9 @@ SESSION_T *session_create_with_user_context(const char *url_str,
  * as for `session_create`; `callbacks` is required and copied.
  *
  * Returns the session handle, owned by the caller (`session_close` then `session_free`), or NULL
- * with `*error` filled when the arguments are invalid (no callback runs then).
+ * with `*error` filled when the arguments are invalid (no callback runs then) or when a callback
+ * freed the session before this call returned (DIFF_ERR_SESSION_CLOSED; the callbacks ran).
+ * A callback that frees the session makes the returned handle invalid too.
  */
 SESSION_T *session_create_async(const char *url_str,
                                 const char *principal,

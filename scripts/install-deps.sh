@@ -4,7 +4,7 @@
 set -eu
 
 # command:package pairs (files for libraries). `install-deps.sh bench` adds the benchmarks' needs.
-needed="cmake:cmake pkg-config:pkgconf cc:gcc openssl:openssl tinyproxy:tinyproxy squid:squid microsocks:microsocks htpasswd:apache2-utils haproxy:haproxy nginx:nginx"
+needed="cmake:cmake valgrind:valgrind pkg-config:pkgconf cc:gcc openssl:openssl tinyproxy:tinyproxy squid:squid microsocks:microsocks htpasswd:apache2-utils haproxy:haproxy nginx:nginx"
 
 missing=""
 for pair in $needed; do

@@ -10,7 +10,8 @@ use super::types::DIFFUSION_ERROR_T;
 use crate::error::{Error, Result};
 use crate::session::MessageHandler;
 
-/// Receives the messages of a subscription. The struct is copied.
+/// Receives the messages of a subscription. The struct is copied. Calls allowed inside
+/// `on_message` and `free_context`: see "Calls inside callbacks" at the top of this header.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct SESSION_MESSAGE_HANDLER_T {
@@ -30,7 +31,10 @@ pub struct SESSION_MESSAGE_HANDLER_T {
     pub context: *mut c_void,
     /// Optional: called exactly once with `context` once the handler is no longer used: after
     /// `session_unsubscribe`, a later `session_subscribe` of the same path, the session's close
-    /// or free, or at once when `session_subscribe` fails.
+    /// or free, or at once when `session_subscribe` fails; always after the last call to
+    /// `on_message` has returned, and before session_free returns (when session_free is called
+    /// inside this handler's own `on_message`, right after that call returns). It runs on the
+    /// thread of the call that released the handler.
     pub free_context: Option<unsafe extern "C" fn(context: *mut c_void)>,
 }
 

@@ -62,7 +62,8 @@ handles! {
 #[derive(Clone, Copy)]
 pub struct DIFFUSION_PROXY_CHALLENGE_HANDLER_T {
     /// Called for round 0 and for every challenge, on a libsession I/O thread (on the calling
-    /// thread while a blocking create connects); never for two rounds at once. Add headers with `diffusion_proxy_response_add_header` and return
+    /// thread while a blocking create connects); never for two rounds at once. A callback of the
+    /// session it serves: see "Calls inside callbacks" at the top of this header. Add headers with `diffusion_proxy_response_add_header` and return
     /// HANDLER_SUCCESS to send another CONNECT, or return HANDLER_FAILURE to give up (the session
     /// fails with DIFF_ERR_PROXY_AUTHENTICATION_FAILED). Required.
     pub on_challenge: Option<

@@ -24,7 +24,9 @@ pub const DIFFUSION_DEFAULT_RECONNECT_DELAY: c_long = 5_000;
 pub const DIFFUSION_DEFAULT_RECONNECT_RETRY_COUNT: c_long = 12;
 
 /// Called before each reconnection attempt, on a thread where it may block (sleeping here
-/// delays the attempt). Return RECONNECTION_ATTEMPT_ACTION_START or _ABORT.
+/// delays the attempt; session_close and session_free wait for it to return, so keep it short).
+/// Return RECONNECTION_ATTEMPT_ACTION_START or _ABORT. Blocking creates are allowed inside; other
+/// calls: see "Calls inside callbacks" at the top of this header.
 pub type PERFORM_RECONNECTION_CB =
     Option<unsafe extern "C" fn(session: *mut SESSION_T, args: *mut c_void) -> RECONNECTION_ATTEMPT_ACTION_T>;
 /// Called after a successful reconnection, or when reconnection is given up, on a libsession

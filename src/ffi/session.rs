@@ -39,7 +39,7 @@ pub struct SESSION_T {
 }
 
 /// Receives every state change of a session. The struct is copied at creation; both members may
-/// be NULL.
+/// be NULL. Calls allowed inside: see "Calls inside callbacks" at the top of this header.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct SESSION_LISTENER_T {
@@ -50,7 +50,9 @@ pub struct SESSION_LISTENER_T {
     pub on_handler_error: Option<unsafe extern "C" fn()>,
 }
 
-/// Callbacks of an asynchronous create: exactly one of them runs, once. The struct is copied.
+/// Callbacks of an asynchronous create: exactly one of them runs, once (on_error inside
+/// session_close or session_free when the session is closed before it connects). The struct is
+/// copied. Calls allowed inside: see "Calls inside callbacks" at the top of this header.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct SESSION_CREATE_CALLBACK_T {
@@ -244,7 +246,10 @@ pub(crate) unsafe fn session_or_report(
 /// - `error`: NULL or a struct filled on failure (free `error->message` with `free`).
 ///
 /// Returns the connected session, owned by the caller (`session_close` then `session_free`), or
-/// NULL on failure. Called from inside a libsession callback it fails with DIFF_ERR_ILLEGAL_STATE.
+/// NULL on failure. Once the listener has seen CONNECTED_ACTIVE, the session is returned even if a
+/// callback closed it since; if a callback freed it, NULL with DIFF_ERR_SESSION_CLOSED (or the
+/// failure that had closed it). Called from inside a libsession callback (but the reconnection
+/// function) it fails with DIFF_ERR_ILLEGAL_STATE.
 #[no_mangle]
 pub unsafe extern "C" fn session_create(
     url_str: *const c_char,
@@ -288,7 +293,9 @@ pub unsafe extern "C" fn session_create_with_user_context(
 /// as for `session_create`; `callbacks` is required and copied.
 ///
 /// Returns the session handle, owned by the caller (`session_close` then `session_free`), or NULL
-/// with `*error` filled when the arguments are invalid (no callback runs then).
+/// with `*error` filled when the arguments are invalid (no callback runs then) or when a callback
+/// freed the session before this call returned (DIFF_ERR_SESSION_CLOSED; the callbacks ran).
+/// A callback that frees the session makes the returned handle invalid too.
 #[no_mangle]
 pub unsafe extern "C" fn session_create_async(
     url_str: *const c_char,

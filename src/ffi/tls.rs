@@ -29,7 +29,8 @@ pub struct DIFFUSION_CERTIFICATE_T {
 #[derive(Clone, Copy)]
 pub struct DIFFUSION_CERTIFICATE_VALIDATION_T {
     /// Decides on every TLS connection, on a libsession I/O thread (on the calling thread while a
-    /// blocking create connects): `host` is the name verified,
+    /// blocking create connects), as a callback of the session it serves (see "Calls inside
+    /// callbacks" at the top of this header): `host` is the name verified,
     /// `chain[0]` the server's certificate followed by the intermediates it sent, `verdict` the
     /// library's own verdict (DIFF_ERR_SUCCESS, or a DIFF_ERR_TLS_* code with `reason`, "" on
     /// success). Return DIFFUSION_CERTIFICATE_ACCEPT or DIFFUSION_CERTIFICATE_REJECT (rejection
