@@ -522,29 +522,6 @@ static void run_cell(enum where where, enum action action, enum form form)
         }
 }
 
-// The port of a URL "scheme://host:port/..."; 0 if none.
-static int port_of(const char *text)
-{
-        const char *host = strstr(text, "://");
-        const char *colon = host ? strchr(host + 3, ':') : NULL;
-        return colon ? atoi(colon + 1) : 0;
-}
-
-// A port on 127.0.0.1 that refuses connections: bound, then closed.
-static int refused_port(void)
-{
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in addr;
-        socklen_t len = sizeof addr;
-        memset(&addr, 0, sizeof addr);
-        addr.sin_family = AF_INET;
-        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        bind(fd, (struct sockaddr *)&addr, sizeof addr);
-        getsockname(fd, (struct sockaddr *)&addr, &len);
-        close(fd);
-        return ntohs(addr.sin_port);
-}
-
 int main(int argc, char **argv)
 {
         if (argc < 2) {
@@ -560,15 +537,12 @@ int main(int argc, char **argv)
                 ca_file = argv[3];
         }
         polling = strncmp(url, "xhr", 3) == 0;
-        const char *scheme_end = strstr(url, "://");
-        int scheme_len = scheme_end ? (int)(scheme_end - url) : 2;
         pthread_mutex_init(&cell.extra_mutex, NULL);
-        if (relay_start(&relay, port_of(url)) != 0) {
+        if (relay_start_for(&relay, url, relay_url, sizeof relay_url) != 0) {
                 fprintf(stderr, "cannot start the relay\n");
                 return 1;
         }
-        snprintf(bad_url, sizeof bad_url, "%.*s://127.0.0.1:%d/diffusion", scheme_len, url, refused_port());
-        snprintf(relay_url, sizeof relay_url, "%.*s://127.0.0.1:%d/diffusion", scheme_len, url, relay.port);
+        url_with_port(url, refused_port(), bad_url, sizeof bad_url);
 
         for (int where = 0; where < WHERE_COUNT; where++) {
                 for (int form = 0; form < FORM_COUNT; form++) {

@@ -2,16 +2,22 @@
  * Races between the application's threads and the library's callbacks, repeated many times:
  *
  * 1. session_free on the application's thread while a callback of the session runs on a
- *    libsession thread: the state listener, on_connected, a message handler, the reconnection
- *    function. Each callback reads the session's user context and id while the application frees
- *    the session; it must always see its own session, and none may start after session_free
- *    has returned.
+ *    libsession thread: the state listener, on_connected, on_error, a message handler and its
+ *    free_context, the reconnection function, a proxy challenge handler, a certificate
+ *    validation callback. Each callback reads the session's user context and id (or its own
+ *    context) while the application frees the session; it must always see its own session, and
+ *    none may start after session_free has returned.
  * 2. session_close against session_publish from 8 threads: every publish returns 1, or 0 with
  *    DIFF_ERR_SESSION_CLOSED (or DIFF_ERR_QUEUE_FULL), and nothing crashes.
  *
  * Run under valgrind and AddressSanitizer by `make test`, which catch any use of freed memory.
  *
- * Usage: races URL [ITERATIONS]   (default 2000 per race; RACE_ITERATIONS overrides too)
+ * Usage: races URL [PROXY_PORT|-] [CA_FILE|-]
+ *   URL          ws:// for every race but the certificate validator's, or wss:// with CA_FILE
+ *                for that one
+ *   PROXY_PORT   tinyproxy on 127.0.0.1 accepting user "demo", password "demo-proxy-pw", for
+ *                the proxy challenge handler's race
+ * RACE_ITERATIONS sets the rounds of each race (default 2000).
  */
 #define _GNU_SOURCE
 
@@ -27,9 +33,14 @@
 #include "session.h"
 
 #define PUBLISHERS 8
+// "demo:demo-proxy-pw", as the proxy fixture expects it.
+#define PROXY_BASIC "Basic ZGVtbzpkZW1vLXByb3h5LXB3"
 
 static const char *url;
 static char relay_url[128];
+static char bad_url[128];               // a port nobody listens on: connections are refused
+static int proxy_port = 0;
+static const char *ca_file = NULL;
 static struct relay relay;
 static int failures = 0;
 
@@ -90,8 +101,43 @@ static int on_connected(SESSION_T *session)
 
 static int on_error(SESSION_T *session, DIFFUSION_ERROR_T *error)
 {
-        (void)session, (void)error;
+        (void)error;
+        use(session);
         return HANDLER_SUCCESS;
+}
+
+// A callback with no session argument, given the round's context as its own.
+static void use_context(void *context)
+{
+        atomic_fetch_add(&callbacks_run, 1);
+        if (atomic_load(&live_context) != context) {
+                atomic_fetch_add(&late, 1);
+        }
+        linger(50);
+}
+
+static void on_free_context(void *context)
+{
+        use_context(context);
+}
+
+static int on_challenge(const DIFFUSION_PROXY_CHALLENGE_T *challenge, DIFFUSION_PROXY_RESPONSE_T *response,
+                        void *context)
+{
+        use_context(context);
+        if (challenge->round > 0) {
+                return HANDLER_FAILURE;
+        }
+        diffusion_proxy_response_add_header(response, "Proxy-Authorization", PROXY_BASIC);
+        return HANDLER_SUCCESS;
+}
+
+static int validate(const char *host, const DIFFUSION_CERTIFICATE_T *chain, size_t chain_length,
+                    ERROR_CODE_T verdict, const char *reason, void *context)
+{
+        (void)host, (void)chain, (void)chain_length, (void)reason;
+        use_context(context);
+        return verdict == DIFF_ERR_SUCCESS ? DIFFUSION_CERTIFICATE_ACCEPT : DIFFUSION_CERTIFICATE_REJECT;
 }
 
 static int on_message(SESSION_T *session, const char *path, const void *data, size_t len, void *context)
@@ -108,9 +154,54 @@ static RECONNECTION_ATTEMPT_ACTION_T on_reconnect(SESSION_T *session, void *args
         return RECONNECTION_ATTEMPT_ACTION_START;
 }
 
-enum target { LISTENER, ON_CONNECTED, MESSAGE_HANDLER, RECONNECTION_FUNCTION, TARGET_COUNT };
-static const char *target_names[] = { "the state listener", "on_connected", "a message handler",
-                                      "the reconnection function" };
+enum target {
+        LISTENER,
+        ON_CONNECTED,
+        ON_ERROR,
+        MESSAGE_HANDLER,
+        RECONNECTION_FUNCTION,
+        CHALLENGE_HANDLER,
+        VALIDATOR,
+        TARGET_COUNT
+};
+static const char *target_names[] = { "the state listener", "on_connected", "on_error",
+                                      "a message handler and its free_context", "the reconnection function",
+                                      "a proxy challenge handler", "a certificate validation callback" };
+
+// Whether the race of `target` runs with the arguments given.
+static int runs(enum target target)
+{
+        switch (target) {
+        case CHALLENGE_HANDLER:
+                return proxy_port > 0 && ca_file == NULL;
+        case VALIDATOR:
+                return ca_file != NULL;
+        default:
+                return ca_file == NULL;
+        }
+}
+
+// An async session from a factory whose proxy challenge handler or certificate validation
+// callback (as `target` says) gets `context` as its own.
+static SESSION_T *create_from_factory(enum target target, void *context)
+{
+        DIFFUSION_SESSION_FACTORY_T *factory = diffusion_session_factory_init();
+        SESSION_CREATE_CALLBACK_T callbacks = { on_connected, on_error };
+        diffusion_session_factory_user_context(factory, context);
+        if (target == CHALLENGE_HANDLER) {
+                DIFFUSION_PROXY_CHALLENGE_HANDLER_T handler = { on_challenge, 2, context, NULL };
+                DIFFUSION_PROXY_AUTHENTICATION_T *auth = diffusion_proxy_authentication_custom(&handler);
+                diffusion_session_factory_http_proxy(factory, "127.0.0.1", proxy_port, auth);
+                diffusion_proxy_authentication_free(auth);
+        } else {
+                DIFFUSION_CERTIFICATE_VALIDATION_T validation = { validate, context, NULL };
+                diffusion_session_factory_certificate_authority(factory, ca_file);
+                diffusion_session_factory_certificate_validation(factory, &validation);
+        }
+        SESSION_T *session = session_create_async_with_session_factory(factory, &callbacks, url);
+        diffusion_session_factory_free(factory);
+        return session;
+}
 
 // One session freed while `target` may be running.
 static void free_during(enum target target)
@@ -121,14 +212,21 @@ static void free_during(enum target target)
         SESSION_CREATE_CALLBACK_T callbacks = { on_connected, on_error };
         DIFFUSION_ERROR_T error = { 0 };
         SESSION_T *session = NULL;
-        if (target == LISTENER || target == ON_CONNECTED) {
-                session = session_create_async_with_user_context(url, NULL, NULL, &listener, NULL, &callbacks,
-                                                                 context, &error);
+        if (target == LISTENER || target == ON_CONNECTED || target == ON_ERROR) {
+                session = session_create_async_with_user_context(target == ON_ERROR ? bad_url : url, NULL, NULL,
+                                                                 &listener, NULL, &callbacks, context, &error);
                 linger(300);
+        } else if (target == CHALLENGE_HANDLER || target == VALIDATOR) {
+                session = create_from_factory(target, context);
+                if (session == NULL) {
+                        session_last_error(&error);
+                }
+                linger(1000);
         } else if (target == MESSAGE_HANDLER) {
                 session = session_create_with_user_context(url, NULL, NULL, NULL, NULL, context, &error);
                 if (session != NULL) {
-                        SESSION_MESSAGE_HANDLER_T handler = { on_message, NULL, NULL };
+                        // The handler's free_context, too, must run before session_free returns.
+                        SESSION_MESSAGE_HANDLER_T handler = { on_message, context, on_free_context };
                         session_subscribe(session, "races/self", &handler, NULL);
                         for (int i = 0; i < 20; i++) {
                                 session_publish(session, "races/self", "m", 1, NULL);
@@ -199,51 +297,9 @@ static void *publisher(void *arg)
         }
 }
 
-static int port_of(const char *text)
+// Race 2: `iterations` sessions, each closed while 8 threads publish on it.
+static void close_against_publishers(int iterations)
 {
-        const char *host = strstr(text, "://");
-        const char *colon = host ? strchr(host + 3, ':') : NULL;
-        return colon ? atoi(colon + 1) : 0;
-}
-
-int main(int argc, char **argv)
-{
-        if (argc < 2) {
-                fprintf(stderr, "usage: %s URL [ITERATIONS]\n", argv[0]);
-                return 2;
-        }
-        setvbuf(stdout, NULL, _IOLBF, 0);
-        url = argv[1];
-        int iterations = argc > 2 ? atoi(argv[2]) : 2000;
-        if (getenv("RACE_ITERATIONS") != NULL) {
-                iterations = atoi(getenv("RACE_ITERATIONS"));
-        }
-        srand((unsigned)time(NULL));
-        const char *scheme_end = strstr(url, "://");
-        if (relay_start(&relay, port_of(url)) != 0 || scheme_end == NULL) {
-                fprintf(stderr, "cannot start the relay\n");
-                return 1;
-        }
-        snprintf(relay_url, sizeof relay_url, "%.*s://127.0.0.1:%d/diffusion", (int)(scheme_end - url), url,
-                 relay.port);
-
-        for (int target = 0; target < TARGET_COUNT; target++) {
-                // Reconnections take milliseconds each: fewer of them.
-                int rounds = target == RECONNECTION_FUNCTION ? iterations / 10 + 1 : iterations;
-                atomic_store(&callbacks_run, 0);
-                for (int i = 0; i < rounds; i++) {
-                        free_during((enum target)target);
-                }
-                printf("session_free against %s: %d rounds, %d callbacks ran\n", target_names[target], rounds,
-                       atomic_load(&callbacks_run));
-        }
-        if (atomic_load(&wrong_context) != 0) {
-                fail("a callback saw the wrong user context");
-        }
-        if (atomic_load(&late) != 0) {
-                fail("a callback started after session_free returned");
-        }
-
         pthread_t threads[PUBLISHERS];
         pthread_barrier_init(&start_line, NULL, PUBLISHERS + 1);
         pthread_barrier_init(&finish_line, NULL, PUBLISHERS + 1);
@@ -282,6 +338,57 @@ int main(int argc, char **argv)
         }
         if (atomic_load(&refused_closed) != PUBLISHERS * iterations) {
                 fail("not every publisher saw the session closed");
+        }
+}
+
+int main(int argc, char **argv)
+{
+        if (argc < 2) {
+                fprintf(stderr, "usage: %s URL [PROXY_PORT|-] [CA_FILE|-]\n", argv[0]);
+                return 2;
+        }
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        url = argv[1];
+        int iterations = 2000;
+        if (getenv("RACE_ITERATIONS") != NULL) {
+                iterations = atoi(getenv("RACE_ITERATIONS"));
+        }
+        if (argc > 2 && strcmp(argv[2], "-") != 0) {
+                proxy_port = atoi(argv[2]);
+        }
+        if (argc > 3 && strcmp(argv[3], "-") != 0) {
+                ca_file = argv[3];
+        }
+        srand((unsigned)time(NULL));
+        if (relay_start_for(&relay, url, relay_url, sizeof relay_url) != 0) {
+                fprintf(stderr, "cannot start the relay\n");
+                return 1;
+        }
+        url_with_port(url, refused_port(), bad_url, sizeof bad_url);
+
+        for (int target = 0; target < TARGET_COUNT; target++) {
+                if (!runs((enum target)target)) {
+                        continue;
+                }
+                // Reconnections and connections through a proxy or TLS take milliseconds: fewer.
+                int slow = target == RECONNECTION_FUNCTION || target == CHALLENGE_HANDLER || target == VALIDATOR;
+                int rounds = slow ? iterations / 10 + 1 : iterations;
+                atomic_store(&callbacks_run, 0);
+                for (int i = 0; i < rounds; i++) {
+                        free_during((enum target)target);
+                }
+                printf("session_free against %s: %d rounds, %d callbacks ran\n", target_names[target], rounds,
+                       atomic_load(&callbacks_run));
+        }
+        if (atomic_load(&wrong_context) != 0) {
+                fail("a callback saw the wrong user context");
+        }
+        if (atomic_load(&late) != 0) {
+                fail("a callback started after session_free returned");
+        }
+
+        if (ca_file == NULL) {
+                close_against_publishers(iterations);
         }
         relay_stop(&relay);
         printf(failures == 0 ? "all races passed\n" : "%d races failed\n", failures);

@@ -1,7 +1,8 @@
 /*
  * A TCP relay on 127.0.0.1 for the misuse and race tests: it forwards every connection to a
  * server port and can cut all of them at once, so that sessions through it lose their
- * connection and reconnect. Header-only; one relay per program.
+ * connection and reconnect; and the loopback URL helpers both tests use. Header-only; one relay
+ * per program.
  */
 #ifndef LIBSESSION_TEST_RELAY_H
 #define LIBSESSION_TEST_RELAY_H
@@ -10,6 +11,8 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -150,6 +153,48 @@ static int relay_start(struct relay *relay, int upstream_port)
         }
         relay->port = ntohs(addr.sin_port);
         return pthread_create(&relay->thread, NULL, relay_accept, relay);
+}
+
+// The port of a URL "scheme://host:port/..."; 0 if it has none.
+static int url_port(const char *url)
+{
+        const char *host = strstr(url, "://");
+        const char *colon = host ? strchr(host + 3, ':') : NULL;
+        return colon ? atoi(colon + 1) : 0;
+}
+
+// Writes `url` with its host and port replaced by 127.0.0.1:`port` into `out`.
+static void url_with_port(const char *url, int port, char *out, size_t size)
+{
+        const char *scheme_end = strstr(url, "://");
+        int scheme_len = scheme_end ? (int)(scheme_end - url) : 0;
+        snprintf(out, size, "%.*s://127.0.0.1:%d/diffusion", scheme_len, url, port);
+}
+
+// Starts a relay to the server of `url` and writes the URL that reaches it through the relay
+// into `out`; 0 on success.
+static int relay_start_for(struct relay *relay, const char *url, char *out, size_t size)
+{
+        if (relay_start(relay, url_port(url)) != 0) {
+                return -1;
+        }
+        url_with_port(url, relay->port, out, size);
+        return 0;
+}
+
+// A port on 127.0.0.1 that refuses connections: bound, then closed.
+static int refused_port(void)
+{
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in addr;
+        socklen_t len = sizeof addr;
+        memset(&addr, 0, sizeof addr);
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        bind(fd, (struct sockaddr *)&addr, sizeof addr);
+        getsockname(fd, (struct sockaddr *)&addr, &len);
+        close(fd);
+        return ntohs(addr.sin_port);
 }
 
 static void relay_stop(struct relay *relay)

@@ -179,14 +179,16 @@ impl Default for UserPointer {
 mod tests {
     use super::*;
 
-    struct Counted(Arc<()>);
+    struct Counted {
+        _token: Arc<()>,
+    }
     struct Boxed(u32);
     handles! { Shared: Counted; Owned: Boxed; }
 
     #[test]
     fn a_shared_handle_lives_while_any_reference_does() {
         let token = Arc::new(());
-        let ptr = to_shared_ptr(Arc::new(Counted(token.clone())));
+        let ptr = to_shared_ptr(Arc::new(Counted { _token: token.clone() }));
         let ours = unsafe { clone_shared(ptr) }.unwrap();
         drop(unsafe { release_shared(ptr) });
         assert_eq!(Arc::strong_count(&token), 2, "the library's reference keeps the value");
