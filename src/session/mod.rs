@@ -8,9 +8,12 @@
 //! Callback guarantees: the state listener and the creation callback of one session run one at a
 //! time, in order, on a library I/O thread (except during [`Session::start_and_wait`], which opens
 //! the connection on the calling thread and notifies CONNECTING and the outcome there);
-//! [`Session::close`] and dropping the session may be called from inside them. Once `close` has
-//! returned, no further callback of that session starts, except the CLOSED_BY_CLIENT notification
-//! that `close` itself delivers on the calling thread.
+//! [`Session::close`] and dropping the session may be called from inside them. The application
+//! code a connection attempt runs (proxy challenge handlers, certificate validation), message
+//! handlers and the reconnection strategy's handler count as callbacks of the session too: `close`
+//! waits for one running on another thread, and once it has returned no further callback of that
+//! session starts, except the CLOSED_BY_CLIENT notification that `close` itself delivers on the
+//! calling thread.
 
 pub mod config;
 pub(crate) mod cookies;
