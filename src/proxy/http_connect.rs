@@ -69,7 +69,12 @@ impl ConnectConversation {
             Some(ProxyAuth::Custom(handler)) => {
                 let challenge =
                     Challenge { round: 0, status: 0, status_line: "", headers: &[], connection_kept_alive: true };
-                handler.respond(&challenge).unwrap_or_default()
+                handler.respond(&challenge).ok_or_else(|| {
+                    Error::new(
+                        ErrorCode::ProxyAuthenticationFailed,
+                        format!("proxy {}: the custom authentication handler gave up before the first request", self.proxy),
+                    )
+                })?
             }
             _ => Vec::new(),
         };
@@ -408,6 +413,13 @@ mod tests {
             assert!(rounds <= 5);
         }
         assert_eq!(rounds, 5);
+    }
+
+    #[test]
+    fn a_custom_handler_giving_up_in_round_0_fails_authentication() {
+        let handler = Arc::new(Recorder { seen: Mutex::new(Vec::new()), give_up_after: 0 });
+        let mut c = conversation(Some(ProxyAuth::Custom(handler)));
+        assert_eq!(c.first_request().unwrap_err().code(), ErrorCode::ProxyAuthenticationFailed);
     }
 
     #[test]

@@ -34,6 +34,16 @@ impl ProxyResponse {
     }
 }
 
+/// What [`ResponseReader::parse_head`] found.
+enum Head {
+    /// Not all of it yet.
+    Partial,
+    /// A 1xx answer to CONNECT of this many bytes, to step over.
+    Interim(usize),
+    /// The response's head, of this many bytes.
+    Final(usize),
+}
+
 #[derive(Debug)]
 enum Body {
     Length(u64),
@@ -109,8 +119,20 @@ impl ResponseReader {
     /// kept and returned by [`ResponseReader::into_rest`].
     pub fn push(&mut self, data: &[u8]) -> Result<Option<ProxyResponse>> {
         self.buf.extend_from_slice(data);
-        if self.head.is_none() && !self.parse_head()? {
-            return Ok(None);
+        // Interim heads are stepped over and dropped together, so that a flood of them costs
+        // one pass over the buffer.
+        let mut start = 0;
+        while self.head.is_none() {
+            match self.parse_head(start)? {
+                Head::Partial => {
+                    self.buf.drain(..start);
+                    return Ok(None);
+                }
+                Head::Interim(len) => start += len,
+                Head::Final(len) => {
+                    self.buf.drain(..start + len);
+                }
+            }
         }
         if self.head_only {
             return Ok(self.head.take().map(|(response, _)| response));
@@ -138,20 +160,22 @@ impl ResponseReader {
         Error::new(self.code, format!("{} {what}", self.peer))
     }
 
-    /// Parses the head when complete; returns whether it is.
-    fn parse_head(&mut self) -> Result<bool> {
+    /// Parses the head that starts at `start` in the buffer, if complete; a final head goes to
+    /// `self.head` (its bytes are left for the caller to drop).
+    fn parse_head(&mut self, start: usize) -> Result<Head> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut parsed = httparse::Response::new(&mut headers);
-        let head_len = match parsed.parse(&self.buf) {
+        let buf = &self.buf[start..];
+        let head_len = match parsed.parse(buf) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => {
-                if self.buf.len() > MAX_HEAD_SIZE {
+                if buf.len() > MAX_HEAD_SIZE {
                     return Err(self.error(&format!("sent a response head larger than {} KiB", MAX_HEAD_SIZE / 1024)));
                 }
-                return Ok(false);
+                return Ok(Head::Partial);
             }
             Err(e) => {
-                let start = String::from_utf8_lossy(&self.buf[..self.buf.len().min(40)]).escape_debug().to_string();
+                let start = String::from_utf8_lossy(&buf[..buf.len().min(40)]).escape_debug().to_string();
                 return Err(self.error(&format!("sent a malformed response ({e}), starting \"{start}\"")));
             }
         };
@@ -159,6 +183,13 @@ impl ResponseReader {
             return Err(self.error(&format!("sent a response head larger than {} KiB", MAX_HEAD_SIZE / 1024)));
         }
         let status = parsed.code.unwrap_or(0);
+        if !(100..=599).contains(&status) {
+            return Err(self.error(&format!("answered with status {status}, which is not an HTTP status")));
+        }
+        if self.for_connect && (100..200).contains(&status) {
+            // An interim answer (100 Continue, 102 Processing...): the final one follows.
+            return Ok(Head::Interim(head_len));
+        }
         let minor = parsed.version.unwrap_or(1);
         let status_line = format!("HTTP/1.{minor} {status} {}", parsed.reason.unwrap_or("")).trim_end().to_string();
         let headers: Vec<(String, String)> = parsed
@@ -181,9 +212,8 @@ impl ResponseReader {
         if matches!(body, Body::UntilClose) {
             response.keep_alive = false;
         }
-        self.buf.drain(..head_len);
         self.head = Some((response, body));
-        Ok(true)
+        Ok(Head::Final(head_len))
     }
 
     fn body_kind(&self, response: &ProxyResponse) -> Result<Body> {
@@ -306,6 +336,28 @@ mod tests {
         assert_eq!(resp.status, 200);
         assert_eq!(resp.status_line, "HTTP/1.0 200 Connection established");
         assert_eq!(r.into_rest(), b"HTTP/1.1 101");
+    }
+
+    #[test]
+    fn interim_answers_to_connect_are_skipped_for_the_final_one() {
+        let resp = read_all(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!(resp.unwrap().unwrap().status, 200);
+        let mut r = ResponseReader::new("p:1", true);
+        assert!(r.push(b"HTTP/1.1 100 Continue\r\n\r\n").unwrap().is_none(), "still waiting for the final answer");
+        assert_eq!(r.push(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n").unwrap().unwrap().status, 403);
+        // However many, in one read: no recursion, no growth.
+        let mut flood = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(100_000);
+        flood.extend_from_slice(b"HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!(read_all(&flood).unwrap().unwrap().status, 200);
+    }
+
+    #[test]
+    fn a_status_outside_http_is_a_protocol_error_at_once() {
+        for status in ["999", "000", "600"] {
+            let e = read_all(format!("HTTP/1.1 {status} Odd\r\n\r\n").as_bytes()).unwrap_err();
+            assert_eq!(e.code(), ErrorCode::ProxyProtocolError, "{status}: {e}");
+            assert!(e.message().contains(&format!("status {}", status.trim_start_matches('0').parse::<u16>().unwrap_or(0))), "{e}");
+        }
     }
 
     #[test]

@@ -188,6 +188,13 @@ impl SessionFactory {
         let host = self.server_host.as_deref().filter(|h| !h.is_empty()).ok_or_else(|| {
             Error::new(ErrorCode::ParseUrl, "no URL was given and the session factory has no server host")
         })?;
+        // A host is put into a URL as it is: what would end or reshape the authority is refused.
+        if host.chars().any(|c| matches!(c, '/' | '?' | '#' | '@' | '\\') || c.is_whitespace() || c.is_control()) {
+            return Err(Error::new(
+                ErrorCode::ParseUrl,
+                format!("server host '{}' is not a host name or address", host.escape_debug()),
+            ));
+        }
         let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
         let port = self.server_port.unwrap_or(if self.secure { 443 } else { 80 });
         let path = self.request_path.as_deref().unwrap_or(DEFAULT_REQUEST_PATH);
@@ -198,6 +205,19 @@ impl SessionFactory {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_server_host_with_url_syntax_is_refused_not_cut_short() {
+        for host in ["127.0.0.1/evil", "evil?x", "a#b", "user@host", "a b", "a\nb", "a\\b"] {
+            let factory = SessionFactory { server_host: Some(host.into()), ..Default::default() };
+            let error = factory.config(None).unwrap_err();
+            assert_eq!(error.code(), ErrorCode::ParseUrl, "{host:?}: {error}");
+        }
+        for host in ["127.0.0.1", "::1", "[::1]", "example.com"] {
+            let factory = SessionFactory { server_host: Some(host.into()), ..Default::default() };
+            assert!(factory.config(None).is_ok(), "{host:?}");
+        }
+    }
+
     use super::*;
 
     #[test]
