@@ -18,6 +18,15 @@ use crate::session::SessionOptions;
 
 /// Header naming the virtual connection in the answer to an open request.
 const POLL_ID_HEADER: &str = "x-poll-id";
+/// The longest poll id taken from a server.
+const MAX_POLL_ID: usize = 128;
+
+/// Whether a server's poll id may go into a request line as it is: 1 to [`MAX_POLL_ID`]
+/// unreserved URL characters.
+fn is_poll_id(id: &str) -> bool {
+    (1..=MAX_POLL_ID).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
 /// Attempts of one request before the connection counts as lost.
 const REQUEST_ATTEMPTS: u32 = 3;
 
@@ -231,6 +240,13 @@ impl PollConnection {
         if let Some(id) =
             response.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(POLL_ID_HEADER)).map(|(_, v)| v.clone())
         {
+            // It goes into every later request line: only a plain token is taken.
+            if !is_poll_id(&id) {
+                return Err(Error::new(
+                    ErrorCode::InvalidConnectionProtocol,
+                    format!("server {} sent a poll id that is not a token of at most {MAX_POLL_ID} characters", self.peer),
+                ));
+            }
             let (tx, rx) = mpsc::unbounded_channel();
             let channel = self.channel.clone_fresh();
             self.poller = Some(crate::runtime::spawn(poll_loop(channel, id.clone(), tx)));
@@ -304,6 +320,17 @@ async fn poll_loop(mut channel: HttpChannel, id: String, frames: mpsc::Unbounded
                 let _ = frames.send(Err(Error::new(ErrorCode::CommunicationError, e.message())));
                 return;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_a_plain_token_is_taken_as_a_poll_id() {
+        assert!(super::is_poll_id("0f3a-9b.c_d~e"));
+        for id in ["", "a b", "1&r=999", "a/../b", "a?b", "a#b", "é", &"a".repeat(129)] {
+            assert!(!super::is_poll_id(id), "{id:?}");
         }
     }
 }
