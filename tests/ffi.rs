@@ -364,3 +364,12 @@ fn a_listener_closing_its_session_during_a_blocking_create_ends_the_create_at_on
     unsafe { diffusion_error_free(&mut error) };
     assert!(wait_until(Duration::from_secs(5), || server.session_count() == 0));
 }
+
+#[test]
+fn a_principal_too_long_for_the_protocol_is_refused_at_create_not_cut_short() {
+    let server = start_server();
+    let principal = CString::new("p".repeat(70_000)).unwrap();
+    let (code, text) = create(&url_of(&server), principal.as_ptr(), null_mut()).unwrap_err();
+    assert_eq!(code, ERROR_CODE_T::DIFF_ERR_ILLEGAL_ARGUMENT, "{text}");
+    assert!(text.contains("principal has 70000 bytes"), "{text}");
+}

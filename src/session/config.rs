@@ -88,6 +88,34 @@ impl Default for SessionOptions {
 }
 
 impl SessionOptions {
+    /// Checks that what goes into the connect request fits its wire format (a principal, a
+    /// property key or value of at most 65,535 bytes, at most 65,535 properties): refused with
+    /// [`ErrorCode::IllegalArgument`], never cut short.
+    pub fn check_wire_lengths(&self) -> Result<()> {
+        const MAX: usize = u16::MAX as usize;
+        let too_long = |what: &str, len: usize| {
+            Err(Error::illegal_argument(format!("the {what} has {len} bytes; the protocol carries at most {MAX}")))
+        };
+        if self.principal.len() > MAX {
+            return too_long("principal", self.principal.len());
+        }
+        if self.properties.len() > MAX {
+            return Err(Error::illegal_argument(format!(
+                "there are {} session properties; the protocol carries at most {MAX}",
+                self.properties.len()
+            )));
+        }
+        for (key, value) in &self.properties {
+            if key.len() > MAX {
+                return too_long("key of a session property", key.len());
+            }
+            if value.len() > MAX {
+                return too_long(&format!("value of session property '{}'", key.escape_debug()), value.len());
+            }
+        }
+        Ok(())
+    }
+
     /// Sets property `key` to `value`, replacing an earlier value of the same key.
     pub fn set_property(&mut self, key: &str, value: &str) {
         match self.properties.iter_mut().find(|(k, _)| k == key) {
@@ -205,6 +233,21 @@ impl SessionFactory {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn what_does_not_fit_the_connect_request_is_refused_not_cut_short() {
+        let long = "p".repeat(65_536);
+        let mut options = SessionOptions { principal: long.clone(), ..Default::default() };
+        assert_eq!(options.check_wire_lengths().unwrap_err().code(), ErrorCode::IllegalArgument);
+        options.principal = "p".repeat(65_535);
+        assert!(options.check_wire_lengths().is_ok());
+        options.properties = vec![(long.clone(), "v".into())];
+        assert_eq!(options.check_wire_lengths().unwrap_err().code(), ErrorCode::IllegalArgument);
+        options.properties = vec![("k".into(), long)];
+        assert_eq!(options.check_wire_lengths().unwrap_err().code(), ErrorCode::IllegalArgument);
+        options.properties = (0..65_536).map(|i| (i.to_string(), String::new())).collect();
+        assert_eq!(options.check_wire_lengths().unwrap_err().code(), ErrorCode::IllegalArgument);
+    }
+
     #[test]
     fn a_server_host_with_url_syntax_is_refused_not_cut_short() {
         for host in ["127.0.0.1/evil", "evil?x", "a#b", "user@host", "a b", "a\nb", "a\\b"] {

@@ -176,6 +176,7 @@ impl Session {
     /// Takes the command channel (once only), records the application's callbacks and picks the
     /// session's I/O thread.
     fn prepare(&self, events: Events) -> Result<(runtime::Home, mpsc::UnboundedReceiver<Command>)> {
+        self.shared.config.options.check_wire_lengths()?;
         let rt = runtime::get()?;
         let rx = self
             .shared
