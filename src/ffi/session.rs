@@ -204,7 +204,7 @@ fn start(args: Result<CreateArgs>, callbacks: Option<SESSION_CREATE_CALLBACK_T>)
     let ptr = to_shared_ptr(handle.clone());
     let outcome = if blocking { handle.session.start_and_wait(events) } else { handle.session.start(events) };
     if handle.freed.load(Ordering::Acquire) {
-        // A callback freed the session during a blocking create: nothing to return. A failure
+        // A callback freed the session before this call returned: nothing to return. A failure
         // that closed the session says more than the free that followed it.
         return Err(match outcome {
             Err(e) if e.code() != ErrorCode::SessionClosed => e,
