@@ -90,8 +90,9 @@ impl CertificateValidator for CValidator {
 
 /// Trusts the CA certificates in the PEM file at `pem_path`, in addition to the system's roots
 /// (or instead of them after `diffusion_session_factory_trust_system_roots(factory, false)`).
-/// May be called several times. The file is read at each connection; an unreadable file or one
-/// without certificates fails the session with DIFF_ERR_ILLEGAL_ARGUMENT naming it. NULL
+/// May be called several times. The file is read at each connection; an unreadable file, one
+/// without certificates, or one that is not a regular file of at most 4 MiB fails the session
+/// with DIFF_ERR_ILLEGAL_ARGUMENT naming it. NULL
 /// arguments: no-op.
 #[no_mangle]
 pub unsafe extern "C" fn diffusion_session_factory_certificate_authority(

@@ -2,7 +2,8 @@
 //! server-name override, an application validation callback, and errors that say what went wrong.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use once_cell::sync::OnceCell;
@@ -75,8 +76,8 @@ fn root_store(options: &TlsOptions) -> Result<RootCertStore> {
     for path in &options.extra_roots {
         let bad =
             |why: String| Error::illegal_argument(format!("certificate authority file {}: {why}", path.display()));
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .map_err(|e| bad(e.to_string()))?
+        let pem = read_ca_file(path).map_err(bad)?;
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
             .collect::<std::result::Result<_, _>>()
             .map_err(|e| bad(e.to_string()))?;
         if certs.is_empty() {
@@ -87,6 +88,35 @@ fn root_store(options: &TlsOptions) -> Result<RootCertStore> {
         }
     }
     Ok(roots)
+}
+
+/// Largest certificate authority file read (a bundle of every public CA is about 250 KiB).
+const MAX_CA_FILE: u64 = 4 * 1024 * 1024;
+
+/// Reads a certificate authority file: a regular file of at most [`MAX_CA_FILE`] bytes. It is
+/// opened without blocking, so that a FIFO or a device given by mistake is an error at once
+/// instead of a read that never ends or never stops growing.
+fn read_ca_file(path: &Path) -> std::result::Result<Vec<u8>, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let metadata = file.metadata().map_err(|e| e.to_string())?;
+    if !metadata.is_file() {
+        return Err("it is not a regular file".into());
+    }
+    let too_large = || format!("it is larger than {} MiB", MAX_CA_FILE / (1024 * 1024));
+    if metadata.len() > MAX_CA_FILE {
+        return Err(too_large());
+    }
+    let mut pem = Vec::with_capacity(metadata.len() as usize);
+    file.take(MAX_CA_FILE + 1).read_to_end(&mut pem).map_err(|e| e.to_string())?;
+    if pem.len() as u64 > MAX_CA_FILE {
+        return Err(too_large());
+    }
+    Ok(pem)
 }
 
 /// Verifies with webpki, then lets the application's callback decide.
@@ -270,4 +300,46 @@ pub fn server_config(
         .with_single_cert(chain, key)
         .map_err(|e| invalid(cert_path, &e))?;
     Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `root_store` with only `path` as a CA, on a thread of its own: the error, or a note that
+    /// it did not return within 5 s.
+    fn roots_from(path: PathBuf) -> std::result::Result<Error, &'static str> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let options = TlsOptions { system_roots: false, extra_roots: vec![path], ..TlsOptions::default() };
+            let _ = tx.send(root_store(&options).err());
+        });
+        match rx.recv_timeout(std::time::Duration::from_secs(5)) {
+            Ok(Some(error)) => Ok(error),
+            Ok(None) => Err("accepted"),
+            Err(_) => Err("still reading after 5 s"),
+        }
+    }
+
+    #[test]
+    fn a_fifo_or_a_device_as_ca_file_is_an_error_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("ca.pem");
+        let name = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+        for path in [fifo, PathBuf::from("/dev/zero")] {
+            let error = roots_from(path.clone()).unwrap();
+            assert_eq!(error.code(), ErrorCode::IllegalArgument, "{}: {error}", path.display());
+            assert!(error.message().contains("not a regular file"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_ca_file_over_the_cap_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.pem");
+        std::fs::write(&big, vec![b'A'; MAX_CA_FILE as usize + 1]).unwrap();
+        let error = roots_from(big).unwrap();
+        assert!(error.message().contains("larger than 4 MiB"), "{error}");
+    }
 }
