@@ -33,6 +33,59 @@ fn round_trip(session: &Session, path: &str) {
     assert_eq!(inbox.0.lock().unwrap()[0].1, b"over polling");
 }
 
+/// A server that opens polling sessions and answers every poll at once, empty, counting them.
+async fn empty_at_once(stream: tokio::net::TcpStream, polls: std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let mut stream = BufReader::new(stream);
+    loop {
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                return;
+            }
+            if line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        let length = head
+            .lines()
+            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+            .unwrap_or(0usize);
+        let mut body = vec![0; length];
+        let _ = stream.read_exact(&mut body).await;
+        let answer = if head.starts_with("POST") && !head.contains("c=") {
+            let frame = session::protocol::encode(&ok_response(10_000));
+            let mut answer =
+                format!("HTTP/1.1 200 OK\r\nX-Poll-Id: p1\r\nContent-Length: {}\r\n\r\n", frame.len()).into_bytes();
+            answer.extend_from_slice(&frame);
+            answer
+        } else {
+            if head.starts_with("GET") {
+                polls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec()
+        };
+        if stream.get_mut().write_all(&answer).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn polls_answered_empty_at_once_back_off() {
+    let polls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = polls.clone();
+    let port = fake_peer(move |stream| empty_at_once(stream, counted.clone()));
+    let session = Session::connect(config(&format!("xhr://127.0.0.1:{port}/diffusion")), None).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let count = polls.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(session.state(), State::ConnectedActive);
+    // 50, 100, 200, 400, 800 ms...: a handful in 2 s, not thousands.
+    assert!((2..=10).contains(&count), "{count} polls in 2 s");
+}
+
 #[test]
 fn xhr_urls_poll_directly() {
     let server = start_server();

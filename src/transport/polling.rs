@@ -29,6 +29,13 @@ fn is_poll_id(id: &str) -> bool {
 }
 /// Attempts of one request before the connection counts as lost.
 const REQUEST_ATTEMPTS: u32 = 3;
+/// A poll answered empty sooner than this was not held at the server, as polls are: polling again
+/// at once would make the client spin against a broken server or middlebox.
+const EMPTY_AT_ONCE: std::time::Duration = std::time::Duration::from_millis(50);
+/// The wait after the first poll answered empty at once; it doubles with each further one.
+const EMPTY_BACKOFF_FIRST: std::time::Duration = std::time::Duration::from_millis(50);
+/// The longest wait between polls answered empty at once (well inside a keep-alive interval).
+const EMPTY_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How requests reach the server.
 #[derive(Clone)]
@@ -298,11 +305,19 @@ impl PollConnection {
 async fn poll_loop(mut channel: HttpChannel, id: String, frames: mpsc::UnboundedSender<Result<Vec<u8>>>) {
     let peer = channel.url.authority();
     let mut r = 1u64;
+    let mut backoff = std::time::Duration::ZERO;
     loop {
+        let asked = tokio::time::Instant::now();
         let answer = channel.request("GET", &format!("c={id}&r={r}"), &[]).await;
         match answer {
             Ok(response) if response.status == 200 => {
                 r += 1;
+                if response.body.is_empty() && asked.elapsed() < EMPTY_AT_ONCE {
+                    backoff = (backoff * 2).clamp(EMPTY_BACKOFF_FIRST, EMPTY_BACKOFF_MAX);
+                    tokio::time::sleep(backoff).await;
+                } else {
+                    backoff = std::time::Duration::ZERO;
+                }
                 if !response.body.is_empty() && frames.send(Ok(response.body)).is_err() {
                     return;
                 }
