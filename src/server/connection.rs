@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{interval_at, Instant};
 
 use super::frames::{Event, FrameError, ServerWs, BINARY};
+use super::log::{Properties, Untrusted};
 use super::poll::PollChannel;
 use super::sessions::ServerSession;
 use super::{authenticate, SessionInfo, Shared, Shutdown};
@@ -59,7 +60,8 @@ pub(super) fn attach(
     let decision = authenticate(config, request);
     let refuse = |code: ResponseCode, reason: &str| super::Decision::rejected(code, reason).refusal(config);
     if !decision.accepted() {
-        tracing::info!(%peer, principal = %request.principal, reason = decision.reason(), "session refused");
+        let principal = Untrusted(&request.principal);
+        tracing::info!(%peer, %principal, reason = decision.reason(), "session refused");
         return (vec![Frame::ConnectResponse(decision.refusal(config))], None);
     }
     if request.reconnect_token.is_empty() {
@@ -77,8 +79,8 @@ pub(super) fn attach(
             );
         };
         let response = decision.response(config, ResponseCode::Ok, id, token, 0);
-        let properties: Vec<String> = request.properties.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        tracing::info!(session = %id, %peer, principal = %request.principal, properties = ?properties, "session opened");
+        let (principal, properties) = (Untrusted(&request.principal), Properties(&request.properties));
+        tracing::info!(session = %id, %peer, %principal, %properties, "session opened");
         return (
             vec![Frame::ConnectResponse(response)],
             Some(Attached { session, generation: 1, sent_upto: 0, counted: Counted::new(shared) }),
@@ -279,9 +281,10 @@ pub(super) async fn serve(
     match end {
         End::Closed(reason) => {
             shared.registry.remove(id.value);
-            tracing::info!(session = %id, %peer, %reason, "session closed");
+            tracing::info!(session = %id, %peer, reason = %Untrusted(&reason), "session closed");
         }
         End::Detached(reason) => {
+            let reason = Untrusted(&reason);
             tracing::info!(session = %id, %peer, %reason, "connection lost; session kept for its client to reconnect");
         }
         End::TakenOver => tracing::debug!(session = %id, %peer, "connection replaced by a reconnection"),

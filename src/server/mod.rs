@@ -8,6 +8,7 @@ mod auth;
 mod connection;
 mod frames;
 mod http;
+mod log;
 mod poll;
 mod sessions;
 
@@ -352,7 +353,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             }
             Ok(http::Read::Closed) => return,
             Ok(http::Read::Bad(why)) => {
-                tracing::debug!(%peer, %why, "bad request");
+                tracing::debug!(%peer, why = %log::Untrusted(&why), "bad request");
                 let _ = http::write_response(&mut stream, 400, "Bad Request", &[], format!("{why}\n").as_bytes()).await;
                 return;
             }
@@ -396,7 +397,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let request = match request {
         Ok(Ok(request)) => request,
         Ok(Err(reason)) => {
-            tracing::info!(%peer, %reason, "bad connect request");
+            tracing::info!(%peer, reason = %log::Untrusted(&reason), "bad connect request");
             let refused = Frame::Close { reason: CloseReason::ProtocolError, message: reason };
             let _ = ws.send(frames::BINARY, &protocol::encode(&refused)).await;
             let _ = ws.close().await;
