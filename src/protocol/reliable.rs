@@ -72,11 +72,16 @@ impl<M: Retained> Outgoing<M> {
         (seq, message)
     }
 
-    /// The peer has everything up to `seq`.
-    pub fn on_ack(&mut self, seq: u64) {
+    /// The peer has everything up to `seq`. A peer acknowledging a message never sent breaks
+    /// the protocol: the error says so, and nothing changes.
+    pub fn on_ack(&mut self, seq: u64) -> Result<(), String> {
+        if seq > self.last_sent() {
+            return Err(format!("acknowledged message {seq}, but the last message sent is {}", self.last_sent()));
+        }
         while self.retained.front().is_some_and(|(s, _)| *s <= seq) {
             self.retained.pop_front();
         }
+        Ok(())
     }
 
     /// The last sequence number used (0 before the first message).
@@ -187,9 +192,21 @@ mod tests {
             out.push(publish(n));
         }
         assert_eq!(out.last_sent(), 5);
-        out.on_ack(3);
+        out.on_ack(3).unwrap();
         assert_eq!(out.retained(), 2);
         assert_eq!(seqs(&out.resend_after(3).unwrap()), vec![4, 5]);
+    }
+
+    #[test]
+    fn an_ack_of_a_message_never_sent_is_refused_and_changes_nothing() {
+        let mut out = Outgoing::new(10);
+        for n in 0..3 {
+            out.push(publish(n));
+        }
+        assert!(out.on_ack(4).unwrap_err().contains("acknowledged message 4"));
+        assert_eq!(out.retained(), 3);
+        assert!(Outgoing::new(10).on_ack(1).is_err(), "nothing sent yet");
+        assert!(Outgoing::new(10).on_ack(0).is_ok());
     }
 
     #[test]
@@ -198,7 +215,7 @@ mod tests {
         for n in 0..6 {
             out.push(publish(n));
         }
-        out.on_ack(2);
+        out.on_ack(2).unwrap();
         assert_eq!(seqs(&out.resend_after(4).unwrap()), vec![5, 6]);
         assert_eq!(seqs(&out.resend_after(6).unwrap()), Vec::<u64>::new());
     }

@@ -95,7 +95,8 @@ pub(super) fn attach(
     let resumed = {
         let mut state = session.state.lock();
         state.out.resend_after(request.last_received).map(|resend| {
-            state.out.on_ack(request.last_received);
+            // The client claims no more than it was sent: a larger number acknowledges nothing.
+            let _ = state.out.on_ack(request.last_received);
             state.generation += 1;
             state.detached_since = None;
             (resend, state.generation, state.incoming.last(), state.out.last_sent())
@@ -439,8 +440,11 @@ async fn on_frame(shared: &Arc<Shared>, ws: &mut Link, session: &ServerSession, 
             }
         }
         Frame::Ack(seq) => {
-            session.state.lock().out.on_ack(seq);
-            None
+            let acked = session.state.lock().out.on_ack(seq);
+            match acked {
+                Ok(()) => None,
+                Err(why) => Some(refuse(ws, CloseReason::ProtocolError, &why).await),
+            }
         }
         Frame::Ping(n) => {
             if ws.send(&Frame::Pong(n)).await.is_err() {

@@ -332,6 +332,12 @@ async fn resume(
             format!("server {authority} no longer knows session {} and started a new one", link.id),
         ));
     }
+    if !resuming && established.resumed {
+        return Err(Error::new(
+            ErrorCode::ConnectionProtocolError,
+            format!("server {authority} answered a new session's connect request as a resumption"),
+        ));
+    }
     if !resuming {
         link.token = established.token.clone();
         link.id = established.session_id;
@@ -347,7 +353,9 @@ async fn resume(
                 ),
             )
         })?;
-        sender.out.on_ack(established.last_received);
+        sender.out.on_ack(established.last_received).map_err(|why| {
+            Error::new(ErrorCode::ConnectionProtocolError, format!("server {authority} {why}"))
+        })?;
         resend
     };
     link.ping_interval = established.ping_interval;
@@ -571,6 +579,12 @@ async fn flush(shared: &Shared, conn: &mut Connection, link: &mut Link) -> Resul
 /// Handles one frame from the server; `Some` when the connection ends.
 async fn on_frame(shared: &Shared, conn: &mut Connection, link: &mut Link, frame: Frame) -> Option<Ended> {
     match frame {
+        Frame::Message { body: Message::Deliver { path, .. }, .. } if protocol::validate_path(&path).is_err() => {
+            Some(Ended::Failed(Error::new(
+                ErrorCode::ConnectionProtocolError,
+                format!("server {} delivered a message on an invalid path", conn.peer()),
+            )))
+        }
         Frame::Message { seq, body: Message::Deliver { path, data } } => match link.incoming.receive(seq) {
             Ok(Receipt::New) => {
                 for handler in shared.mailbox.handlers_for(&path) {
@@ -585,8 +599,10 @@ async fn on_frame(shared: &Shared, conn: &mut Connection, link: &mut Link, frame
             ))),
         },
         Frame::Ack(seq) => {
-            shared.mailbox.sender.lock().out.on_ack(seq);
-            None
+            let acked = shared.mailbox.sender.lock().out.on_ack(seq);
+            acked.err().map(|why| {
+                Ended::Failed(Error::new(ErrorCode::ConnectionProtocolError, format!("server {} {why}", conn.peer())))
+            })
         }
         Frame::Ping(n) => {
             hold(shared, conn);

@@ -1,0 +1,59 @@
+//! A server that breaks the protocol in ways a real one never does: the session fails with
+//! DIFF_ERR_CONNECTION_PROTOCOL_ERROR instead of believing it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use session::protocol::{Frame, Message, ResponseCode};
+use session::{ErrorCode, Session, State};
+
+/// A fake server that opens the session with `opening`, then sends `then`.
+fn serving(opening: Frame, then: Vec<Frame>) -> u16 {
+    fake_peer(move |stream| {
+        let (opening, then) = (opening.clone(), then.clone());
+        async move {
+            let mut ws = accept_ws(stream).await;
+            send_frame(&mut ws, &opening).await;
+            for frame in &then {
+                send_frame(&mut ws, frame).await;
+            }
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    })
+}
+
+/// Connects to a server that opens the session normally and then sends `then`; the error that
+/// closed the session.
+fn failure_after(then: Vec<Frame>) -> session::Error {
+    let port = serving(ok_response(10_000), then);
+    let session = Session::connect(config(&format!("ws://127.0.0.1:{port}")), None).unwrap();
+    // Takes the session's task up at once, if it is parked.
+    let _ = session.publish("x", b"");
+    assert!(wait_state(&session, State::ClosedFailed, Duration::from_secs(5)), "{:?}", session.state());
+    session.error().unwrap()
+}
+
+#[test]
+fn a_resumption_answer_to_a_new_session_is_a_protocol_error() {
+    let Frame::ConnectResponse(mut resumed) = ok_response(10_000) else { unreachable!() };
+    resumed.code = ResponseCode::Reconnected;
+    let port = serving(Frame::ConnectResponse(resumed), Vec::new());
+    let error = Session::connect(config(&format!("ws://127.0.0.1:{port}")), None).unwrap_err();
+    assert_eq!(error.code(), ErrorCode::ConnectionProtocolError, "{error}");
+}
+
+#[test]
+fn an_ack_of_a_message_never_sent_fails_the_session() {
+    let error = failure_after(vec![Frame::Ack(1000)]);
+    assert_eq!(error.code(), ErrorCode::ConnectionProtocolError, "{error}");
+    assert!(error.message().contains("acknowledged message 1000"), "{error}");
+}
+
+#[test]
+fn a_delivery_on_an_empty_path_fails_the_session() {
+    let deliver = Frame::Message { seq: 1, body: Message::Deliver { path: String::new(), data: b"x".to_vec().into() } };
+    let error = failure_after(vec![deliver]);
+    assert_eq!(error.code(), ErrorCode::ConnectionProtocolError, "{error}");
+}
