@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use session::protocol::{Frame, Message, ResponseCode};
+use session::protocol::{CloseReason, Frame, Message, ResponseCode};
 use session::{ErrorCode, Session, State};
 
 /// A fake server that opens the session with `opening`, then sends `then`.
@@ -56,4 +56,17 @@ fn a_delivery_on_an_empty_path_fails_the_session() {
     let deliver = Frame::Message { seq: 1, body: Message::Deliver { path: String::new(), data: b"x".to_vec().into() } };
     let error = failure_after(vec![deliver]);
     assert_eq!(error.code(), ErrorCode::ConnectionProtocolError, "{error}");
+}
+
+#[test]
+fn a_close_reason_with_control_characters_reaches_the_application_escaped_and_capped() {
+    let message = format!("bye\n\x1b[31mFORGED\r{}", "x".repeat(10_000));
+    let port = serving(ok_response(10_000), vec![Frame::Close { reason: CloseReason::ClosedByServer, message }]);
+    let session = Session::connect(config(&format!("ws://127.0.0.1:{port}")), None).unwrap();
+    let _ = session.publish("x", b"");
+    assert!(wait_state(&session, State::ClosedByServer, Duration::from_secs(5)), "{:?}", session.state());
+    let error = session.error().unwrap();
+    assert!(!error.message().contains(|c: char| c.is_control()), "{:?}", error.message());
+    assert!(error.message().contains("bye\\u{a}\\u{1b}[31mFORGED"), "{:?}", error.message());
+    assert!(error.message().len() < 1024, "{} bytes", error.message().len());
 }

@@ -62,7 +62,11 @@ impl ClientHandshake {
                 ))
             }
         };
-        let detail = if response.message.is_empty() { String::new() } else { format!(": {}", response.message) };
+        let detail = if response.message.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", super::untrusted::Untrusted(&response.message))
+        };
         let version_ok = (MIN_VERSION..=MAX_VERSION).contains(&response.version);
         match response.code {
             ResponseCode::Ok | ResponseCode::Reconnected if version_ok => {

@@ -7,6 +7,7 @@
 mod codec;
 mod handshake;
 pub mod reliable;
+pub(crate) mod untrusted;
 mod upgrade;
 
 pub use codec::{

@@ -205,8 +205,8 @@ mod tests {
         }
         assert!(out.on_ack(4).unwrap_err().contains("acknowledged message 4"));
         assert_eq!(out.retained(), 3);
-        assert!(Outgoing::new(10).on_ack(1).is_err(), "nothing sent yet");
-        assert!(Outgoing::new(10).on_ack(0).is_ok());
+        assert!(Outgoing::<Message>::new(10).on_ack(1).is_err(), "nothing sent yet");
+        assert!(Outgoing::<Message>::new(10).on_ack(0).is_ok());
     }
 
     #[test]

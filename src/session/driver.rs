@@ -11,6 +11,7 @@ use tokio::time::{sleep, timeout, Instant};
 use super::{Command, Shared, State};
 use crate::error::{Error, ErrorCode, Result};
 use crate::protocol::reliable::{Incoming, Receipt};
+use crate::protocol::untrusted::Untrusted;
 use crate::protocol::{self, ClientHandshake, CloseReason, ConnectRequest, Established, Frame, Message, SessionId};
 use crate::reconnect::ReconnectPolicy;
 use crate::runtime::Alarm;
@@ -611,11 +612,11 @@ async fn on_frame(shared: &Shared, conn: &mut Connection, link: &mut Link, frame
         Frame::Pong(_) => None,
         Frame::Close { reason: CloseReason::MessageLoss, message } => Some(Ended::Failed(Error::new(
             ErrorCode::MessageLoss,
-            format!("server {} closed the session: messages were lost: {message}", conn.peer()),
+            format!("server {} closed the session: messages were lost: {}", conn.peer(), Untrusted(&message)),
         ))),
         Frame::Close { reason, message } => Some(Ended::ByServer(Error::new(
             ErrorCode::SessionClosed,
-            format!("server {} closed the session ({reason}): {message}", conn.peer()),
+            format!("server {} closed the session ({reason}): {}", conn.peer(), Untrusted(&message)),
         ))),
         other => {
             hold(shared, conn);
