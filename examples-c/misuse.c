@@ -29,13 +29,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "relay.h"
+#include "suite.h"
 #include "session.h"
 
 #define WAIT_SECONDS 10
 #define MAX_EXTRA 8
-// "demo:demo-proxy-pw", as the proxy fixture expects it.
-#define PROXY_BASIC "Basic ZGVtbzpkZW1vLXByb3h5LXB3"
 
 enum where {
         IN_LISTENER_CONNECTING,
@@ -298,11 +296,7 @@ static int on_challenge(const DIFFUSION_PROXY_CHALLENGE_T *challenge, DIFFUSION_
 {
         (void)context;
         target(IN_CHALLENGE, atomic_load(&cell.session));
-        if (challenge->round > 0) {
-                return HANDLER_FAILURE;
-        }
-        diffusion_proxy_response_add_header(response, "Proxy-Authorization", PROXY_BASIC);
-        return HANDLER_SUCCESS;
+        return answer_proxy_fixture(challenge, response);
 }
 
 static int validate(const char *host, const DIFFUSION_CERTIFICATE_T *chain, size_t chain_length,
@@ -310,7 +304,7 @@ static int validate(const char *host, const DIFFUSION_CERTIFICATE_T *chain, size
 {
         (void)host, (void)chain, (void)chain_length, (void)reason, (void)context;
         target(IN_VALIDATOR, atomic_load(&cell.session));
-        return verdict == DIFF_ERR_SUCCESS ? DIFFUSION_CERTIFICATE_ACCEPT : DIFFUSION_CERTIFICATE_REJECT;
+        return library_verdict(verdict);
 }
 
 static void wait_until(atomic_int *flag)

@@ -29,12 +29,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "relay.h"
+#include "suite.h"
 #include "session.h"
 
 #define PUBLISHERS 8
-// "demo:demo-proxy-pw", as the proxy fixture expects it.
-#define PROXY_BASIC "Basic ZGVtbzpkZW1vLXByb3h5LXB3"
 
 static const char *url;
 static char relay_url[128];
@@ -125,11 +123,7 @@ static int on_challenge(const DIFFUSION_PROXY_CHALLENGE_T *challenge, DIFFUSION_
                         void *context)
 {
         use_context(context);
-        if (challenge->round > 0) {
-                return HANDLER_FAILURE;
-        }
-        diffusion_proxy_response_add_header(response, "Proxy-Authorization", PROXY_BASIC);
-        return HANDLER_SUCCESS;
+        return answer_proxy_fixture(challenge, response);
 }
 
 static int validate(const char *host, const DIFFUSION_CERTIFICATE_T *chain, size_t chain_length,
@@ -137,7 +131,7 @@ static int validate(const char *host, const DIFFUSION_CERTIFICATE_T *chain, size
 {
         (void)host, (void)chain, (void)chain_length, (void)reason;
         use_context(context);
-        return verdict == DIFF_ERR_SUCCESS ? DIFFUSION_CERTIFICATE_ACCEPT : DIFFUSION_CERTIFICATE_REJECT;
+        return library_verdict(verdict);
 }
 
 static int on_message(SESSION_T *session, const char *path, const void *data, size_t len, void *context)

@@ -2,10 +2,8 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use common::external::{squid, tinyproxy, SquidAuth};
+use common::logs::LogBuffer;
 use common::*;
 use session::protocol::Credentials;
 use session::proxy::{Proxy, ProxyAuth, ProxySetting};
@@ -14,22 +12,9 @@ use session::Session;
 // The passwords, and the Basic header value for pu:Pr0xy-Secret.
 const SECRETS: [&str; 3] = ["Sess10n-Secret", "Pr0xy-Secret", "cHU6UHIweHktU2VjcmV0"];
 
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn no_credentials_in_trace_logs_or_errors() {
-    let buffer = Buffer::default();
+    let buffer = LogBuffer::default();
     let writer = buffer.clone();
     tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
@@ -73,7 +58,7 @@ fn no_credentials_in_trace_logs_or_errors() {
         .push(through(Proxy::parse_url("http://pu:Pr0xy-Secret@127.0.0.1:1").unwrap(), "Sess10n-Secret").unwrap_err());
 
     std::thread::sleep(std::time::Duration::from_millis(200));
-    let log = String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned();
+    let log = buffer.text();
     assert!(log.contains("session"), "logging was on: {log}");
     for secret in SECRETS {
         assert!(!log.contains(secret), "{secret} appears in the log:\n{log}");

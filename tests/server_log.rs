@@ -3,28 +3,13 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
+use common::logs::LogBuffer;
 use common::*;
 use session::Session;
 
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn client_supplied_fields_cannot_forge_or_flood_log_lines() {
-    let buffer = Buffer::default();
+    let buffer = LogBuffer::default();
     let writer = buffer.clone();
     tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).init();
     let server = start_server();
@@ -41,7 +26,7 @@ fn client_supplied_fields_cannot_forge_or_flood_log_lines() {
     Session::connect(with_properties, None).unwrap().close();
 
     std::thread::sleep(std::time::Duration::from_millis(200));
-    let log = String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned();
+    let log = buffer.text();
     assert!(log.contains("session refused") && log.contains("session opened"), "{log}");
     for line in log.lines() {
         // A forged line would start with the fake time stamp, or with what follows a line break.

@@ -5,6 +5,7 @@
 pub mod burst;
 pub mod cpu;
 pub mod external;
+pub mod logs;
 pub mod pki;
 pub mod relay;
 

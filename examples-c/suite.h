@@ -1,11 +1,11 @@
 /*
- * A TCP relay on 127.0.0.1 for the misuse and race tests: it forwards every connection to a
- * server port and can cut all of them at once, so that sessions through it lose their
- * connection and reconnect; and the loopback URL helpers both tests use. Header-only; one relay
- * per program.
+ * What the misuse and race suites share: a TCP relay on 127.0.0.1 that forwards every connection
+ * to a server port and can cut all of them at once (so that sessions through it lose their
+ * connection and reconnect), loopback URL helpers, and the answers their proxy challenge handlers
+ * and certificate validation callbacks give. Header-only; one relay per program.
  */
-#ifndef LIBSESSION_TEST_RELAY_H
-#define LIBSESSION_TEST_RELAY_H
+#ifndef LIBSESSION_TEST_SUITE_H
+#define LIBSESSION_TEST_SUITE_H
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -16,6 +16,28 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "session.h"
+
+// "demo:demo-proxy-pw", as the proxy fixture (proxy.sh) expects it.
+#define PROXY_BASIC "Basic ZGVtbzpkZW1vLXByb3h5LXB3"
+
+// A custom challenge handler's answer for the proxy fixture: Basic credentials before the first
+// CONNECT, and giving up on any challenge.
+static int answer_proxy_fixture(const DIFFUSION_PROXY_CHALLENGE_T *challenge, DIFFUSION_PROXY_RESPONSE_T *response)
+{
+        if (challenge->round > 0) {
+                return HANDLER_FAILURE;
+        }
+        diffusion_proxy_response_add_header(response, "Proxy-Authorization", PROXY_BASIC);
+        return HANDLER_SUCCESS;
+}
+
+// A certificate validation callback's answer that follows the library's own verdict.
+static int library_verdict(ERROR_CODE_T verdict)
+{
+        return verdict == DIFF_ERR_SUCCESS ? DIFFUSION_CERTIFICATE_ACCEPT : DIFFUSION_CERTIFICATE_REJECT;
+}
 
 #define RELAY_MAX_PAIRS 64
 
