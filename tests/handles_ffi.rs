@@ -45,7 +45,15 @@ fn create_with(url: &str, plan: &Plan) -> (*mut SESSION_T, ERROR_CODE_T, String)
     let mut error = empty_error();
     let context = plan as *const Plan as *mut c_void;
     let session = unsafe {
-        session_create_with_user_context(url.as_ptr(), null(), null_mut(), &mut listener, null_mut(), context, &mut error)
+        session_create_with_user_context(
+            url.as_ptr(),
+            null(),
+            null_mut(),
+            &mut listener,
+            null_mut(),
+            context,
+            &mut error,
+        )
     };
     let message = if error.message.is_null() {
         String::new()
@@ -128,8 +136,13 @@ fn wait_until(flag: &AtomicBool) {
 fn session_free_waits_for_a_callback_running_on_another_thread() {
     let server = start_server();
     let url = CString::new(server.url()).unwrap();
-    let slow = Slow { started: AtomicBool::new(false), finished: AtomicBool::new(false), context_seen: AtomicBool::new(false) };
-    let mut callbacks = SESSION_CREATE_CALLBACK_T { on_connected: Some(slow_on_connected), on_error: Some(ignore_error) };
+    let slow = Slow {
+        started: AtomicBool::new(false),
+        finished: AtomicBool::new(false),
+        context_seen: AtomicBool::new(false),
+    };
+    let mut callbacks =
+        SESSION_CREATE_CALLBACK_T { on_connected: Some(slow_on_connected), on_error: Some(ignore_error) };
     let session = unsafe {
         session_create_async_with_user_context(
             url.as_ptr(),
@@ -159,7 +172,11 @@ fn session_free_waits_for_the_reconnection_function() {
     let server = start_server();
     let relay = Relay::start(server.addr());
     let url = CString::new(relay.url("ws", "127.0.0.1")).unwrap();
-    let slow = Slow { started: AtomicBool::new(false), finished: AtomicBool::new(false), context_seen: AtomicBool::new(false) };
+    let slow = Slow {
+        started: AtomicBool::new(false),
+        finished: AtomicBool::new(false),
+        context_seen: AtomicBool::new(false),
+    };
     let strategy = make_reconnection_strategy_user_function(Some(slow_reconnect), null_mut(), None, None);
     let mut error = empty_error();
     let session = unsafe {
@@ -204,8 +221,7 @@ fn every_handler_context_is_released_before_session_free_returns() {
     let server = start_server();
     let url = CString::new(server.url()).unwrap();
     let mut error = empty_error();
-    let session =
-        unsafe { session_create(url.as_ptr(), null(), null_mut(), null_mut(), null_mut(), &mut error) };
+    let session = unsafe { session_create(url.as_ptr(), null(), null_mut(), null_mut(), null_mut(), &mut error) };
     assert!(!session.is_null());
     let before = FREED_CONTEXTS.load(Ordering::SeqCst);
     let handler = session::ffi::messaging::SESSION_MESSAGE_HANDLER_T {
@@ -215,7 +231,10 @@ fn every_handler_context_is_released_before_session_free_returns() {
     };
     for path in ["handles/a", "handles/", "handles/a/b"] {
         let path = CString::new(path).unwrap();
-        assert_eq!(unsafe { session::ffi::messaging::session_subscribe(session, path.as_ptr(), &handler, null_mut()) }, 1);
+        assert_eq!(
+            unsafe { session::ffi::messaging::session_subscribe(session, path.as_ptr(), &handler, null_mut()) },
+            1
+        );
     }
     let topic = CString::new("handles/a").unwrap();
     for _ in 0..100 {

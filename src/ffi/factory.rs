@@ -10,8 +10,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::boundary::{bytes, c_bytes, guard, optional_str, required_str};
-use super::handle::{borrow, copy_of, handles, take_owned, to_owned_ptr, UserPointer};
 use super::credentials::CREDENTIALS_T;
+use super::handle::{borrow, copy_of, handles, take_owned, to_owned_ptr, UserPointer};
 use super::reconnect::RECONNECTION_STRATEGY_T;
 use super::retry::DIFFUSION_RETRY_STRATEGY_T;
 use super::session::{create, CreateArgs, SESSION_CREATE_CALLBACK_T, SESSION_LISTENER_T, SESSION_T};

@@ -94,8 +94,7 @@ pub unsafe extern "C" fn session_subscribe(
     error: *mut DIFFUSION_ERROR_T,
 ) -> c_int {
     // The context is the library's from here on, whatever happens: released once, even on failure.
-    let context =
-        guard(None, || borrow(handler).map(|h| (OwnedContext::new(h.context, h.free_context), h.on_message)));
+    let context = guard(None, || borrow(handler).map(|h| (OwnedContext::new(h.context, h.free_context), h.on_message)));
     with_session(session, error, move |handle| {
         let (context, on_message) = context.ok_or_else(|| Error::illegal_argument("handler is NULL"))?;
         let on_message = on_message.ok_or_else(|| Error::illegal_argument("handler->on_message is NULL"))?;

@@ -5,10 +5,10 @@
 #![allow(non_camel_case_types, clippy::missing_safety_doc)]
 
 mod boundary;
-pub(crate) mod handle;
 pub mod credentials;
 pub mod error;
 pub mod factory;
+pub(crate) mod handle;
 pub mod messaging;
 pub mod proxy;
 pub mod reconnect;

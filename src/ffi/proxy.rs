@@ -6,8 +6,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::boundary::{c_string, guard, optional_str, required_str, OwnedContext};
-use super::handle::{borrow, borrow_mut, copy_of, handles, lent_ptr, take_owned, to_owned_ptr};
 use super::factory::{with_options, DIFFUSION_SESSION_FACTORY_T};
+use super::handle::{borrow, borrow_mut, copy_of, handles, lent_ptr, take_owned, to_owned_ptr};
 use super::types::HANDLER_SUCCESS;
 use crate::error::{Error, Result};
 use crate::proxy::{Challenge, ChallengeHandler, Proxy, ProxyAuth, ProxySetting, DEFAULT_MAXIMUM_CONVERSATIONS};

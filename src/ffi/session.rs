@@ -92,7 +92,6 @@ impl SessionRef {
     pub(crate) fn to(handle: &Arc<SESSION_T>) -> SessionRef {
         SessionRef(Arc::downgrade(handle))
     }
-
 }
 
 /// A reference to no handle (for a strategy that no session uses yet): its callbacks never run.

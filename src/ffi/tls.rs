@@ -4,8 +4,8 @@ use std::ffi::{c_char, c_int, c_void};
 use std::sync::Arc;
 
 use super::boundary::{c_string, guard, optional_str, OwnedContext};
-use super::handle::{copy_of, handles};
 use super::factory::{with_options, DIFFUSION_SESSION_FACTORY_T};
+use super::handle::{copy_of, handles};
 use super::types::ERROR_CODE_T;
 use crate::error::Error;
 use crate::tls::CertificateValidator;

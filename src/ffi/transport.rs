@@ -3,8 +3,8 @@
 use std::ffi::c_int;
 
 use super::boundary::guard;
-use super::handle::{array, borrow};
 use super::factory::{with_options, DIFFUSION_SESSION_FACTORY_T};
+use super::handle::{array, borrow};
 use super::session::SESSION_T;
 use crate::transport::Transport;
 

@@ -72,7 +72,10 @@ impl ConnectConversation {
                 handler.respond(&challenge).ok_or_else(|| {
                     Error::new(
                         ErrorCode::ProxyAuthenticationFailed,
-                        format!("proxy {}: the custom authentication handler gave up before the first request", self.proxy),
+                        format!(
+                            "proxy {}: the custom authentication handler gave up before the first request",
+                            self.proxy
+                        ),
                     )
                 })?
             }

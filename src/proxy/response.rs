@@ -356,7 +356,10 @@ mod tests {
         for status in ["999", "000", "600"] {
             let e = read_all(format!("HTTP/1.1 {status} Odd\r\n\r\n").as_bytes()).unwrap_err();
             assert_eq!(e.code(), ErrorCode::ProxyProtocolError, "{status}: {e}");
-            assert!(e.message().contains(&format!("status {}", status.trim_start_matches('0').parse::<u16>().unwrap_or(0))), "{e}");
+            assert!(
+                e.message().contains(&format!("status {}", status.trim_start_matches('0').parse::<u16>().unwrap_or(0))),
+                "{e}"
+            );
         }
     }
 

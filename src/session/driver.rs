@@ -354,9 +354,10 @@ async fn resume(
                 ),
             )
         })?;
-        sender.out.on_ack(established.last_received).map_err(|why| {
-            Error::new(ErrorCode::ConnectionProtocolError, format!("server {authority} {why}"))
-        })?;
+        sender
+            .out
+            .on_ack(established.last_received)
+            .map_err(|why| Error::new(ErrorCode::ConnectionProtocolError, format!("server {authority} {why}")))?;
         resend
     };
     link.ping_interval = established.ping_interval;

@@ -98,11 +98,8 @@ const MAX_CA_FILE: u64 = 4 * 1024 * 1024;
 /// instead of a read that never ends or never stops growing.
 fn read_ca_file(path: &Path) -> std::result::Result<Vec<u8>, String> {
     use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| e.to_string())?;
+    let file =
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(|e| e.to_string())?;
     let metadata = file.metadata().map_err(|e| e.to_string())?;
     if !metadata.is_file() {
         return Err("it is not a regular file".into());

@@ -251,7 +251,10 @@ impl PollConnection {
             if !is_poll_id(&id) {
                 return Err(Error::new(
                     ErrorCode::InvalidConnectionProtocol,
-                    format!("server {} sent a poll id that is not a token of at most {MAX_POLL_ID} characters", self.peer),
+                    format!(
+                        "server {} sent a poll id that is not a token of at most {MAX_POLL_ID} characters",
+                        self.peer
+                    ),
                 ));
             }
             let (tx, rx) = mpsc::unbounded_channel();
