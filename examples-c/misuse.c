@@ -81,13 +81,8 @@ static struct {
         int extra_count;
 } cell;
 
-static const char *url;
-static char bad_url[128];               // a port nobody listens on: connections are refused
-static char relay_url[128];
-static int proxy_port = 0;
-static const char *ca_file = NULL;
+static struct suite suite;
 static int polling = 0;
-static struct relay relay;
 
 static atomic_int contexts_made;        // subscriptions' contexts handed to the library
 static atomic_int contexts_freed;       // ... and released through free_context
@@ -190,7 +185,7 @@ static void perform(SESSION_T *session)
                 check_error(ok, &error, "session_unsubscribe", DIFF_ERR_ILLEGAL_ARGUMENT, DIFF_ERR_SESSION_CLOSED);
                 break;
         case DO_CREATE: {
-                SESSION_T *other = session_create(url, NULL, NULL, NULL, NULL, &error);
+                SESSION_T *other = session_create(suite.url, NULL, NULL, NULL, NULL, &error);
                 if (other == NULL) {
                         check_error(0, &error, "blocking create inside a callback", DIFF_ERR_ILLEGAL_STATE,
                                     DIFF_ERR_ILLEGAL_STATE);
@@ -201,7 +196,7 @@ static void perform(SESSION_T *session)
         }
         case DO_CREATE_ASYNC: {
                 SESSION_CREATE_CALLBACK_T callbacks = { extra_on_connected, extra_on_error };
-                SESSION_T *other = session_create_async(url, NULL, NULL, NULL, NULL, &callbacks, &error);
+                SESSION_T *other = session_create_async(suite.url, NULL, NULL, NULL, NULL, &callbacks, &error);
                 if (other == NULL) {
                         check_error(0, &error, "async create inside a callback", -1, -1);
                 } else {
@@ -344,7 +339,7 @@ static void trigger(SESSION_T *session)
                         session_close(session, NULL);
                 }
         } else if (cell.where == IN_RECONNECT) {
-                relay_cut(&relay, 1);
+                relay_cut(&suite.relay, 1);
         }
 }
 
@@ -353,11 +348,11 @@ static const char *cell_url(void)
         switch (cell.where) {
         case IN_LISTENER_FAILED:
         case IN_ON_ERROR:
-                return bad_url;
+                return suite.bad_url;
         case IN_RECONNECT:
-                return relay_url;
+                return suite.relay_url;
         default:
-                return url;
+                return suite.url;
         }
 }
 
@@ -369,12 +364,12 @@ static DIFFUSION_SESSION_FACTORY_T *cell_factory(SESSION_LISTENER_T *listener, R
         if (cell.where == IN_CHALLENGE) {
                 DIFFUSION_PROXY_CHALLENGE_HANDLER_T handler = { on_challenge, 2, NULL, NULL };
                 DIFFUSION_PROXY_AUTHENTICATION_T *auth = diffusion_proxy_authentication_custom(&handler);
-                diffusion_session_factory_http_proxy(factory, "127.0.0.1", proxy_port, auth);
+                diffusion_session_factory_http_proxy(factory, "127.0.0.1", suite.proxy_port, auth);
                 diffusion_proxy_authentication_free(auth);
         }
         if (cell.where == IN_VALIDATOR) {
                 DIFFUSION_CERTIFICATE_VALIDATION_T validation = { validate, NULL, NULL };
-                diffusion_session_factory_certificate_authority(factory, ca_file);
+                diffusion_session_factory_certificate_authority(factory, suite.ca_file);
                 diffusion_session_factory_certificate_validation(factory, &validation);
         }
         return factory;
@@ -388,13 +383,13 @@ static int applies(enum where where, enum form form)
         switch (where) {
         case IN_ON_CONNECTED:
         case IN_ON_ERROR:
-                return async && ca_file == NULL;
+                return async && suite.ca_file == NULL;
         case IN_CHALLENGE:
-                return factory && proxy_port > 0 && ca_file == NULL;
+                return factory && suite.proxy_port > 0 && suite.ca_file == NULL;
         case IN_VALIDATOR:
-                return factory && ca_file != NULL;
+                return factory && suite.ca_file != NULL;
         default:
-                return ca_file == NULL;
+                return suite.ca_file == NULL;
         }
 }
 
@@ -456,7 +451,8 @@ static void run_cell(enum where where, enum action action, enum form form)
         if (freed_before_return) {
                 if (session != NULL && blocking) {
                         fail("the blocking create returned a session that a callback freed");
-                } else if (where != IN_LISTENER_FAILED && where != IN_ON_ERROR && error.code != DIFF_ERR_SESSION_CLOSED) {
+                } else if (where != IN_LISTENER_FAILED && where != IN_ON_ERROR &&
+                           error.code != DIFF_ERR_SESSION_CLOSED) {
                         fail("a session freed during the create is not DIFF_ERR_SESSION_CLOSED");
                 }
         } else if (blocking && atomic_load(&cell.saw_active) && session == NULL) {
@@ -479,7 +475,7 @@ static void run_cell(enum where where, enum action action, enum form form)
         }
         wait_until(&cell.done);
         if (where == IN_RECONNECT) {
-                relay_cut(&relay, 0);
+                relay_cut(&suite.relay, 0);
         }
         if (!atomic_load(&cell.fired) && (session == NULL || !session_is_closed(session))) {
                 fail("the target callback never ran");
@@ -518,25 +514,12 @@ static void run_cell(enum where where, enum action action, enum form form)
 
 int main(int argc, char **argv)
 {
-        if (argc < 2) {
-                fprintf(stderr, "usage: %s URL [PROXY_PORT|-] [CA_FILE|-]\n", argv[0]);
-                return 2;
+        int started = suite_start(&suite, argc, argv);
+        if (started != 0) {
+                return started;
         }
-        setvbuf(stdout, NULL, _IOLBF, 0);
-        url = argv[1];
-        if (argc > 2 && strcmp(argv[2], "-") != 0) {
-                proxy_port = atoi(argv[2]);
-        }
-        if (argc > 3 && strcmp(argv[3], "-") != 0) {
-                ca_file = argv[3];
-        }
-        polling = strncmp(url, "xhr", 3) == 0;
+        polling = strncmp(suite.url, "xhr", 3) == 0;
         pthread_mutex_init(&cell.extra_mutex, NULL);
-        if (relay_start_for(&relay, url, relay_url, sizeof relay_url) != 0) {
-                fprintf(stderr, "cannot start the relay\n");
-                return 1;
-        }
-        url_with_port(url, refused_port(), bad_url, sizeof bad_url);
 
         for (int where = 0; where < WHERE_COUNT; where++) {
                 for (int form = 0; form < FORM_COUNT; form++) {
@@ -548,7 +531,7 @@ int main(int argc, char **argv)
                         }
                 }
         }
-        relay_stop(&relay);
+        relay_stop(&suite.relay);
         pthread_mutex_destroy(&cell.extra_mutex);
         if (atomic_load(&extra_created_calls) != atomic_load(&extra_async_made)) {
                 printf("FAILED: %d async creates inside callbacks, %d on_connected/on_error calls\n",

@@ -34,12 +34,7 @@
 
 #define PUBLISHERS 8
 
-static const char *url;
-static char relay_url[128];
-static char bad_url[128];               // a port nobody listens on: connections are refused
-static int proxy_port = 0;
-static const char *ca_file = NULL;
-static struct relay relay;
+static struct suite suite;
 static int failures = 0;
 
 // The user context of the session being freed; NULL once session_free has returned.
@@ -167,11 +162,11 @@ static int runs(enum target target)
 {
         switch (target) {
         case CHALLENGE_HANDLER:
-                return proxy_port > 0 && ca_file == NULL;
+                return suite.proxy_port > 0 && suite.ca_file == NULL;
         case VALIDATOR:
-                return ca_file != NULL;
+                return suite.ca_file != NULL;
         default:
-                return ca_file == NULL;
+                return suite.ca_file == NULL;
         }
 }
 
@@ -185,14 +180,14 @@ static SESSION_T *create_from_factory(enum target target, void *context)
         if (target == CHALLENGE_HANDLER) {
                 DIFFUSION_PROXY_CHALLENGE_HANDLER_T handler = { on_challenge, 2, context, NULL };
                 DIFFUSION_PROXY_AUTHENTICATION_T *auth = diffusion_proxy_authentication_custom(&handler);
-                diffusion_session_factory_http_proxy(factory, "127.0.0.1", proxy_port, auth);
+                diffusion_session_factory_http_proxy(factory, "127.0.0.1", suite.proxy_port, auth);
                 diffusion_proxy_authentication_free(auth);
         } else {
                 DIFFUSION_CERTIFICATE_VALIDATION_T validation = { validate, context, NULL };
-                diffusion_session_factory_certificate_authority(factory, ca_file);
+                diffusion_session_factory_certificate_authority(factory, suite.ca_file);
                 diffusion_session_factory_certificate_validation(factory, &validation);
         }
-        SESSION_T *session = session_create_async_with_session_factory(factory, &callbacks, url);
+        SESSION_T *session = session_create_async_with_session_factory(factory, &callbacks, suite.url);
         diffusion_session_factory_free(factory);
         return session;
 }
@@ -207,8 +202,9 @@ static void free_during(enum target target)
         DIFFUSION_ERROR_T error = { 0 };
         SESSION_T *session = NULL;
         if (target == LISTENER || target == ON_CONNECTED || target == ON_ERROR) {
-                session = session_create_async_with_user_context(target == ON_ERROR ? bad_url : url, NULL, NULL,
-                                                                 &listener, NULL, &callbacks, context, &error);
+                const char *to = target == ON_ERROR ? suite.bad_url : suite.url;
+                session = session_create_async_with_user_context(to, NULL, NULL, &listener, NULL, &callbacks,
+                                                                 context, &error);
                 linger(300);
         } else if (target == CHALLENGE_HANDLER || target == VALIDATOR) {
                 session = create_from_factory(target, context);
@@ -217,7 +213,7 @@ static void free_during(enum target target)
                 }
                 linger(1000);
         } else if (target == MESSAGE_HANDLER) {
-                session = session_create_with_user_context(url, NULL, NULL, NULL, NULL, context, &error);
+                session = session_create_with_user_context(suite.url, NULL, NULL, NULL, NULL, context, &error);
                 if (session != NULL) {
                         // The handler's free_context, too, must run before session_free returns.
                         SESSION_MESSAGE_HANDLER_T handler = { on_message, context, on_free_context };
@@ -230,10 +226,11 @@ static void free_during(enum target target)
         } else {
                 RECONNECTION_STRATEGY_T *strategy =
                         make_reconnection_strategy_user_function(on_reconnect, NULL, NULL, NULL);
-                session = session_create_with_user_context(relay_url, NULL, NULL, NULL, strategy, context, &error);
+                session = session_create_with_user_context(suite.relay_url, NULL, NULL, NULL, strategy, context,
+                                                           &error);
                 free_reconnection_strategy(strategy);
                 if (session != NULL) {
-                        relay_cut(&relay, 1);
+                        relay_cut(&suite.relay, 1);
                         // Takes the session's task up at once, if it is parked, to find the loss.
                         session_publish(session, "races/self", "m", 1, NULL);
                         linger(3000);
@@ -248,7 +245,7 @@ static void free_during(enum target target)
         atomic_store(&live_context, NULL);
         free(context);
         if (target == RECONNECTION_FUNCTION) {
-                relay_cut(&relay, 0);
+                relay_cut(&suite.relay, 0);
         }
 }
 
@@ -302,7 +299,7 @@ static void close_against_publishers(int iterations)
         }
         for (int i = 0; i < iterations; i++) {
                 DIFFUSION_ERROR_T error = { 0 };
-                SESSION_T *session = session_create(url, NULL, NULL, NULL, NULL, &error);
+                SESSION_T *session = session_create(suite.url, NULL, NULL, NULL, NULL, &error);
                 if (session == NULL) {
                         printf("cannot create a session (%d): %s\n", error.code, error.message);
                         free(error.message);
@@ -337,28 +334,15 @@ static void close_against_publishers(int iterations)
 
 int main(int argc, char **argv)
 {
-        if (argc < 2) {
-                fprintf(stderr, "usage: %s URL [PROXY_PORT|-] [CA_FILE|-]\n", argv[0]);
-                return 2;
+        int started = suite_start(&suite, argc, argv);
+        if (started != 0) {
+                return started;
         }
-        setvbuf(stdout, NULL, _IOLBF, 0);
-        url = argv[1];
         int iterations = 2000;
         if (getenv("RACE_ITERATIONS") != NULL) {
                 iterations = atoi(getenv("RACE_ITERATIONS"));
         }
-        if (argc > 2 && strcmp(argv[2], "-") != 0) {
-                proxy_port = atoi(argv[2]);
-        }
-        if (argc > 3 && strcmp(argv[3], "-") != 0) {
-                ca_file = argv[3];
-        }
         srand((unsigned)time(NULL));
-        if (relay_start_for(&relay, url, relay_url, sizeof relay_url) != 0) {
-                fprintf(stderr, "cannot start the relay\n");
-                return 1;
-        }
-        url_with_port(url, refused_port(), bad_url, sizeof bad_url);
 
         for (int target = 0; target < TARGET_COUNT; target++) {
                 if (!runs((enum target)target)) {
@@ -381,10 +365,10 @@ int main(int argc, char **argv)
                 fail("a callback started after session_free returned");
         }
 
-        if (ca_file == NULL) {
+        if (suite.ca_file == NULL) {
                 close_against_publishers(iterations);
         }
-        relay_stop(&relay);
+        relay_stop(&suite.relay);
         printf(failures == 0 ? "all races passed\n" : "%d races failed\n", failures);
         return failures == 0 ? 0 : 1;
 }

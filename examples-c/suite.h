@@ -219,6 +219,35 @@ static int refused_port(void)
         return ntohs(addr.sin_port);
 }
 
+// What both suites are given: URL [PROXY_PORT|-] [CA_FILE|-], and what they derive from it.
+struct suite {
+        const char *url;
+        int proxy_port;          // 0: no proxy fixture
+        const char *ca_file;     // NULL: no TLS fixture
+        struct relay relay;
+        char relay_url[128];     // `url` through the relay
+        char bad_url[128];       // a port nobody listens on: connections are refused
+};
+
+// Reads the arguments and starts the relay; 0, or the exit status after saying what is wrong.
+static int suite_start(struct suite *suite, int argc, char **argv)
+{
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        if (argc < 2) {
+                fprintf(stderr, "usage: %s URL [PROXY_PORT|-] [CA_FILE|-]\n", argv[0]);
+                return 2;
+        }
+        suite->url = argv[1];
+        suite->proxy_port = argc > 2 && strcmp(argv[2], "-") != 0 ? atoi(argv[2]) : 0;
+        suite->ca_file = argc > 3 && strcmp(argv[3], "-") != 0 ? argv[3] : NULL;
+        if (relay_start_for(&suite->relay, suite->url, suite->relay_url, sizeof suite->relay_url) != 0) {
+                fprintf(stderr, "cannot start the relay\n");
+                return 1;
+        }
+        url_with_port(suite->url, refused_port(), suite->bad_url, sizeof suite->bad_url);
+        return 0;
+}
+
 static void relay_stop(struct relay *relay)
 {
         shutdown(relay->listener, SHUT_RDWR);
