@@ -5,6 +5,7 @@
 #   make install PREFIX=DIR   install the libraries, header and pkg-config file
 #   make header               regenerate include/session.h from src/ffi
 #   make bench                benchmarks, written to docs/BENCHMARKS.md
+#   make fuzz                 every fuzz target for FUZZ_SECONDS (default 600) each
 
 PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
@@ -14,7 +15,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 RELEASE := target/release
 BUILD := build
 
-.PHONY: all build header deps bench test test-rust test-c test-c-valgrind test-c-asan test-install demo install clean
+.PHONY: all build header deps bench fuzz test test-rust test-c test-c-valgrind test-c-asan test-install demo install clean
 
 all: build
 
@@ -60,6 +61,20 @@ test-install: build
 bench: build
 	sh scripts/install-deps.sh bench
 	$(CARGO) bench --bench bench
+
+# Fuzzing with cargo-fuzz (installed when missing) and the nightly toolchain: each target of
+# fuzz/fuzz_targets for FUZZ_SECONDS, starting from the committed corpus in fuzz/corpus/TARGET.
+# New inputs go to target/fuzz-corpus, crashes to fuzz/artifacts; a crash, once fixed, is added
+# to fuzz/corpus so that `make test` replays it.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS := $(basename $(notdir $(wildcard fuzz/fuzz_targets/*.rs)))
+fuzz:
+	command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	for t in $(FUZZ_TARGETS); do \
+	    mkdir -p target/fuzz-corpus/$$t && \
+	    $(CARGO) +nightly fuzz run $$t $(CURDIR)/target/fuzz-corpus/$$t $(CURDIR)/fuzz/corpus/$$t -- \
+	        -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 || exit 1; \
+	done
 
 demo: build
 	sh scripts/demo.sh $(RELEASE)

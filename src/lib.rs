@@ -6,6 +6,8 @@
 
 pub mod error;
 pub mod ffi;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod logging;
 pub mod protocol;
 pub mod proxy;

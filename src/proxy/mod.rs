@@ -8,7 +8,7 @@ pub mod auth;
 pub mod config;
 mod http_connect;
 pub(crate) mod response;
-mod socks5;
+pub(crate) mod socks5;
 
 pub use auth::{Challenge, ChallengeHandler, ProxyAuth, DEFAULT_MAXIMUM_CONVERSATIONS};
 pub use config::{bypasses, Proxy, ProxySetting};
