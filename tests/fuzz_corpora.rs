@@ -19,10 +19,11 @@ fn every_corpus_replays_without_a_panic() {
     if std::env::var_os("FUZZ_WRITE_SEEDS").is_some() {
         write_seed_corpora();
     }
-    let mut fuzzed: Vec<String> = std::fs::read_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/fuzz_targets"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path().file_stem().unwrap().to_string_lossy().into_owned())
-        .collect();
+    let mut fuzzed: Vec<String> =
+        std::fs::read_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/fuzz_targets"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path().file_stem().unwrap().to_string_lossy().into_owned())
+            .collect();
     fuzzed.sort();
     let mut targets: Vec<String> = TARGETS.iter().map(|t| t.to_string()).collect();
     targets.sort();

@@ -33,8 +33,13 @@ fn round_trip(session: &Session, path: &str) {
     assert_eq!(inbox.0.lock().unwrap()[0].1, b"over polling");
 }
 
-/// A server that opens polling sessions and answers every poll at once, empty, counting them.
-async fn empty_at_once(stream: tokio::net::TcpStream, polls: std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+/// A server that opens polling sessions named `poll_id` and answers every poll at once, empty,
+/// counting them.
+async fn empty_at_once(
+    stream: tokio::net::TcpStream,
+    poll_id: &'static str,
+    polls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     let mut stream = BufReader::new(stream);
     loop {
@@ -58,7 +63,8 @@ async fn empty_at_once(stream: tokio::net::TcpStream, polls: std::sync::Arc<std:
         let answer = if head.starts_with("POST") && !head.contains("c=") {
             let frame = session::protocol::encode(&ok_response(10_000));
             let mut answer =
-                format!("HTTP/1.1 200 OK\r\nX-Poll-Id: p1\r\nContent-Length: {}\r\n\r\n", frame.len()).into_bytes();
+                format!("HTTP/1.1 200 OK\r\nX-Poll-Id: {poll_id}\r\nContent-Length: {}\r\n\r\n", frame.len())
+                    .into_bytes();
             answer.extend_from_slice(&frame);
             answer
         } else {
@@ -77,13 +83,23 @@ async fn empty_at_once(stream: tokio::net::TcpStream, polls: std::sync::Arc<std:
 fn polls_answered_empty_at_once_back_off() {
     let polls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = polls.clone();
-    let port = fake_peer(move |stream| empty_at_once(stream, counted.clone()));
+    let port = fake_peer(move |stream| empty_at_once(stream, "p1", counted.clone()));
     let session = Session::connect(config(&format!("xhr://127.0.0.1:{port}/diffusion")), None).unwrap();
     std::thread::sleep(Duration::from_secs(2));
     let count = polls.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(session.state(), State::ConnectedActive);
     // 50, 100, 200, 400, 800 ms...: a handful in 2 s, not thousands.
     assert!((2..=10).contains(&count), "{count} polls in 2 s");
+}
+
+#[test]
+fn a_poll_id_that_would_reshape_the_request_line_is_refused() {
+    let polls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = polls.clone();
+    let port = fake_peer(move |stream| empty_at_once(stream, "p1&r=999 HTTP/1.0", counted.clone()));
+    let error = Session::connect(config(&format!("xhr://127.0.0.1:{port}/diffusion")), None).unwrap_err();
+    assert_eq!(error.code(), ErrorCode::InvalidConnectionProtocol, "{error}");
+    assert_eq!(polls.load(std::sync::atomic::Ordering::SeqCst), 0, "no poll went out with it");
 }
 
 #[test]

@@ -338,3 +338,29 @@ fn a_due_ack_travels_with_the_deliveries_it_caused() {
         .all(|f| matches!(f, Frame::Message { body: session::protocol::Message::Deliver { .. }, .. })));
     assert_eq!(frames[31], Frame::Ack(32));
 }
+
+#[test]
+fn a_client_acknowledging_a_delivery_never_sent_is_closed_with_protocol_error() {
+    let server = start_server();
+    let frames = ws_client(server.url(), |mut ws| async move {
+        ws.send(Message::binary(protocol::encode(&request("", Credentials::None)))).await.unwrap();
+        let opened = next_frames(&mut ws).await;
+        ws.send(Message::binary(protocol::encode(&Frame::Ack(1000)))).await.unwrap();
+        let mut after = Vec::new();
+        while after.is_empty() {
+            after = next_frames(&mut ws).await;
+            if after.is_empty() {
+                break;
+            }
+            after.retain(|f| !matches!(f, Frame::Ping(_)));
+        }
+        (opened, after)
+    });
+    assert!(matches!(frames.0.as_slice(), [Frame::ConnectResponse(_), ..]), "{:?}", frames.0);
+    assert!(
+        matches!(frames.1.as_slice(), [Frame::Close { reason: CloseReason::ProtocolError, message }] if message.contains("acknowledged message 1000")),
+        "{:?}",
+        frames.1
+    );
+    still_serves(&server);
+}

@@ -14,7 +14,7 @@ use std::sync::{Arc, Weak};
 
 use once_cell::sync::OnceCell;
 
-use super::boundary::{guard, internal_error, optional_str, report, required_str};
+use super::boundary::{guard, internal_error, optional_str, release_message, report, required_str};
 use super::credentials::CREDENTIALS_T;
 use super::handle::{
     borrow, clone_shared, copy_of, handles, lent_ptr, release_shared, shared_ptr, to_shared_ptr, UserPointer,
@@ -151,7 +151,7 @@ fn creation_callback(callbacks: SESSION_CREATE_CALLBACK_T, handle: SessionRef) -
                 // SAFETY: as above; `error` lives across the call and is released after it.
                 handle.with(|session| unsafe { on_error(session, &mut error) });
                 // SAFETY: our own struct, whose message came from malloc.
-                unsafe { super::error::diffusion_error_free(&mut error) };
+                unsafe { release_message(&mut error) };
             }
         }
     })
