@@ -67,7 +67,7 @@ bench: build
 # New inputs go to target/fuzz-corpus, crashes to fuzz/artifacts; a crash, once fixed, is added
 # to fuzz/corpus so that `make test` replays it.
 FUZZ_SECONDS ?= 600
-FUZZ_TARGETS := $(basename $(notdir $(wildcard fuzz/fuzz_targets/*.rs)))
+FUZZ_TARGETS ?= $(basename $(notdir $(wildcard fuzz/fuzz_targets/*.rs)))
 fuzz:
 	command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
 	for t in $(FUZZ_TARGETS); do \

@@ -111,6 +111,22 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
             "socks5h://127.0.0.1",
             "prices/eu/",
         ]),
+        "server_request" => {
+            let request = ConnectRequest { principal: "alice".into(), ..Default::default() };
+            let header = protocol::connect_header(&protocol::encode(&Frame::ConnectRequest(request))).unwrap();
+            let mut seeds = text(&[
+                "GET /diffusion?v=1 HTTP/1.1\r\nHost: s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                "POST /diffusion?poll=open HTTP/1.1\r\nHost: s\r\nContent-Length: 3\r\n\r\nabc",
+                "POST /diffusion?c=a%20b&r=2 HTTP/1.1\r\nConnection: close\r\n\r\n",
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            ]);
+            seeds.push(
+                format!("GET /diffusion HTTP/1.1\r\nUpgrade: websocket\r\nX-Session-Connect: {header}\r\n\r\n")
+                    .into_bytes(),
+            );
+            seeds
+        }
         other => panic!("no seeds for {other}"),
     }
 }

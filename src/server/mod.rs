@@ -7,7 +7,7 @@
 mod auth;
 mod connection;
 mod frames;
-mod http;
+pub(crate) mod http;
 mod log;
 mod poll;
 mod sessions;
