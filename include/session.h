@@ -755,9 +755,11 @@ void diffusion_session_factory_reconnection_timeout(const DIFFUSION_SESSION_FACT
                                                     int reconnection_timeout);
 
 /**
- * Sets the largest message accepted from the server, in bytes (default INT_MAX); a larger one
- * fails the session with DIFF_ERR_CONNECTION_PROTOCOL_ERROR. Below 1024: no-op. NULL factory:
- * no-op.
+ * Sets the largest message accepted from the server, in bytes, announced to the server in the
+ * handshake (default 1 MiB, where the vendor's API has INT_MAX); a larger one fails the session
+ * with DIFF_ERR_CONNECTION_PROTOCOL_ERROR, and HTTP polling answers are bounded by it. It also
+ * bounds what the session publishes (DIFF_ERR_MESSAGE_TOO_LARGE). Below 1024: no-op. NULL
+ * factory: no-op.
  */
 void diffusion_session_factory_maximum_message_size(const DIFFUSION_SESSION_FACTORY_T *factory,
                                                     uint32_t maximum_message_size);

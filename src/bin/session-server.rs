@@ -50,6 +50,14 @@ struct Args {
     /// Messages kept per session for recovery (sent, not yet acknowledged by the client).
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     recovery_buffer: u64,
+    /// Bytes kept per session for recovery (at least --max-frame-size); over it the oldest
+    /// messages go, and a recovery that needs them reports message loss.
+    #[arg(long, default_value_t = session::server::DEFAULT_SESSION_RETAINED_BYTES)]
+    session_retained_bytes: usize,
+    /// Bytes kept for recovery over all sessions; over it the sessions detached longest are
+    /// dropped.
+    #[arg(long, default_value_t = session::server::DEFAULT_RETAINED_BYTES)]
+    retained_bytes: usize,
     /// Serve wss:// with this PEM certificate chain (needs --tls-key).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -112,6 +120,8 @@ fn main() -> std::process::ExitCode {
         max_sessions: args.max_sessions,
         session_keep: Duration::from_millis(args.session_keep_ms),
         recovery_buffer: args.recovery_buffer as usize,
+        session_retained_bytes: args.session_retained_bytes,
+        retained_bytes: args.retained_bytes,
         ..ServerConfig::default()
     };
     if !args.paths.is_empty() {

@@ -226,9 +226,11 @@ pub unsafe extern "C" fn diffusion_session_factory_reconnection_timeout(
     with_options(factory, |o| o.reconnection.timeout = timeout);
 }
 
-/// Sets the largest message accepted from the server, in bytes (default INT_MAX); a larger one
-/// fails the session with DIFF_ERR_CONNECTION_PROTOCOL_ERROR. Below 1024: no-op. NULL factory:
-/// no-op.
+/// Sets the largest message accepted from the server, in bytes, announced to the server in the
+/// handshake (default 1 MiB, where the vendor's API has INT_MAX); a larger one fails the session
+/// with DIFF_ERR_CONNECTION_PROTOCOL_ERROR, and HTTP polling answers are bounded by it. It also
+/// bounds what the session publishes (DIFF_ERR_MESSAGE_TOO_LARGE). Below 1024: no-op. NULL
+/// factory: no-op.
 #[no_mangle]
 pub unsafe extern "C" fn diffusion_session_factory_maximum_message_size(
     factory: *const DIFFUSION_SESSION_FACTORY_T,

@@ -11,6 +11,9 @@ const CREDENTIALS_NONE: u8 = 0;
 const CREDENTIALS_PASSWORD: u8 = 1;
 const CREDENTIALS_CUSTOM: u8 = 2;
 
+/// Longest reason text (CONNECT_RESPONSE and CLOSE `message`) a sender puts on the wire, in bytes.
+pub const MAX_REASON_LEN: usize = 4096;
+
 /// Frames travel batched: a WebSocket message (or HTTP body) is closed once it holds this many
 /// bytes.
 pub const BATCH_BYTES: usize = 64 * 1024;
@@ -68,6 +71,7 @@ pub fn encode_leaving_out(frame: &Frame, out: &mut Vec<u8>, least: usize) -> Opt
                     put_bytes32(body, c);
                 }
             }
+            debug_assert!(r.properties.len() <= u16::MAX as usize, "checked before connecting");
             body.put_u16(r.properties.len().min(u16::MAX as usize) as u16);
             for (k, v) in r.properties.iter().take(u16::MAX as usize) {
                 put_str16(body, k);
@@ -87,7 +91,7 @@ pub fn encode_leaving_out(frame: &Frame, out: &mut Vec<u8>, least: usize) -> Opt
             body.put_u32(r.ping_interval_ms);
             body.put_u32(r.max_frame_size);
             body.put_u64(r.last_received);
-            put_str16(body, &r.message);
+            put_reason(body, &r.message);
             ft::CONNECT_RESPONSE
         }
         Frame::Ping(n) => {
@@ -100,7 +104,7 @@ pub fn encode_leaving_out(frame: &Frame, out: &mut Vec<u8>, least: usize) -> Opt
         }
         Frame::Close { reason, message } => {
             body.put_u8(reason.to_wire());
-            put_str16(body, message);
+            put_reason(body, message);
             ft::CLOSE
         }
         Frame::Message { seq, body: message } => {
@@ -286,7 +290,21 @@ fn put_str16(b: &mut impl BufMut, s: &str) {
     put_bytes16(b, s.as_bytes());
 }
 
+/// Reasons for people (refusals, closes) are shortened to [`MAX_REASON_LEN`] bytes, at a
+/// character boundary, so that the field stays valid UTF-8 whatever text the sender built.
+fn put_reason(b: &mut impl BufMut, s: &str) {
+    let mut end = s.len().min(MAX_REASON_LEN);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    put_str16(b, &s[..end]);
+}
+
+/// Every other 16-bit length field holds what was checked before it got here: principals,
+/// property keys and values and their count by the session before it connects
+/// (`SessionOptions::check_wire_lengths`), paths by `validate_path`, tokens by their makers.
 fn put_bytes16(b: &mut impl BufMut, v: &[u8]) {
+    debug_assert!(v.len() <= u16::MAX as usize, "a 16-bit length field of {} bytes", v.len());
     let v = &v[..v.len().min(u16::MAX as usize)];
     b.put_u16(v.len() as u16);
     b.put_slice(v);
@@ -354,6 +372,32 @@ fn get_str16(b: &mut Bytes) -> Result<String, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_reason_is_shortened_at_a_character_boundary_not_cut_inside_one() {
+        // 70,000 two-byte characters: a cut at 65,535 bytes would split one.
+        let message = "é".repeat(70_000);
+        let frame = Frame::Close { reason: CloseReason::Normal, message: message.clone() };
+        let decoded = |frame: &Frame| decode_all(&encode(frame), u32::MAX).expect("decodable").remove(0);
+        let Frame::Close { message: sent, .. } = decoded(&frame) else { panic!() };
+        assert_eq!(sent.len(), MAX_REASON_LEN);
+        assert!(message.starts_with(&sent));
+        let Frame::ConnectResponse(mut response) = decoded(&Frame::ConnectResponse(ConnectResponse {
+            version: 1,
+            code: ResponseCode::Error,
+            session_id: SessionId::default(),
+            token: Vec::new(),
+            ping_interval_ms: 1,
+            max_frame_size: 1024,
+            last_received: 0,
+            message: String::new(),
+        })) else {
+            panic!()
+        };
+        response.message = format!("x{message}");
+        let Frame::ConnectResponse(sent) = decoded(&Frame::ConnectResponse(response)) else { panic!() };
+        assert_eq!(sent.message.len(), MAX_REASON_LEN - 1, "the last whole character before the limit");
+    }
 
     #[test]
     fn data_left_out_of_an_encoding_completes_it_where_it_belongs() {

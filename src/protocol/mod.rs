@@ -12,6 +12,7 @@ mod upgrade;
 
 pub use codec::{
     batch_buffer, decode_all, decode_owned, encode, encode_into, encode_leaving_out, FrameDecoder, BATCH_BYTES,
+    MAX_REASON_LEN,
 };
 pub(crate) use handshake::frame_name;
 pub use handshake::{ClientHandshake, Established};
@@ -262,6 +263,14 @@ impl Message {
             | Message::Subscribe { path }
             | Message::Unsubscribe { path }
             | Message::Deliver { path, .. } => path,
+        }
+    }
+
+    /// The bytes it holds (path and data), as counted against byte limits.
+    pub fn size(&self) -> usize {
+        match self {
+            Message::Publish { path, data } | Message::Deliver { path, data } => path.len() + data.len(),
+            Message::Subscribe { path } | Message::Unsubscribe { path } => path.len(),
         }
     }
 }

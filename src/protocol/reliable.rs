@@ -2,6 +2,8 @@
 //! client and server. No I/O: the caller sends the frames these produce.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use super::{Frame, Message};
 
@@ -13,12 +15,31 @@ pub const ACK_EVERY: u32 = 32;
 pub trait Retained: Clone {
     /// The message, as it is to be sent again.
     fn message(&self) -> Message;
+
+    /// The bytes it holds, as counted against a byte limit.
+    fn size(&self) -> usize {
+        self.message().size()
+    }
 }
 
 impl Retained for Message {
     fn message(&self) -> Message {
         self.clone()
     }
+
+    fn size(&self) -> usize {
+        Message::size(self)
+    }
+}
+
+/// How much an [`Outgoing`] may keep: a number of messages (0: none), and bytes, counted in the
+/// [`Outgoing`] and, when `pool` is set, in a total shared with others.
+#[derive(Debug, Clone, Default)]
+pub struct Limits {
+    pub messages: usize,
+    /// Bytes kept at most (`usize::MAX`: no limit beyond the message count).
+    pub bytes: usize,
+    pub pool: Option<Arc<AtomicUsize>>,
 }
 
 /// The sending side: numbers messages and keeps the ones not yet acknowledged, so that they can
@@ -28,9 +49,21 @@ pub struct Outgoing<M = Message> {
     next_seq: u64,
     retained: VecDeque<(u64, M)>,
     capacity: usize,
+    /// Bytes held by `retained`, and the most it may hold.
+    bytes: usize,
+    max_bytes: usize,
+    pool: Option<Arc<AtomicUsize>>,
     /// Sequence numbers up to this one were dropped unacknowledged: a reconnection that needs
     /// them cannot recover.
     dropped_upto: u64,
+}
+
+impl<M> Drop for Outgoing<M> {
+    fn drop(&mut self) {
+        if let Some(pool) = &self.pool {
+            pool.fetch_sub(self.bytes, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Messages the peer needs are gone.
@@ -43,7 +76,20 @@ pub struct Loss {
 impl<M: Retained> Outgoing<M> {
     /// Keeps up to `capacity` unacknowledged messages (0: none).
     pub fn new(capacity: usize) -> Self {
-        Outgoing { next_seq: 1, retained: VecDeque::new(), capacity, dropped_upto: 0 }
+        Self::with_limits(Limits { messages: capacity, bytes: usize::MAX, pool: None })
+    }
+
+    /// Keeps unacknowledged messages within `limits`.
+    pub fn with_limits(limits: Limits) -> Self {
+        Outgoing {
+            next_seq: 1,
+            retained: VecDeque::new(),
+            capacity: limits.messages,
+            bytes: 0,
+            max_bytes: limits.bytes,
+            pool: limits.pool,
+            dropped_upto: 0,
+        }
     }
 
     /// Whether another message fits in the recovery buffer without dropping an unacknowledged
@@ -54,22 +100,44 @@ impl<M: Retained> Outgoing<M> {
     }
 
     /// Numbers `message` and keeps it; returns its number and the message. When the buffer is
-    /// full, the oldest unacknowledged message is dropped (recovery that needs it will report a
-    /// loss).
+    /// full (in messages or bytes), the oldest unacknowledged messages are dropped (recovery that
+    /// needs them will report a loss); a message larger than the byte limit is not kept at all.
     pub fn number(&mut self, message: M) -> (u64, M) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        if self.capacity == 0 {
+        let size = message.size();
+        if self.capacity == 0 || size > self.max_bytes {
+            self.drop_front(self.retained.len());
             self.dropped_upto = seq;
-        } else {
-            if self.retained.len() == self.capacity {
-                if let Some((dropped, _)) = self.retained.pop_front() {
-                    self.dropped_upto = dropped;
-                }
-            }
-            self.retained.push_back((seq, message.clone()));
+            return (seq, message);
         }
+        let over_bytes = |out: &Self| out.bytes.saturating_add(size) > out.max_bytes;
+        while self.retained.len() >= self.capacity || over_bytes(self) {
+            self.drop_front(1);
+        }
+        self.retained.push_back((seq, message.clone()));
+        self.count(size as isize);
         (seq, message)
+    }
+
+    /// Drops the `n` oldest unacknowledged messages: a recovery that needs them reports a loss.
+    fn drop_front(&mut self, n: usize) {
+        for _ in 0..n {
+            let Some((dropped, message)) = self.retained.pop_front() else { return };
+            self.dropped_upto = dropped;
+            self.count(-(message.size() as isize));
+        }
+    }
+
+    fn count(&mut self, delta: isize) {
+        self.bytes = self.bytes.wrapping_add_signed(delta);
+        if let Some(pool) = &self.pool {
+            if delta >= 0 {
+                pool.fetch_add(delta as usize, Ordering::Relaxed);
+            } else {
+                pool.fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
+            }
+        }
     }
 
     /// The peer has everything up to `seq`. A peer acknowledging a message never sent breaks
@@ -79,7 +147,9 @@ impl<M: Retained> Outgoing<M> {
             return Err(format!("acknowledged message {seq}, but the last message sent is {}", self.last_sent()));
         }
         while self.retained.front().is_some_and(|(s, _)| *s <= seq) {
-            self.retained.pop_front();
+            if let Some((_, message)) = self.retained.pop_front() {
+                self.count(-(message.size() as isize));
+            }
         }
         Ok(())
     }
@@ -110,6 +180,11 @@ impl<M: Retained> Outgoing<M> {
     /// Messages kept for recovery.
     pub fn retained(&self) -> usize {
         self.retained.len()
+    }
+
+    /// Bytes kept for recovery.
+    pub fn retained_bytes(&self) -> usize {
+        self.bytes
     }
 }
 
@@ -229,6 +304,29 @@ mod tests {
         }
         assert_eq!(out.resend_after(0), Err(Loss { missing_from: 1 }));
         assert_eq!(seqs(&out.resend_after(1).unwrap()), vec![2, 3]);
+    }
+
+    #[test]
+    fn a_byte_limit_drops_the_oldest_and_counts_in_the_shared_pool() {
+        let pool = Arc::new(AtomicUsize::new(0));
+        let limits = Limits { messages: 100, bytes: 10, pool: Some(pool.clone()) };
+        let mut out = Outgoing::with_limits(limits.clone());
+        let four = || Message::Publish { path: "p".into(), data: vec![0; 3].into() };
+        for _ in 0..3 {
+            out.push(four());
+        }
+        assert_eq!((out.retained(), out.retained_bytes()), (2, 8), "the third message pushed out the first");
+        assert_eq!(out.resend_after(0), Err(Loss { missing_from: 1 }));
+        let mut other = Outgoing::with_limits(limits);
+        other.push(four());
+        assert_eq!(pool.load(Ordering::Relaxed), 12);
+        out.on_ack(2).unwrap();
+        assert_eq!(pool.load(Ordering::Relaxed), 8);
+        drop(out);
+        assert_eq!(pool.load(Ordering::Relaxed), 4, "a dropped buffer gives its bytes back");
+        other.push(Message::Publish { path: "p".into(), data: vec![0; 10].into() });
+        assert_eq!((other.retained(), pool.load(Ordering::Relaxed)), (0, 0), "too large to keep at all");
+        assert!(other.resend_after(1).is_err());
     }
 
     #[test]

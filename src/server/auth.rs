@@ -1,5 +1,6 @@
 //! The server's decision on a connect request, without I/O.
 
+use super::sessions::same_secret;
 use super::ServerConfig;
 use crate::protocol::{
     ConnectRequest, ConnectResponse, Credentials, ResponseCode, SessionId, MAX_VERSION, MIN_VERSION,
@@ -90,12 +91,9 @@ pub fn authenticate(config: &ServerConfig, request: &ConnectRequest) -> Decision
     }
 }
 
-/// Compares secrets in time that does not depend on where they differ.
+/// Whether `given` is the expected secret, compared in constant time.
 fn matches(expected: Option<&Vec<u8>>, given: &[u8]) -> bool {
-    let Some(expected) = expected else {
-        return false;
-    };
-    expected.len() == given.len() && expected.iter().zip(given).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    expected.is_some_and(|expected| same_secret(expected, given))
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use tokio::time::{interval_at, Instant};
 use super::frames::{Event, FrameError, ServerWs, BINARY};
 use super::log::{Properties, Untrusted};
 use super::poll::PollChannel;
-use super::sessions::ServerSession;
+use super::sessions::{Identity, Recovery, ServerSession};
 use super::{authenticate, SessionInfo, Shared, Shutdown};
 use crate::protocol::reliable::Receipt;
 use crate::protocol::{
@@ -29,6 +29,9 @@ pub(super) struct Attached {
     generation: u64,
     /// The last message already sent to this connection.
     sent_upto: u64,
+    /// Whether the session was recovered: the token it was recovered with lapses once the
+    /// client speaks on this connection.
+    recovered: bool,
     counted: Counted,
 }
 
@@ -50,8 +53,9 @@ impl Drop for Counted {
 }
 
 /// Answers the connect request: the frames to send first (the CONNECT_RESPONSE, then for a
-/// resumed session what the client missed), and the session taken, unless refused.
-pub(super) fn attach(
+/// resumed session what the client missed), and the session taken, unless refused. A failed
+/// authentication is answered after the delay [`super::refusals`] sets for the client's address.
+pub(super) async fn attach(
     shared: &Arc<Shared>,
     request: &ConnectRequest,
     peer: SocketAddr,
@@ -60,19 +64,23 @@ pub(super) fn attach(
     let decision = authenticate(config, request);
     let refuse = |code: ResponseCode, reason: &str| super::Decision::rejected(code, reason).refusal(config);
     if !decision.accepted() {
-        let principal = Untrusted(&request.principal);
-        tracing::info!(%peer, %principal, reason = decision.reason(), "session refused");
+        if let Some(unlogged) = shared.log_refusal(peer) {
+            let principal = Untrusted(&request.principal);
+            tracing::info!(%peer, unlogged, %principal, reason = decision.reason(), "session refused");
+        }
+        if decision.code() == ResponseCode::AuthenticationFailed {
+            tokio::time::sleep(shared.refusals.failed_authentication(peer.ip(), Instant::now())).await;
+        }
         return (vec![Frame::ConnectResponse(decision.refusal(config))], None);
     }
+    let identity = Identity::of(&request.principal, &request.credentials);
     if request.reconnect_token.is_empty() {
         let id = SessionId {
             server_instance: config.server_instance,
             value: shared.next_session.fetch_add(1, Ordering::SeqCst),
         };
-        let token = rand::random::<[u8; 16]>().to_vec();
         let info = SessionInfo { id, principal: request.principal.clone(), properties: request.properties.clone() };
-        let Some(session) = shared.registry.create(info, token.clone(), config.recovery_buffer, config.max_sessions)
-        else {
+        let Some((session, token)) = shared.registry.create(info, identity, config.max_sessions) else {
             return (
                 vec![Frame::ConnectResponse(refuse(ResponseCode::Rejected, "server is at its session limit"))],
                 None,
@@ -83,13 +91,25 @@ pub(super) fn attach(
         tracing::info!(session = %id, %peer, %principal, %properties, "session opened");
         return (
             vec![Frame::ConnectResponse(response)],
-            Some(Attached { session, generation: 1, sent_upto: 0, counted: Counted::new(shared) }),
+            Some(Attached { session, generation: 1, sent_upto: 0, recovered: false, counted: Counted::new(shared) }),
         );
     }
-    let Some(session) = shared.registry.by_token(&request.reconnect_token) else {
-        tracing::info!(%peer, "reconnection for an unknown or expired session");
-        let refusal = refuse(ResponseCode::UnknownSession, "the session is unknown or expired");
-        return (vec![Frame::ConnectResponse(refusal)], None);
+    let (session, token) = match shared.registry.recover(&request.reconnect_token, &identity) {
+        Recovery::Found(session, token) => (session, token),
+        unknown => {
+            match (shared.log_refusal(peer), unknown) {
+                (Some(unlogged), Recovery::NotOwner) => {
+                    let principal = Untrusted(&request.principal);
+                    tracing::warn!(%peer, unlogged, %principal, "reconnection refused: the session belongs to another identity");
+                }
+                (Some(unlogged), _) => {
+                    tracing::info!(%peer, unlogged, "reconnection for an unknown or expired session")
+                }
+                (None, _) => {}
+            }
+            let refusal = refuse(ResponseCode::UnknownSession, "the session is unknown or expired");
+            return (vec![Frame::ConnectResponse(refusal)], None);
+        }
     };
     let id = session.info.id;
     let resumed = {
@@ -116,11 +136,11 @@ pub(super) fn attach(
     };
     // The previous connection, if it is still there, steps aside.
     session.owner.send_replace(generation);
-    let response = decision.response(config, ResponseCode::Reconnected, id, session.token.clone(), last_received);
+    let response = decision.response(config, ResponseCode::Reconnected, id, token, last_received);
     tracing::info!(session = %id, %peer, resent = resend.len(), "session resumed");
     let mut frames = vec![Frame::ConnectResponse(response)];
     frames.extend(resend);
-    (frames, Some(Attached { session, generation, sent_upto, counted: Counted::new(shared) }))
+    (frames, Some(Attached { session, generation, sent_upto, recovered: true, counted: Counted::new(shared) }))
 }
 
 /// What carries a session's frames: a WebSocket, or a long-polling channel.
@@ -295,7 +315,7 @@ pub(super) async fn serve(
 async fn run(shared: &Arc<Shared>, ws: &mut Link, attached: Attached, mut shutdown: watch::Receiver<Shutdown>) -> End {
     let config = &shared.config;
     // `_counted` lives until the connection lets go of the session, when `run` returns.
-    let Attached { session, generation, mut sent_upto, counted: _counted } = attached;
+    let Attached { session, generation, mut sent_upto, mut recovered, counted: _counted } = attached;
     let mut owner = session.owner.subscribe();
     let silence_limit = config.ping_interval * 2 + Duration::from_millis(500);
     let mut deadline = Instant::now() + silence_limit;
@@ -343,6 +363,11 @@ async fn run(shared: &Arc<Shared>, ws: &mut Link, attached: Attached, mut shutdo
             received = ws.recv() => {
                 deadline = Instant::now() + silence_limit;
                 let bytes = match received {
+                    Received::Bytes(bytes) if recovered => {
+                        recovered = false;
+                        shared.registry.confirm_token(session.info.id.value);
+                        bytes
+                    }
                     Received::Bytes(bytes) => bytes,
                     Received::Gone(why) => return detach(why),
                     Received::Text => return refuse(ws, CloseReason::ProtocolError, "binary messages only").await,

@@ -10,6 +10,7 @@ mod frames;
 pub(crate) mod http;
 mod log;
 mod poll;
+pub mod refusals;
 mod sessions;
 
 use std::collections::HashMap;
@@ -59,7 +60,18 @@ pub struct ServerConfig {
     pub session_keep: Duration,
     /// Messages kept per session for recovery (sent but not acknowledged by the client).
     pub recovery_buffer: usize,
+    /// Bytes (paths and data) kept per session for recovery; never less than `max_frame_size`.
+    /// Over it the oldest are dropped, and a recovery that needs them reports message loss.
+    pub session_retained_bytes: usize,
+    /// Bytes kept for recovery over all sessions. Over it the sessions detached longest are
+    /// dropped (their recovery gets UNKNOWN_SESSION); attached sessions count but are not dropped.
+    pub retained_bytes: usize,
 }
+
+/// Default of [`ServerConfig::session_retained_bytes`]: 8 MiB.
+pub const DEFAULT_SESSION_RETAINED_BYTES: usize = 8 << 20;
+/// Default of [`ServerConfig::retained_bytes`]: 256 MiB.
+pub const DEFAULT_RETAINED_BYTES: usize = 256 << 20;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -77,6 +89,8 @@ impl Default for ServerConfig {
             tls: None,
             session_keep: Duration::from_secs(60),
             recovery_buffer: 100_000,
+            session_retained_bytes: DEFAULT_SESSION_RETAINED_BYTES,
+            retained_bytes: DEFAULT_RETAINED_BYTES,
         }
     }
 }
@@ -101,12 +115,22 @@ struct Shared {
     registry: sessions::Registry,
     /// Virtual connections of HTTP long polling.
     polls: poll::Channels,
+    /// Refusals per client address, for rate-limited logging and delayed authentication failures.
+    refusals: refusals::Refusals,
     /// Connections that own a session right now, counted from before their client hears it is
     /// connected (so a client never sees itself connected but uncounted, nor escapes `drain`).
     attached: AtomicUsize,
     shutdown: watch::Sender<Shutdown>,
     /// Set once the server stops accepting: ends the [`Acceptor`]s too.
     stopped: watch::Sender<bool>,
+}
+
+impl Shared {
+    /// A refusal of `peer`: `Some(n)` when it is to be logged, `n` being the refusals of that
+    /// address left out of the log before it ([`refusals`]).
+    fn log_refusal(&self, peer: SocketAddr) -> Option<u32> {
+        self.refusals.log(peer.ip(), tokio::time::Instant::now())
+    }
 }
 
 /// A bound server, not yet accepting.
@@ -120,13 +144,19 @@ impl Server {
     pub async fn bind(config: ServerConfig) -> std::io::Result<Server> {
         let listener = TcpListener::bind(config.listen).await?;
         let (shutdown, _) = watch::channel(None);
+        let retention = sessions::RetentionLimits {
+            messages: config.recovery_buffer,
+            session_bytes: config.session_retained_bytes.max(config.max_frame_size as usize),
+            total_bytes: config.retained_bytes,
+        };
         Ok(Server {
             listener,
             shared: Arc::new(Shared {
                 config,
                 next_session: AtomicU64::new(1),
-                registry: sessions::Registry::default(),
+                registry: sessions::Registry::new(retention),
                 polls: poll::Channels::default(),
+                refusals: refusals::Refusals::default(),
                 attached: AtomicUsize::new(0),
                 shutdown,
                 stopped: watch::channel(false).0,
@@ -353,7 +383,9 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             }
             Ok(http::Read::Closed) => return,
             Ok(http::Read::Bad(why)) => {
-                tracing::debug!(%peer, why = %log::Untrusted(&why), "bad request");
+                if let Some(unlogged) = shared.log_refusal(peer) {
+                    tracing::debug!(%peer, unlogged, why = %log::Untrusted(&why), "bad request");
+                }
                 let _ = http::write_response(&mut stream, 400, "Bad Request", &[], format!("{why}\n").as_bytes()).await;
                 return;
             }
@@ -397,21 +429,25 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let request = match request {
         Ok(Ok(request)) => request,
         Ok(Err(reason)) => {
-            tracing::info!(%peer, reason = %log::Untrusted(&reason), "bad connect request");
+            if let Some(unlogged) = shared.log_refusal(peer) {
+                tracing::info!(%peer, unlogged, reason = %log::Untrusted(&reason), "bad connect request");
+            }
             let refused = Frame::Close { reason: CloseReason::ProtocolError, message: reason };
             let _ = ws.send(frames::BINARY, &protocol::encode(&refused)).await;
             let _ = ws.close().await;
             return;
         }
         Err(_) => {
-            tracing::info!(%peer, "no connect request within the handshake timeout");
+            if let Some(unlogged) = shared.log_refusal(peer) {
+                tracing::info!(%peer, unlogged, "no connect request within the handshake timeout");
+            }
             let _ = ws.close().await;
             return;
         }
     };
     // Subscribe before the client learns it is connected, so no close_all can slip in between.
     let shutdown = shared.shutdown.subscribe();
-    let (first, attached) = connection::attach(&shared, &request, peer);
+    let (first, attached) = connection::attach(&shared, &request, peer).await;
     let mut link = connection::Link::Ws(Box::new(ws));
     let sent = link.send_frames(&first).await;
     match (attached, sent) {

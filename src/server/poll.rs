@@ -145,7 +145,7 @@ async fn open(shared: &Arc<Shared>, body: &[u8], peer: SocketAddr) -> Answer {
         Err(e) => return text(400, "Bad Request", &e.to_string()),
     };
     let shutdown = shared.shutdown.subscribe();
-    let (first, attached) = connection::attach(shared, &request, peer);
+    let (first, attached) = connection::attach(shared, &request, peer).await;
     let body: Vec<u8> = first.iter().flat_map(protocol::encode).collect();
     let Some(attached) = attached else {
         return (200, "OK", Vec::new(), body);

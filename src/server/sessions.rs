@@ -1,7 +1,15 @@
 //! The server's sessions: their recovery state, which survives reconnection, and the topic index
 //! that routes publications to subscribers.
+//!
+//! A session is recovered with its token only by the identity that opened it (principal and kind
+//! of credentials); each recovery replaces the token. The index keeps SHA-256 digests of tokens,
+//! never the tokens, and compares them in constant time. Unacknowledged messages are kept within
+//! a number and a byte limit per session and a byte limit over all sessions; over the total, the
+//! sessions detached longest are dropped first.
 
 use std::collections::{HashMap, HashSet};
+use std::mem::Discriminant;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,13 +18,57 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use super::SessionInfo;
-use crate::protocol::reliable::{Incoming, Outgoing};
-use crate::protocol::Message;
+use crate::protocol::reliable::{Incoming, Limits, Outgoing};
+use crate::protocol::{Credentials, Message};
+
+/// Bytes of a session token.
+const TOKEN_LEN: usize = 16;
+
+/// How long the total byte limit is not enforced again after dropping detached sessions could not
+/// meet it (attached sessions hold the bytes), so that publications do not each scan every session.
+const FRUITLESS_PAUSE: Duration = Duration::from_millis(100);
+
+type Digest = [u8; 32];
+
+fn digest(token: &[u8]) -> Digest {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, token).as_ref());
+    out
+}
+
+/// Compares secrets in time that does not depend on where they differ.
+pub(crate) fn same_secret(expected: &[u8], given: &[u8]) -> bool {
+    expected.len() == given.len() && expected.iter().zip(given).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// Who opened a session, and so who may recover it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Identity {
+    principal: String,
+    credentials: Discriminant<Credentials>,
+}
+
+impl Identity {
+    pub(crate) fn of(principal: &str, credentials: &Credentials) -> Identity {
+        Identity { principal: principal.to_string(), credentials: std::mem::discriminant(credentials) }
+    }
+}
+
+/// The limits on what sessions keep for recovery.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RetentionLimits {
+    /// Messages per session.
+    pub(crate) messages: usize,
+    /// Bytes per session.
+    pub(crate) session_bytes: usize,
+    /// Bytes over all sessions.
+    pub(crate) total_bytes: usize,
+}
 
 /// One session, attached to a connection or waiting for its client to reconnect.
 pub(crate) struct ServerSession {
     pub(crate) info: SessionInfo,
-    pub(crate) token: Vec<u8>,
+    identity: Identity,
     pub(crate) state: Mutex<RecoveryState>,
     /// Wakes the attached connection when messages await delivery.
     pub(crate) wake: Notify,
@@ -33,48 +85,103 @@ pub(crate) struct RecoveryState {
     pub(crate) detached_since: Option<Instant>,
 }
 
+/// The digests of the tokens that recover a session: the one last handed out and, until the
+/// client shows on its new connection that it got that one, the one it recovered with.
+#[derive(Clone, Copy)]
+struct Keys {
+    current: Digest,
+    previous: Option<Digest>,
+}
+
 #[derive(Default)]
 struct Index {
     sessions: HashMap<u64, Arc<ServerSession>>,
-    tokens: HashMap<Vec<u8>, u64>,
+    tokens: HashMap<Digest, u64>,
+    keys: HashMap<u64, Keys>,
     subscriptions: HashMap<u64, HashSet<String>>,
     exact: HashMap<String, HashSet<u64>>,
     prefixes: HashMap<String, HashSet<u64>>,
 }
 
+impl Index {
+    /// Hands out a fresh token for session `id`, keeping `previous` valid until confirmed.
+    fn issue(&mut self, id: u64, previous: Option<Digest>) -> Vec<u8> {
+        let token = rand::random::<[u8; TOKEN_LEN]>().to_vec();
+        let current = digest(&token);
+        if let Some(old) = self.keys.insert(id, Keys { current, previous }) {
+            for key in [Some(old.current), old.previous].into_iter().flatten() {
+                self.tokens.remove(&key);
+            }
+        }
+        self.tokens.insert(current, id);
+        if let Some(previous) = previous {
+            self.tokens.insert(previous, id);
+        }
+        token
+    }
+}
+
+/// What a recovery attempt found.
+pub(crate) enum Recovery {
+    /// The session, marked attached, and the token that replaces the one presented.
+    Found(Arc<ServerSession>, Vec<u8>),
+    /// No session has this token.
+    Unknown,
+    /// The token belongs to a session opened by another identity.
+    NotOwner,
+}
+
 /// All sessions of a server.
-#[derive(Default)]
 pub(crate) struct Registry {
     index: Mutex<Index>,
+    limits: RetentionLimits,
+    /// Bytes kept by every session's recovery buffer.
+    retained: Arc<AtomicUsize>,
+    /// Until when enforcing the total limit is paused.
+    paused_until: Mutex<Option<Instant>>,
 }
 
 impl Registry {
+    pub(crate) fn new(limits: RetentionLimits) -> Registry {
+        Registry { index: Mutex::default(), limits, retained: Arc::default(), paused_until: Mutex::default() }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.index.lock().sessions.len()
+    }
+
+    /// Bytes kept for recovery over all sessions.
+    pub(crate) fn retained_bytes(&self) -> usize {
+        self.retained.load(Ordering::Relaxed)
     }
 
     pub(crate) fn infos(&self) -> Vec<SessionInfo> {
         self.index.lock().sessions.values().map(|s| s.info.clone()).collect()
     }
 
-    /// Registers a new session unless `limit` sessions exist; it starts attached (generation 1).
+    /// Registers a new session opened by `identity` unless `limit` sessions exist; it starts
+    /// attached (generation 1). Returns it with its token.
     pub(crate) fn create(
         &self,
         info: SessionInfo,
-        token: Vec<u8>,
-        capacity: usize,
+        identity: Identity,
         limit: usize,
-    ) -> Option<Arc<ServerSession>> {
+    ) -> Option<(Arc<ServerSession>, Vec<u8>)> {
         let mut index = self.index.lock();
         if index.sessions.len() >= limit {
             return None;
         }
         let id = info.id.value;
+        let limits = Limits {
+            messages: self.limits.messages,
+            bytes: self.limits.session_bytes,
+            pool: Some(self.retained.clone()),
+        };
         let session = Arc::new(ServerSession {
             info,
-            token: token.clone(),
+            identity,
             state: Mutex::new(RecoveryState {
-                out: Outgoing::new(capacity),
+                out: Outgoing::with_limits(limits),
                 incoming: Incoming::default(),
                 generation: 1,
                 detached_since: None,
@@ -83,20 +190,51 @@ impl Registry {
             owner: watch::channel(1).0,
         });
         index.sessions.insert(id, session.clone());
-        index.tokens.insert(token, id);
-        Some(session)
+        let token = index.issue(id, None);
+        Some((session, token))
     }
 
-    pub(crate) fn by_token(&self, token: &[u8]) -> Option<Arc<ServerSession>> {
-        let index = self.index.lock();
-        index.tokens.get(token).and_then(|id| index.sessions.get(id)).cloned()
+    /// Finds the session `token` recovers, if `identity` opened it; marks it attached (so that it
+    /// is not reaped meanwhile) and replaces its token.
+    pub(crate) fn recover(&self, token: &[u8], identity: &Identity) -> Recovery {
+        let given = digest(token);
+        let mut index = self.index.lock();
+        let Some(id) = index.tokens.get(&given).copied() else {
+            return Recovery::Unknown;
+        };
+        let (Some(session), Some(keys)) = (index.sessions.get(&id).cloned(), index.keys.get(&id).copied()) else {
+            return Recovery::Unknown;
+        };
+        let known = [Some(keys.current), keys.previous].into_iter().flatten().any(|k| same_secret(&k, &given));
+        if !known {
+            return Recovery::Unknown;
+        }
+        if session.identity != *identity {
+            return Recovery::NotOwner;
+        }
+        session.state.lock().detached_since = None;
+        let token = index.issue(id, Some(given));
+        Recovery::Found(session, token)
+    }
+
+    /// The client of session `id` spoke on the connection that handed it its current token: the
+    /// token it recovered with no longer works.
+    pub(crate) fn confirm_token(&self, id: u64) {
+        let mut index = self.index.lock();
+        let Some(keys) = index.keys.get_mut(&id) else { return };
+        if let Some(previous) = keys.previous.take() {
+            index.tokens.remove(&previous);
+        }
     }
 
     /// Forgets a session and its subscriptions.
     pub(crate) fn remove(&self, id: u64) {
         let mut index = self.index.lock();
-        if let Some(session) = index.sessions.remove(&id) {
-            index.tokens.remove(&session.token);
+        index.sessions.remove(&id);
+        if let Some(keys) = index.keys.remove(&id) {
+            for key in [Some(keys.current), keys.previous].into_iter().flatten() {
+                index.tokens.remove(&key);
+            }
         }
         for path in index.subscriptions.remove(&id).unwrap_or_default() {
             remove_from(&mut index, &path, id);
@@ -138,7 +276,48 @@ impl Registry {
             session.state.lock().out.push(Message::Deliver { path: path.to_string(), data: data.clone() });
             session.wake.notify_one();
         }
-        targets.len()
+        let reached = targets.len();
+        drop(targets);
+        self.enforce_total();
+        reached
+    }
+    /// Keeps the bytes retained over all sessions within the total limit by dropping the sessions
+    /// detached longest.
+    fn enforce_total(&self) {
+        let total = self.limits.total_bytes;
+        if self.retained_bytes() <= total {
+            return;
+        }
+        let mut paused_until = self.paused_until.lock();
+        if paused_until.is_some_and(|until| Instant::now() < until) {
+            return;
+        }
+        let mut detached: Vec<(Instant, u64, usize)> = {
+            let index = self.index.lock();
+            index
+                .sessions
+                .values()
+                .filter_map(|s| {
+                    let state = s.state.lock();
+                    state.detached_since.map(|since| (since, s.info.id.value, state.out.retained_bytes()))
+                })
+                .collect()
+        };
+        detached.sort_unstable();
+        let mut excess = self.retained_bytes().saturating_sub(total);
+        for (_, id, bytes) in detached {
+            if excess == 0 {
+                break;
+            }
+            tracing::info!(
+                session = id,
+                bytes,
+                "detached session dropped: the server's retained bytes are at their limit"
+            );
+            self.remove(id);
+            excess = excess.saturating_sub(bytes);
+        }
+        *paused_until = (excess > 0).then(|| Instant::now() + FRUITLESS_PAUSE);
     }
 
     /// Forgets sessions whose client has been gone longer than `keep`.
@@ -174,8 +353,20 @@ mod tests {
     use super::*;
     use crate::protocol::{Frame, SessionId};
 
+    fn registry() -> Registry {
+        Registry::new(RetentionLimits { messages: 100, session_bytes: usize::MAX, total_bytes: usize::MAX })
+    }
+
     fn info(value: u64) -> SessionInfo {
         SessionInfo { id: SessionId { server_instance: 1, value }, principal: String::new(), properties: Vec::new() }
+    }
+
+    fn alice() -> Identity {
+        Identity::of("alice", &Credentials::Password(b"pw".to_vec()))
+    }
+
+    fn open(registry: &Registry, value: u64) -> (Arc<ServerSession>, Vec<u8>) {
+        registry.create(info(value), alice(), 10).unwrap()
     }
 
     fn delivered(session: &ServerSession) -> Vec<String> {
@@ -192,11 +383,19 @@ mod tests {
             .collect()
     }
 
+    fn recovered(recovery: Recovery) -> Vec<u8> {
+        match recovery {
+            Recovery::Found(_, token) => token,
+            Recovery::Unknown => panic!("unknown"),
+            Recovery::NotOwner => panic!("not the owner"),
+        }
+    }
+
     #[test]
     fn publications_reach_exact_and_prefix_subscribers_once() {
-        let registry = Registry::default();
-        let a = registry.create(info(1), vec![1], 100, 10).unwrap();
-        let b = registry.create(info(2), vec![2], 100, 10).unwrap();
+        let registry = registry();
+        let (a, _) = open(&registry, 1);
+        let (b, _) = open(&registry, 2);
         registry.subscribe(1, "news/");
         registry.subscribe(1, "news/sport");
         registry.subscribe(2, "news/weather");
@@ -211,30 +410,88 @@ mod tests {
 
     #[test]
     fn removal_forgets_token_and_subscriptions() {
-        let registry = Registry::default();
-        registry.create(info(1), vec![9], 100, 10).unwrap();
+        let registry = registry();
+        let (_, token) = open(&registry, 1);
         registry.subscribe(1, "a");
         registry.remove(1);
-        assert!(registry.by_token(&[9]).is_none());
+        assert!(matches!(registry.recover(&token, &alice()), Recovery::Unknown));
         assert_eq!(registry.publish("a", &bytes::Bytes::from_static(b"")), 0);
         assert_eq!(registry.len(), 0);
     }
 
     #[test]
     fn the_session_limit_is_enforced() {
-        let registry = Registry::default();
-        assert!(registry.create(info(1), vec![1], 1, 1).is_some());
-        assert!(registry.create(info(2), vec![2], 1, 1).is_none());
+        let registry = registry();
+        assert!(registry.create(info(1), alice(), 1).is_some());
+        assert!(registry.create(info(2), alice(), 1).is_none());
+    }
+
+    #[test]
+    fn only_the_identity_that_opened_a_session_recovers_it() {
+        let registry = registry();
+        let (_, token) = open(&registry, 1);
+        for stranger in [
+            Identity::of("bob", &Credentials::Password(b"pw".to_vec())),
+            Identity::of("", &Credentials::None),
+            Identity::of("alice", &Credentials::Custom(b"pw".to_vec())),
+        ] {
+            assert!(matches!(registry.recover(&token, &stranger), Recovery::NotOwner), "{stranger:?}");
+        }
+        assert!(matches!(registry.recover(&[0; 16], &alice()), Recovery::Unknown));
+        assert!(matches!(registry.recover(&token[..15], &alice()), Recovery::Unknown));
+        recovered(registry.recover(&token, &alice()));
+    }
+
+    #[test]
+    fn each_recovery_replaces_the_token_and_the_old_one_lapses_once_the_client_speaks() {
+        let registry = registry();
+        let (_, first) = open(&registry, 1);
+        let second = recovered(registry.recover(&first, &alice()));
+        assert_ne!(first, second);
+        // The answer carrying `second` may not have arrived: `first` still works, and replaces it.
+        let third = recovered(registry.recover(&first, &alice()));
+        assert!(matches!(registry.recover(&second, &alice()), Recovery::Unknown), "a token never received lapses");
+        registry.confirm_token(1);
+        assert!(matches!(registry.recover(&first, &alice()), Recovery::Unknown), "a captured token goes stale");
+        recovered(registry.recover(&third, &alice()));
     }
 
     #[test]
     fn detached_sessions_expire() {
-        let registry = Registry::default();
-        let a = registry.create(info(1), vec![1], 1, 10).unwrap();
+        let registry = registry();
+        let (a, _) = open(&registry, 1);
         registry.reap(Duration::from_millis(0));
         assert_eq!(registry.len(), 1, "attached sessions never expire");
         a.state.lock().detached_since = Some(Instant::now() - Duration::from_secs(1));
         registry.reap(Duration::from_millis(500));
         assert_eq!(registry.len(), 0);
+    }
+
+    #[test]
+    fn over_the_total_byte_limit_the_sessions_detached_longest_go_first() {
+        let registry = Registry::new(RetentionLimits { messages: 100, session_bytes: 1000, total_bytes: 2500 });
+        let data = bytes::Bytes::from(vec![0u8; 999]);
+        // Sessions 1 to 3 detached 10, 9 and 8 s ago; session 4 attached. Only tokens are kept
+        // here, so that a dropped session frees its bytes.
+        let tokens: Vec<Vec<u8>> = (1..=4)
+            .map(|n| {
+                let (session, token) = open(&registry, n);
+                registry.subscribe(n, "p");
+                if n < 4 {
+                    session.state.lock().detached_since = Some(Instant::now() - Duration::from_secs(11 - n));
+                }
+                token
+            })
+            .collect();
+        registry.publish("p", &data);
+        assert_eq!(registry.retained_bytes(), 2000, "sessions 1 and 2, detached longest, are gone");
+        let left: HashSet<u64> = registry.infos().iter().map(|i| i.id.value).collect();
+        assert_eq!(left, HashSet::from([3, 4]));
+        assert!(matches!(registry.recover(&tokens[0], &alice()), Recovery::Unknown));
+        registry.publish("p", &data);
+        assert_eq!(registry.retained_bytes(), 2000, "each session keeps at most 1000 bytes");
+        registry.remove(3);
+        registry.remove(4);
+        assert_eq!(registry.retained_bytes(), 0);
     }
 }

@@ -17,8 +17,10 @@ pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest connection or write timeout accepted.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
-/// Default largest message accepted from the server: unconstrained in practice (INT_MAX).
-pub const DEFAULT_MAXIMUM_MESSAGE_SIZE: u32 = i32::MAX as u32;
+/// Default largest message accepted from the server, and announced to it: 1 MiB, the protocol's
+/// default frame size (the vendor's API defaults to INT_MAX, which would let a server make the
+/// client allocate gigabytes).
+pub const DEFAULT_MAXIMUM_MESSAGE_SIZE: u32 = crate::protocol::DEFAULT_MAX_FRAME_SIZE;
 /// Smallest buffer size or maximum message size accepted.
 pub const MIN_BUFFER_SIZE: u32 = MIN_MAX_FRAME_SIZE;
 /// Default bound on messages waiting to be sent.

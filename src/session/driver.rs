@@ -339,8 +339,11 @@ async fn resume(
             format!("server {authority} answered a new session's connect request as a resumption"),
         ));
     }
-    if !resuming {
+    // Every recovery hands out a fresh token: the one just used no longer works.
+    if !established.token.is_empty() {
         link.token = established.token.clone();
+    }
+    if !resuming {
         link.id = established.session_id;
     }
     let resend = {

@@ -85,6 +85,10 @@ impl Retained for Outbound {
             (message, _) => message.clone(),
         }
     }
+
+    fn size(&self) -> usize {
+        self.message.size()
+    }
 }
 
 /// [`Mailbox::transport`] as stored.
