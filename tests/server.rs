@@ -364,3 +364,22 @@ fn a_client_acknowledging_a_delivery_never_sent_is_closed_with_protocol_error() 
     );
     still_serves(&server);
 }
+
+#[test]
+fn answers_to_wrong_passwords_from_one_address_come_later_and_later() {
+    let server = start_server();
+    let took: Vec<Duration> = common::raw::run(async {
+        let mut took = Vec::new();
+        for _ in 0..3 {
+            let start = std::time::Instant::now();
+            let (_, answer, _) = common::raw::connect(&server.url(), "alice", &[]).await;
+            assert_eq!(answer.code, ResponseCode::AuthenticationFailed);
+            took.push(start.elapsed());
+        }
+        took
+    });
+    // 100 ms for each failure from the address in the last minute: 100, 200, 300 ms.
+    assert!(took[0] >= Duration::from_millis(90) && took[2] >= Duration::from_millis(290), "{took:?}");
+    assert!(took[2] < Duration::from_secs(1) + Duration::from_millis(500), "{took:?}");
+    still_serves(&server);
+}

@@ -5,6 +5,7 @@ mod common;
 
 use common::logs::LogBuffer;
 use common::*;
+use session::protocol::ResponseCode;
 use session::Session;
 
 #[test]
@@ -33,4 +34,17 @@ fn client_supplied_fields_cannot_forge_or_flood_log_lines() {
         assert!(!line.starts_with("2026-12-05T00:00:00") && !line.trim_start().starts_with("FORGED"), "forged: {line}");
         assert!(line.len() < 2048, "a line of {} bytes: {}...", line.len(), &line[..200]);
     }
+
+    // A flood of refused connects with 64 KiB principals, 50 at once: ten refusal lines a minute
+    // from one address, however many come.
+    let principal = "q".repeat(64 * 1024);
+    let answers = raw::run(futures_util::future::join_all(
+        (0..50).map(|_| async { raw::connect(&server.url(), &principal, &[]).await.1.code }),
+    ));
+    assert!(answers.iter().all(|code| *code == ResponseCode::AuthenticationFailed), "{answers:?}");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let flooded = buffer.text();
+    let refusals = flooded.lines().filter(|l| l.contains("session refused")).count();
+    assert_eq!(refusals, session::server::refusals::LOGGED_PER_WINDOW as usize, "{flooded}");
+    assert!(flooded.len() - log.len() < 10 * 2048, "{} bytes of log for 50 refusals", flooded.len() - log.len());
 }

@@ -8,6 +8,8 @@ pub const MAX_HEAD_SIZE: usize = 64 * 1024;
 /// Largest body skipped over before giving up on the response.
 pub const MAX_BODY_SIZE: u64 = 1024 * 1024;
 const MAX_HEADERS: usize = 128;
+/// Interim (1xx) answers stepped over before the final one; a proxy that sends more is hostile.
+const MAX_INTERIM: usize = 16;
 const MAX_LINE: usize = 4096;
 
 /// A proxy's response, body discarded.
@@ -74,6 +76,8 @@ pub struct ResponseReader {
     body_limit: u64,
     /// Whether the response is complete with its head (its body, if any, is not read).
     head_only: bool,
+    /// Interim (1xx) heads stepped over so far.
+    interim: usize,
 }
 
 impl ResponseReader {
@@ -89,6 +93,7 @@ impl ResponseReader {
             keep_body: false,
             body_limit: MAX_BODY_SIZE,
             head_only: false,
+            interim: 0,
         }
     }
 
@@ -187,7 +192,12 @@ impl ResponseReader {
             return Err(self.error(&format!("answered with status {status}, which is not an HTTP status")));
         }
         if self.for_connect && (100..200).contains(&status) {
-            // An interim answer (100 Continue, 102 Processing...): the final one follows.
+            // An interim answer (100 Continue, 102 Processing...): the final one follows, after
+            // a few at most.
+            self.interim += 1;
+            if self.interim > MAX_INTERIM {
+                return Err(self.error(&format!("sent more than {MAX_INTERIM} interim (1xx) answers")));
+            }
             return Ok(Head::Interim(head_len));
         }
         let minor = parsed.version.unwrap_or(1);
@@ -345,10 +355,22 @@ mod tests {
         let mut r = ResponseReader::new("p:1", true);
         assert!(r.push(b"HTTP/1.1 100 Continue\r\n\r\n").unwrap().is_none(), "still waiting for the final answer");
         assert_eq!(r.push(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n").unwrap().unwrap().status, 403);
-        // However many, in one read: no recursion, no growth.
-        let mut flood = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(100_000);
-        flood.extend_from_slice(b"HTTP/1.1 200 OK\r\n\r\n");
-        assert_eq!(read_all(&flood).unwrap().unwrap().status, 200);
+        let mut few = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_INTERIM);
+        few.extend_from_slice(b"HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!(read_all(&few).unwrap().unwrap().status, 200);
+    }
+
+    #[test]
+    fn a_flood_of_interim_answers_is_a_protocol_error_not_a_wait_for_the_timeout() {
+        let flood = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(100_000);
+        let e = read_all(&flood).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::ProxyProtocolError);
+        assert!(e.message().contains("more than 16 interim"), "{e}");
+        let mut r = ResponseReader::new("p:1", true);
+        for _ in 0..MAX_INTERIM {
+            assert!(r.push(b"HTTP/1.1 100 Continue\r\n\r\n").unwrap().is_none());
+        }
+        assert!(r.push(b"HTTP/1.1 100 Continue\r\n\r\n").is_err(), "counted across reads");
     }
 
     #[test]

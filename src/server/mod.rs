@@ -272,6 +272,12 @@ impl Closer {
     pub fn connection_count(&self) -> usize {
         self.0.attached.load(Ordering::SeqCst)
     }
+
+    /// Bytes of deliveries kept for recovery over all sessions (see
+    /// [`ServerConfig::retained_bytes`]).
+    pub fn retained_bytes(&self) -> usize {
+        self.0.registry.retained_bytes()
+    }
 }
 
 /// A server running on its own thread, for tests and embedding. Dropping it stops the server.
@@ -312,6 +318,11 @@ impl ServerHandle {
     /// Connections serving a session right now.
     pub fn connection_count(&self) -> usize {
         self.closer.connection_count()
+    }
+
+    /// Bytes of deliveries kept for recovery over all sessions.
+    pub fn retained_bytes(&self) -> usize {
+        self.closer.retained_bytes()
     }
 
     /// Stops accepting, closes every session and waits for the server thread.

@@ -7,6 +7,7 @@ pub mod cpu;
 pub mod external;
 pub mod logs;
 pub mod pki;
+pub mod raw;
 pub mod relay;
 
 use std::future::Future;
