@@ -262,3 +262,9 @@ fn polling_sessions_stick_to_their_server_through_haproxy_and_recover_after_a_cu
 fn ten_thousand_messages_each_way_over_polling_survive_cuts_exactly_once_in_order() {
     common::burst::ten_thousand_each_way_through_twenty_cuts("xhr");
 }
+
+/// A request refused during an outage is a lost connection to recover from, not a failure.
+#[test]
+fn ten_thousand_messages_each_way_over_polling_survive_outages_exactly_once_in_order() {
+    common::burst::ten_thousand_each_way_through("xhr", common::burst::Faults::Outages);
+}

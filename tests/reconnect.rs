@@ -64,6 +64,11 @@ fn ten_thousand_messages_each_way_survive_twenty_cuts_exactly_once_in_order() {
 }
 
 #[test]
+fn ten_thousand_messages_each_way_survive_outages_exactly_once_in_order() {
+    common::burst::ten_thousand_each_way_through("ws", common::burst::Faults::Outages);
+}
+
+#[test]
 fn a_server_that_forgot_the_session_closes_it_with_unknown_session() {
     let server = start_server();
     let relay = Relay::start(server.addr());
@@ -260,12 +265,16 @@ fn giving_up_after_the_reconnection_timeout_says_so() {
     let mut cfg = reconnecting(&relay.url("ws", "127.0.0.1"));
     cfg.options.reconnection.timeout = Some(Duration::from_millis(300));
     let session = Session::connect(cfg, None).unwrap();
-    relay.set_down(true);
+    relay.set_refusing(true);
     relay.cut();
     let start = Instant::now();
     assert!(wait_state(&session, State::ClosedFailed, Duration::from_secs(5)));
     assert!(start.elapsed() >= Duration::from_millis(250));
-    assert!(session.error().unwrap().message().contains("reconnection timeout"), "{}", session.error().unwrap());
+    let error = session.error().unwrap();
+    assert!(error.message().contains("reconnection timeout"), "{error}");
+    // The last attempt's error, as when the attempts run out, not the loss that started recovery.
+    assert_eq!(error.code(), ErrorCode::SocketConnectFail, "{error}");
+    assert!(error.message().contains("Connection refused"), "{error}");
 }
 
 #[test]

@@ -179,8 +179,9 @@ fn gave_up(error: Error, attempts: u32) -> Error {
 async fn recover(shared: Arc<Shared>, link: &mut Link, cause: Error) -> Result<Connection> {
     let strategy = &shared.config.options.reconnection;
     let limit = strategy.timeout.unwrap_or_default();
+    // The last attempt's error, or the loss itself before any attempt: what a failure names.
+    let mut last = cause;
     let attempts = async {
-        let mut last = cause.clone();
         let mut n = 0u32;
         while strategy.allows(n) {
             sleep(strategy.delay_before(n)).await;
@@ -209,13 +210,13 @@ async fn recover(shared: Arc<Shared>, link: &mut Link, cause: Error) -> Result<C
         }
         Err(Error::new(last.code(), format!("could not reconnect after {n} attempts: {last}")))
     };
-    match timeout(limit, attempts).await {
-        Ok(result) => result,
-        Err(_) => Err(Error::new(
-            cause.code(),
-            format!("could not reconnect within the reconnection timeout of {} ms: {cause}", limit.as_millis()),
-        )),
-    }
+    let result = timeout(limit, attempts).await;
+    result.unwrap_or_else(|_| {
+        Err(Error::new(
+            last.code(),
+            format!("could not reconnect within the reconnection timeout of {} ms: {last}", limit.as_millis()),
+        ))
+    })
 }
 
 /// One connection attempt, as the session's callbacks are run (see [`Shared::gated`]); fails
@@ -394,10 +395,14 @@ enum Ended {
 }
 
 impl From<Error> for Ended {
+    /// Whatever could go better on another try (a reset, a refused or timed-out connection, a
+    /// "try later" from a balancer; over HTTP polling each request may open a connection) loses
+    /// the connection, and the session recovers; anything else fails it.
     fn from(e: Error) -> Self {
-        match e.code() {
-            ErrorCode::CommunicationError | ErrorCode::SocketReadFail | ErrorCode::SocketWriteFail => Ended::Lost(e),
-            _ => Ended::Failed(e),
+        if e.is_transient() {
+            Ended::Lost(e)
+        } else {
+            Ended::Failed(e)
         }
     }
 }

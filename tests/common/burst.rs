@@ -1,5 +1,6 @@
 //! The exactly-once test shared by the transports: 10,000 messages each way through a relay cut
-//! 20 times at pseudo-random moments; every message must arrive exactly once and in order.
+//! 20 times at pseudo-random moments, or through twelve outages; every message must arrive exactly
+//! once and in order.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,8 +24,23 @@ pub fn publish_patiently(session: &Session, path: &str, data: &[u8]) {
     }
 }
 
+/// What the relay does to the session's connections while messages flow.
+#[derive(Clone, Copy, Debug)]
+pub enum Faults {
+    /// 20 resets of every connection, 10 to 70 ms apart.
+    Cuts,
+    /// 12 outages of 0.6 s, 100 to 400 ms apart: every connection reset and new ones refused
+    /// (ECONNREFUSED).
+    Outages,
+}
+
 /// Runs the test with the session connecting through the relay with `scheme` (ws or xhr).
 pub fn ten_thousand_each_way_through_twenty_cuts(scheme: &str) {
+    ten_thousand_each_way_through(scheme, Faults::Cuts)
+}
+
+/// Runs the test with the session connecting with `scheme` through a relay that does `faults`.
+pub fn ten_thousand_each_way_through(scheme: &str, faults: Faults) {
     let server = start_server();
     let relay = Arc::new(Relay::start(server.addr()));
     let mut cfg = reconnecting(&relay.url(scheme, "127.0.0.1"));
@@ -41,24 +57,43 @@ pub fn ten_thousand_each_way_through_twenty_cuts(scheme: &str) {
         let relay = relay.clone();
         std::thread::spawn(move || {
             let mut seed = 0x2545F4914F6CDD1Du64;
-            for _ in 0..20 {
+            let (count, least, spread) = match faults {
+                Faults::Cuts => (20, 10, 60),
+                Faults::Outages => (12, 100, 300),
+            };
+            for _ in 0..count {
                 seed ^= seed << 13;
                 seed ^= seed >> 7;
                 seed ^= seed << 17;
-                std::thread::sleep(Duration::from_millis(10 + seed % 60));
-                relay.cut();
+                std::thread::sleep(Duration::from_millis(least + seed % spread));
+                if let Faults::Outages = faults {
+                    relay.set_refusing(true);
+                    relay.cut();
+                    std::thread::sleep(Duration::from_millis(600));
+                    relay.set_refusing(false);
+                } else {
+                    relay.cut();
+                }
             }
         })
     };
     // This session publishes to itself (client to server and back); the other publishes to it.
+    // Through outages, messages flow all the while: about one a millisecond each way.
+    let pace = move |_: u32| {
+        if matches!(faults, Faults::Outages) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
     let publisher = std::thread::spawn(move || {
         for i in 0..N {
             publish_patiently(&other, "burst/in", &i.to_be_bytes());
+            pace(i);
         }
         other
     });
     for i in 0..N {
         publish_patiently(&session, "burst/out", &i.to_be_bytes());
+        pace(i);
     }
     let other = publisher.join().unwrap();
     cutter.join().unwrap();

@@ -1,5 +1,6 @@
 //! A loopback TCP relay owned by the tests, between a client and a server: it can reset every
-//! connection, go silent without closing, refuse new connections, or switch to another server.
+//! connection, go silent without closing, drop or refuse new connections, or switch to another
+//! server.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -15,6 +16,7 @@ struct Control {
     target: Mutex<SocketAddr>,
     silent: AtomicBool,
     down: AtomicBool,
+    refusing: watch::Sender<bool>,
     cuts: watch::Sender<u64>,
     open: AtomicUsize,
 }
@@ -34,6 +36,7 @@ impl Relay {
             target: Mutex::new(target),
             silent: AtomicBool::new(false),
             down: AtomicBool::new(false),
+            refusing: watch::channel(false).0,
             cuts: watch::channel(0).0,
             open: AtomicUsize::new(0),
         });
@@ -41,13 +44,37 @@ impl Relay {
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
             rt.block_on(async move {
-                let listener = TcpListener::from_std(listener).unwrap();
-                while let Ok((client, _)) = listener.accept().await {
-                    if shared.down.load(Ordering::SeqCst) {
-                        drop(client);
+                let mut refusing = shared.refusing.subscribe();
+                let mut listener = Some(TcpListener::from_std(listener).unwrap());
+                loop {
+                    let Some(open) = &listener else {
+                        // Closed: connections are refused until it listens again.
+                        if refusing.changed().await.is_err() {
+                            return;
+                        }
+                        if !*refusing.borrow_and_update() {
+                            listener = Some(listen_again(port).await);
+                        }
                         continue;
+                    };
+                    tokio::select! {
+                        accepted = open.accept() => {
+                            let Ok((client, _)) = accepted else { continue };
+                            if shared.down.load(Ordering::SeqCst) {
+                                drop(client);
+                                continue;
+                            }
+                            tokio::spawn(forward(client, shared.clone()));
+                        }
+                        changed = refusing.changed() => {
+                            if changed.is_err() {
+                                return;
+                            }
+                            if *refusing.borrow_and_update() {
+                                listener = None;
+                            }
+                        }
                     }
-                    tokio::spawn(forward(client, shared.clone()));
                 }
             });
         });
@@ -69,6 +96,12 @@ impl Relay {
         self.control.down.store(down, Ordering::SeqCst);
     }
 
+    /// Closes (or opens again) the listening socket: new connections are refused as by a port
+    /// where nothing listens (ECONNREFUSED), where `set_down` accepts and drops them.
+    pub fn set_refusing(&self, refusing: bool) {
+        self.control.refusing.send_replace(refusing);
+    }
+
     /// Sends new connections to another server.
     pub fn set_target(&self, target: SocketAddr) {
         *self.control.target.lock() = target;
@@ -81,6 +114,21 @@ impl Relay {
 
     pub fn url(&self, scheme: &str, host: &str) -> String {
         format!("{scheme}://{host}:{}/diffusion", self.port)
+    }
+}
+
+/// Listens on `port` again (address reuse, so that connections of the previous listener in
+/// TIME_WAIT do not stand in the way).
+async fn listen_again(port: u16) -> TcpListener {
+    loop {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        if socket.bind(SocketAddr::from(([127, 0, 0, 1], port))).is_ok() {
+            if let Ok(listener) = socket.listen(1024) {
+                return listener;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
