@@ -145,6 +145,41 @@ fn messages_published_during_the_outage_are_sent_after_recovery() {
     assert_eq!(values, vec![0, 1, 2, 3, 4]);
 }
 
+/// A backlog of 5,500 messages (about 600 KB) through a link that breaks after 32 KiB each time:
+/// every connection carries some of it, so recovery gets through.
+#[test]
+fn a_backlog_larger_than_what_each_connection_carries_still_gets_through() {
+    let server = start_server();
+    let relay = Relay::start(server.addr());
+    let session = Session::connect(reconnecting(&relay.url("ws", "127.0.0.1")), None).unwrap();
+    let inbox = Inbox::default();
+    session.subscribe("backlog", inbox.handler()).unwrap();
+    session.publish("backlog", b"ready").unwrap();
+    assert!(inbox.wait_for(1, Duration::from_secs(5)));
+    relay.set_silent(true);
+    let publisher = Session::connect(config(&server.url()), None).unwrap();
+    let echo = Inbox::default();
+    publisher.subscribe("backlog", echo.handler()).unwrap();
+    publisher.publish("backlog", b"ready").unwrap();
+    assert!(echo.wait_for(1, Duration::from_secs(5)));
+    for i in 0..5_500u32 {
+        let mut data = numbered(i).to_vec();
+        data.resize(100, b'.');
+        common::burst::publish_patiently(&publisher, "backlog", &data);
+    }
+    // Its own deliveries show the server has them all.
+    assert!(echo.wait_for(5_501, Duration::from_secs(10)), "{}", echo.len());
+    publisher.close();
+    relay.set_budget(Some(32 * 1024));
+    relay.cut();
+    relay.set_silent(false);
+    assert!(inbox.wait_for(5_502, Duration::from_secs(30)), "received {} of 5502", inbox.len());
+    let values: Vec<u32> =
+        inbox.0.lock().unwrap().iter().skip(2).map(|(_, d)| u32::from_be_bytes(d[..4].try_into().unwrap())).collect();
+    assert_eq!(values, (0..5_500).collect::<Vec<_>>());
+    assert_eq!(session.state(), State::ConnectedActive);
+}
+
 /// Message `i` of [`large_messages_survive_cuts_exactly_once_in_order`]: sizes on either side of
 /// the point where publications are masked as they are made, its number first.
 fn sized(i: u32) -> Vec<u8> {

@@ -191,8 +191,24 @@ impl Link {
     /// Sends frames, batched.
     pub(super) async fn send_frames(&mut self, frames: &[Frame]) -> Result<(), ()> {
         if let Link::Ws(ws) = self {
-            return send_batched(ws, frames).await;
+            return send_batched(ws, frames, protocol::BATCH_BYTES).await;
         }
+        self.send_frames_polling(frames).await
+    }
+
+    /// Sends the first frames of a connection: the CONNECT_RESPONSE and, for a recovered session,
+    /// what the client missed. Over WebSocket the messages start with one frame each and double
+    /// in size up to a full batch, so that a link that breaks after a few kilobytes each time still
+    /// carries some of the backlog on every connection (the client acknowledges it, by ACK or on
+    /// its next recovery), and recovery makes progress.
+    pub(super) async fn send_first(&mut self, frames: &[Frame]) -> Result<(), ()> {
+        if let Link::Ws(ws) = self {
+            return send_batched(ws, frames, 1).await;
+        }
+        self.send_frames_polling(frames).await
+    }
+
+    async fn send_frames_polling(&mut self, frames: &[Frame]) -> Result<(), ()> {
         if let [frame] = frames {
             return self.send(frame).await;
         }
@@ -239,8 +255,10 @@ const WRITTEN_IN_PLACE: usize = 1024;
 
 /// Sends frames over a WebSocket, batched as [`Link::send_frames`] does: the frames' heads are
 /// encoded into one buffer, and the data of large messages goes out from the messages themselves
-/// in the same vectored write.
-async fn send_batched(ws: &mut ServerWs, frames: &[Frame]) -> Result<(), ()> {
+/// in the same vectored write. A message is closed once it holds `first_batch` bytes, a limit
+/// that doubles with each message up to [`protocol::BATCH_BYTES`].
+async fn send_batched(ws: &mut ServerWs, frames: &[Frame], first_batch: usize) -> Result<(), ()> {
+    let mut batch_limit = first_batch.min(protocol::BATCH_BYTES);
     // A lone frame (an ACK, one delivery) needs little room; a burst fills a batch.
     let mut heads = if frames.len() > 1 { protocol::batch_buffer() } else { Vec::with_capacity(64) };
     // Where each left-out data belongs in `heads`, and the data.
@@ -251,7 +269,8 @@ async fn send_batched(ws: &mut ServerWs, frames: &[Frame]) -> Result<(), ()> {
             data_len += left_out.len();
             data.push((heads.len(), left_out));
         }
-        if heads.len() + data_len >= protocol::BATCH_BYTES || i + 1 == frames.len() {
+        if heads.len() + data_len >= batch_limit || i + 1 == frames.len() {
+            batch_limit = (batch_limit * 2).min(protocol::BATCH_BYTES);
             let mut parts: Vec<&[u8]> = Vec::with_capacity(2 * data.len() + 1);
             let mut from = 0;
             for (at, bytes) in &data {

@@ -460,7 +460,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let shutdown = shared.shutdown.subscribe();
     let (first, attached) = connection::attach(&shared, &request, peer).await;
     let mut link = connection::Link::Ws(Box::new(ws));
-    let sent = link.send_frames(&first).await;
+    let sent = link.send_first(&first).await;
     match (attached, sent) {
         (Some(attached), Ok(())) => connection::serve(&shared, link, attached, shutdown, peer).await,
         (Some(attached), Err(())) => connection::detach_now(&attached),

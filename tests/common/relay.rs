@@ -17,6 +17,8 @@ struct Control {
     silent: AtomicBool,
     down: AtomicBool,
     refusing: watch::Sender<bool>,
+    /// Bytes a connection carries from the server before it is reset (0: no limit).
+    budget: AtomicUsize,
     cuts: watch::Sender<u64>,
     open: AtomicUsize,
 }
@@ -37,6 +39,7 @@ impl Relay {
             silent: AtomicBool::new(false),
             down: AtomicBool::new(false),
             refusing: watch::channel(false).0,
+            budget: AtomicUsize::new(0),
             cuts: watch::channel(0).0,
             open: AtomicUsize::new(0),
         });
@@ -102,6 +105,12 @@ impl Relay {
         self.control.refusing.send_replace(refusing);
     }
 
+    /// Resets each new connection once it has carried `bytes` from the server to the client (a
+    /// link that breaks under load); `None`: no limit.
+    pub fn set_budget(&self, bytes: Option<usize>) {
+        self.control.budget.store(bytes.unwrap_or(0), Ordering::SeqCst);
+    }
+
     /// Sends new connections to another server.
     pub fn set_target(&self, target: SocketAddr) {
         *self.control.target.lock() = target;
@@ -147,18 +156,24 @@ async fn forward(client: TcpStream, control: Arc<Control>) {
     }
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
+    let budget = match control.budget.load(Ordering::SeqCst) {
+        0 => usize::MAX,
+        bytes => bytes,
+    };
     tokio::select! {
-        _ = pump(&mut client_read, &mut server_write, &control.silent) => {}
-        _ = pump(&mut server_read, &mut client_write, &control.silent) => {}
+        _ = pump(&mut client_read, &mut server_write, &control.silent, usize::MAX) => {}
+        _ = pump(&mut server_read, &mut client_write, &control.silent, budget) => {}
         _ = cuts.changed() => {}
     }
     control.open.fetch_sub(1, Ordering::SeqCst);
 }
 
+/// Copies `from` to `to`, at most `budget` bytes.
 async fn pump(
     from: &mut tokio::net::tcp::OwnedReadHalf,
     to: &mut tokio::net::tcp::OwnedWriteHalf,
     silent: &AtomicBool,
+    mut budget: usize,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -171,7 +186,14 @@ async fn pump(
                 while silent.load(Ordering::SeqCst) {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
+                let n = n.min(budget);
                 if to.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+                budget -= n;
+                if budget == 0 {
+                    // Time for the peer to read what it got before the reset discards it.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     return;
                 }
             }
