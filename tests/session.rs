@@ -525,3 +525,25 @@ fn messages_of_every_size_arrive_whole_and_in_order_through_the_server() {
         }
     }
 }
+
+/// Close sends what was published before it, and waits until the server has it.
+#[test]
+fn closing_right_after_publishing_loses_nothing() {
+    let server = start_server();
+    let subscriber = Session::connect(config(&server.url()), None).unwrap();
+    let inbox = Inbox::default();
+    subscriber.subscribe("closing", inbox.handler()).unwrap();
+    subscriber.publish("closing", b"ready").unwrap();
+    assert!(inbox.wait_for(1, Duration::from_secs(5)));
+    let publisher = Session::connect(config(&server.url()), None).unwrap();
+    for i in 0..5_500u32 {
+        let mut data = i.to_be_bytes().to_vec();
+        data.resize(100, b'.');
+        common::burst::publish_patiently(&publisher, "closing", &data);
+    }
+    publisher.close();
+    assert!(inbox.wait_for(5_501, Duration::from_secs(10)), "received {} of 5501", inbox.len());
+    let values: Vec<u32> =
+        inbox.0.lock().unwrap().iter().skip(1).map(|(_, d)| u32::from_be_bytes(d[..4].try_into().unwrap())).collect();
+    assert_eq!(values, (0..5_500).collect::<Vec<_>>());
+}

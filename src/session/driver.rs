@@ -26,6 +26,9 @@ const ACK_DELAY: Duration = Duration::from_millis(20);
 /// Once an ACK is due (enough messages received), how long it may wait for an outgoing message
 /// to ride with.
 const ACK_RIDE: Duration = Duration::from_millis(1);
+/// How long a close waits for queued messages to be sent and acknowledged before it sends CLOSE
+/// (inside the second `Session::close` waits).
+const CLOSE_DRAIN: Duration = Duration::from_millis(750);
 
 /// What survives from one connection to the next (with the sending side, in the mailbox).
 struct Link {
@@ -93,6 +96,7 @@ pub(crate) async fn run(shared: Arc<Shared>, opened: Opened, mut commands: mpsc:
         match serve(&shared, &mut conn, &mut link, &mut commands).await {
             Ended::ByClient(flushed) => {
                 close_connection(conn).await;
+                shared.mailbox.clear(true);
                 drop(flushed);
                 return;
             }
@@ -523,10 +527,43 @@ async fn serve_lending(
             }
             Woke::Command(command) => {
                 let Some(Command::Close(flushed)) = command else { return Ended::ByClient(None) };
+                drain(shared, conn, link).await;
                 return Ended::ByClient(flushed);
             }
         }
     }
+}
+
+/// Before a close: sends what the application published and waits until the server has
+/// acknowledged everything sent, for up to [`CLOSE_DRAIN`]. Messages that arrive meanwhile are not
+/// delivered (the session is closed).
+async fn drain(shared: &Shared, conn: &mut Connection, link: &mut Link) {
+    let drained = async {
+        loop {
+            if flush(shared, conn, link).await.is_err() {
+                return;
+            }
+            if !shared.mailbox.has_queued() && shared.mailbox.sender.lock().out.retained() == 0 {
+                return;
+            }
+            hold(shared, conn);
+            match conn.next().await {
+                Ok(Received::Frame(Frame::Ack(seq))) => {
+                    if shared.mailbox.sender.lock().out.on_ack(seq).is_err() {
+                        return;
+                    }
+                }
+                Ok(Received::PongDue) => {
+                    if conn.flush().await.is_err() {
+                        return;
+                    }
+                }
+                Ok(Received::Frame(Frame::Close { .. }) | Received::Closed) | Err(_) => return,
+                Ok(Received::Frame(_)) => {}
+            }
+        }
+    };
+    let _ = timeout(CLOSE_DRAIN, drained).await;
 }
 
 /// What ended a wait of [`serve`].

@@ -321,10 +321,13 @@ impl Mailbox {
     }
 
     /// Drops every handler (when the session is over), outside the lock.
-    pub(crate) fn clear(&self) {
+    /// Drops the message handlers and, with `queued`, the messages waiting to be sent.
+    pub(crate) fn clear(&self, queued: bool) {
         let handlers = std::mem::take(&mut *self.handlers.lock());
         drop(handlers);
-        self.outbox.lock().clear();
+        if queued {
+            self.outbox.lock().clear();
+        }
     }
 }
 

@@ -375,7 +375,8 @@ impl Shared {
         if let Some(on_created) = pending {
             on_created(Err(error.unwrap_or(creation_error)));
         }
-        self.mailbox.clear();
+        // What the application published before closing is still sent (see `driver::drain`).
+        self.mailbox.clear(to != State::ClosedByClient);
         true
     }
 
