@@ -155,6 +155,23 @@ fn a_proxy_refusing_connect_makes_the_cascade_fall_back_to_polling() {
     );
 }
 
+/// Proxies that answer for an unreachable server (squid with 503) or drop the request
+/// (tinyproxy): the error does not blame the server alone.
+#[test]
+fn an_error_through_a_proxy_names_the_proxy_too() {
+    let url = format!("ws://127.0.0.1:{}/diffusion", closed_port());
+    let Some(squid) = squid_without_connect(("pu", "pp")) else { return };
+    let auth = Some(ProxyAuth::Any { user: "pu".into(), password: "pp".into() });
+    let http = Proxy::Http { host: "127.0.0.1".into(), port: squid.port, auth, tls: false };
+    let e = Session::connect(via(cascade(&url), http), None).unwrap_err();
+    let through = format!("through proxy 127.0.0.1:{} was answered with HTTP/1.1 503", squid.port);
+    assert!(e.message().contains(&through) && e.message().contains("by the server or by the proxy"), "{e}");
+    let Some(tinyproxy) = tinyproxy_without_connect() else { return };
+    let http = Proxy::Http { host: "127.0.0.1".into(), port: tinyproxy.port, auth: None, tls: false };
+    let e = Session::connect(via(cascade(&url), http), None).unwrap_err();
+    assert!(e.message().contains(&format!("through proxy 127.0.0.1:{} failed", tinyproxy.port)), "{e}");
+}
+
 fn squid_without_connect(user: (&str, &str)) -> Option<External> {
     let program = tool("squid")?;
     let htpasswd = tool("htpasswd")?;

@@ -65,6 +65,20 @@ impl HttpChannel {
         Ok(HttpChannel { url: url.clone(), options: options.clone(), cookies, route, stream: None })
     }
 
+    /// Who answered `response`, for messages: the server, or when requests go through an HTTP
+    /// proxy, the server or the proxy (a proxy answers for a server it cannot reach).
+    fn answered(&self, what: &str, response: &ProxyResponse) -> String {
+        let server = self.url.authority();
+        match &self.route {
+            Route::Stream => format!("server {server} answered {what} with {}", response.status_line),
+            Route::Proxy { host, port, .. } => format!(
+                "{what} to server {server} through proxy {} was answered with {} (by the server or by the proxy)",
+                proxy::config::authority(host, *port),
+                response.status_line
+            ),
+        }
+    }
+
     fn clone_fresh(&self) -> Self {
         HttpChannel {
             url: self.url.clone(),
@@ -141,7 +155,12 @@ impl HttpChannel {
 
     /// Writes `request` and reads the whole response, opening the connection if needed.
     async fn exchange(&mut self, request: &[u8], proxy: Option<(&str, u16, bool)>) -> Result<ProxyResponse> {
-        let peer = self.url.authority();
+        let peer = match proxy {
+            Some((host, port, _)) => {
+                format!("{} through proxy {}", self.url.authority(), proxy::config::authority(host, port))
+            }
+            None => self.url.authority(),
+        };
         if self.stream.is_none() {
             self.stream = Some(match proxy {
                 Some((host, port, tls)) => proxy::connect_http_proxy(host, port, tls, &self.options).await?,
@@ -231,10 +250,8 @@ impl PollConnection {
     async fn open(&mut self, frames: &[u8]) -> Result<()> {
         let response = self.channel.request("POST", "", frames).await?;
         if response.status != 200 {
-            let error = Error::new(
-                ErrorCode::HandshakeRecvFail,
-                format!("server {} answered the polling open request with {}", self.peer, response.status_line),
-            );
+            let error =
+                Error::new(ErrorCode::HandshakeRecvFail, self.channel.answered("the polling open request", &response));
             return Err(if matches!(response.status, 502..=504) { error.try_later() } else { error });
         }
         let frames = protocol::decode_all(&response.body, self.max_frame_size).map_err(|e| {
@@ -297,16 +314,12 @@ impl PollConnection {
     }
 
     fn unexpected(&self, response: &ProxyResponse) -> Error {
-        Error::new(
-            ErrorCode::ConnectionProtocolError,
-            format!("server {} answered a poll with {}", self.peer, response.status_line),
-        )
+        Error::new(ErrorCode::ConnectionProtocolError, self.channel.answered("a polling request", response))
     }
 }
 
 /// Keeps one poll waiting at the server; hands every non-empty answer to the connection.
 async fn poll_loop(mut channel: HttpChannel, id: String, frames: mpsc::UnboundedSender<Result<Vec<u8>>>) {
-    let peer = channel.url.authority();
     let mut r = 1u64;
     let mut backoff = std::time::Duration::ZERO;
     loop {
@@ -328,10 +341,8 @@ async fn poll_loop(mut channel: HttpChannel, id: String, frames: mpsc::Unbounded
             // The server ended the connection: the receiver sees the end.
             Ok(response) if matches!(response.status, 404 | 410) => return,
             Ok(response) => {
-                let _ = frames.send(Err(Error::new(
-                    ErrorCode::ConnectionProtocolError,
-                    format!("server {peer} answered a poll with {}", response.status_line),
-                )));
+                let _ = frames
+                    .send(Err(Error::new(ErrorCode::ConnectionProtocolError, channel.answered("a poll", &response))));
                 return;
             }
             Err(e) => {
