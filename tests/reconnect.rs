@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use common::relay::Relay;
 use common::*;
 use session::reconnect::{ReconnectHandler, ReconnectPolicy, ReconnectionStrategy};
+use session::server::ServerHandle;
 use session::{ErrorCode, Session, State};
 
 #[test]
@@ -123,13 +124,19 @@ fn messages_the_server_could_not_keep_close_the_session_with_message_loss() {
     assert_eq!(inbox.len(), 1, "never a silent gap");
 }
 
-#[test]
-fn messages_published_during_the_outage_are_sent_after_recovery() {
+/// A reconnecting session through a relay to a fresh server, subscribed to `path`.
+fn relayed_subscriber(path: &str) -> (ServerHandle, Relay, Session, Inbox) {
     let server = start_server();
     let relay = Relay::start(server.addr());
     let session = Session::connect(reconnecting(&relay.url("ws", "127.0.0.1")), None).unwrap();
     let inbox = Inbox::default();
-    session.subscribe("q", inbox.handler()).unwrap();
+    session.subscribe(path, inbox.handler()).unwrap();
+    (server, relay, session, inbox)
+}
+
+#[test]
+fn messages_published_during_the_outage_are_sent_after_recovery() {
+    let (_server, relay, session, inbox) = relayed_subscriber("q");
     relay.set_down(true);
     relay.cut();
     assert!(wait_state(&session, State::RecoveringReconnect, Duration::from_secs(5)));
@@ -140,8 +147,7 @@ fn messages_published_during_the_outage_are_sent_after_recovery() {
     assert_eq!(inbox.len(), 0);
     relay.set_down(false);
     assert!(inbox.wait_for(5, Duration::from_secs(5)));
-    let values: Vec<u32> =
-        inbox.0.lock().unwrap().iter().map(|(_, d)| u32::from_be_bytes(d[..4].try_into().unwrap())).collect();
+    let values = inbox.numbers(0);
     assert_eq!(values, vec![0, 1, 2, 3, 4]);
 }
 
@@ -149,11 +155,7 @@ fn messages_published_during_the_outage_are_sent_after_recovery() {
 /// every connection carries some of it, so recovery gets through.
 #[test]
 fn a_backlog_larger_than_what_each_connection_carries_still_gets_through() {
-    let server = start_server();
-    let relay = Relay::start(server.addr());
-    let session = Session::connect(reconnecting(&relay.url("ws", "127.0.0.1")), None).unwrap();
-    let inbox = Inbox::default();
-    session.subscribe("backlog", inbox.handler()).unwrap();
+    let (server, relay, session, inbox) = relayed_subscriber("backlog");
     session.publish("backlog", b"ready").unwrap();
     assert!(inbox.wait_for(1, Duration::from_secs(5)));
     relay.set_silent(true);
@@ -174,8 +176,7 @@ fn a_backlog_larger_than_what_each_connection_carries_still_gets_through() {
     relay.cut();
     relay.set_silent(false);
     assert!(inbox.wait_for(5_502, Duration::from_secs(30)), "received {} of 5502", inbox.len());
-    let values: Vec<u32> =
-        inbox.0.lock().unwrap().iter().skip(2).map(|(_, d)| u32::from_be_bytes(d[..4].try_into().unwrap())).collect();
+    let values = inbox.numbers(2);
     assert_eq!(values, (0..5_500).collect::<Vec<_>>());
     assert_eq!(session.state(), State::ConnectedActive);
 }

@@ -543,7 +543,6 @@ fn closing_right_after_publishing_loses_nothing() {
     }
     publisher.close();
     assert!(inbox.wait_for(5_501, Duration::from_secs(10)), "received {} of 5501", inbox.len());
-    let values: Vec<u32> =
-        inbox.0.lock().unwrap().iter().skip(1).map(|(_, d)| u32::from_be_bytes(d[..4].try_into().unwrap())).collect();
+    let values = inbox.numbers(1);
     assert_eq!(values, (0..5_500).collect::<Vec<_>>());
 }

@@ -174,6 +174,11 @@ impl Inbox {
         }
         self.len() >= n
     }
+
+    /// The numbers the messages after the first `skip` begin with (4 bytes, big-endian).
+    pub fn numbers(&self, skip: usize) -> Vec<u32> {
+        self.0.lock().unwrap().iter().skip(skip).map(|(_, d)| u32::from_be_bytes(d[..4].try_into().unwrap())).collect()
+    }
 }
 
 /// Two sessions with the server at `url`, one publishing and one subscribed to `path`, the
