@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 
 /// The bound on the test process's peak resident memory, in MiB. The cases together stream
 /// gigabytes at the client and hundreds of megabytes into the server.
-const PEAK_RSS_BOUND: u64 = 64;
+const PEAK_RSS_BOUND: u64 = 96;
 
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -285,3 +285,25 @@ fn ten_thousand_messages_each_way_over_polling_survive_cuts_exactly_once_in_orde
 fn ten_thousand_messages_each_way_over_polling_survive_outages_exactly_once_in_order() {
     common::burst::ten_thousand_each_way_through("xhr", common::burst::Faults::Outages);
 }
+
+/// Deliveries that pile up between two polls come in answers the client accepts: a poll answer
+/// holds at most about a mebibyte, whatever is waiting.
+#[test]
+fn a_burst_of_large_deliveries_reaches_a_polling_client_in_answers_it_accepts() {
+    let server = start_server();
+    let url = format!("xhr://127.0.0.1:{}/diffusion", server.addr().port());
+    let subscriber = Session::connect(config(&url), None).unwrap();
+    let inbox = Inbox::default();
+    subscriber.subscribe("big", inbox.handler()).unwrap();
+    subscriber.publish("big", b"ready").unwrap();
+    assert!(inbox.wait_for(1, Duration::from_secs(5)));
+    let publisher = Session::connect(config(&server.url()), None).unwrap();
+    for i in 0..40u32 {
+        let mut data = i.to_be_bytes().to_vec();
+        data.resize(500_000, b'.');
+        common::burst::publish_patiently(&publisher, "big", &data);
+    }
+    assert!(inbox.wait_for(41, Duration::from_secs(20)), "received {}; {:?}", inbox.len(), subscriber.error());
+    assert_eq!(inbox.numbers(1), (0..40).collect::<Vec<_>>());
+    assert_eq!(subscriber.state(), State::ConnectedActive);
+}

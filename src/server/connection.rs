@@ -232,10 +232,7 @@ impl Link {
     async fn send_bytes(&mut self, bytes: Vec<u8>) -> Result<(), ()> {
         match self {
             Link::Ws(ws) => ws.send(BINARY, &bytes).await.map_err(|_| ()),
-            Link::Poll(channel, _) => {
-                channel.push(&bytes);
-                Ok(())
-            }
+            Link::Poll(channel, _) => channel.push(bytes).await,
         }
     }
 

@@ -68,8 +68,8 @@ pub struct ServerConfig {
     pub retained_bytes: usize,
 }
 
-/// Default of [`ServerConfig::session_retained_bytes`]: 8 MiB.
-pub const DEFAULT_SESSION_RETAINED_BYTES: usize = 8 << 20;
+/// Default of [`ServerConfig::session_retained_bytes`]: 32 MiB.
+pub const DEFAULT_SESSION_RETAINED_BYTES: usize = 32 << 20;
 /// Default of [`ServerConfig::retained_bytes`]: 256 MiB.
 pub const DEFAULT_RETAINED_BYTES: usize = 256 << 20;
 

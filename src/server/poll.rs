@@ -22,6 +22,13 @@ use crate::transport::Stream;
 
 /// Longest a poll waits for frames before answering empty.
 const POLL_HOLD: Duration = Duration::from_secs(20);
+/// Most bytes of frames one poll answer carries (at least one batch, whatever its size), well
+/// within what clients accept (twice their maximum message size and 64 KiB).
+const POLL_ANSWER_MAX: usize = 1 << 20;
+/// Most bytes of frames waiting for the client's polls; beyond, the session's delivery waits (as
+/// on a full WebSocket), and a client that does not poll for [`POLL_STALL`] loses the connection.
+const DOWNSTREAM_MAX: usize = 1 << 20;
+const POLL_STALL: Duration = Duration::from_secs(30);
 /// Header naming the virtual connection in the answer to an open request.
 pub(crate) const POLL_ID_HEADER: &str = "X-Poll-Id";
 
@@ -29,23 +36,65 @@ pub(crate) const POLL_ID_HEADER: &str = "X-Poll-Id";
 pub(crate) struct PollChannel {
     inbound: mpsc::UnboundedSender<Vec<u8>>,
     last_send: AtomicU64,
-    downstream: Mutex<Vec<u8>>,
+    /// Batches of encoded frames for the client's next polls, and their bytes.
+    downstream: Mutex<Downstream>,
     ready: Notify,
+    /// A poll took frames.
+    drained: Notify,
     closed: AtomicBool,
     polls: tokio::sync::Mutex<(u64, Vec<u8>)>,
 }
 
+#[derive(Default)]
+struct Downstream {
+    batches: std::collections::VecDeque<Vec<u8>>,
+    bytes: usize,
+}
+
+impl Downstream {
+    /// The batches for one poll answer: at least one, at most [`POLL_ANSWER_MAX`] bytes beyond it.
+    fn take(&mut self) -> Vec<u8> {
+        let mut body = Vec::new();
+        while let Some(next) = self.batches.front() {
+            if !body.is_empty() && body.len() + next.len() > POLL_ANSWER_MAX {
+                break;
+            }
+            let next = self.batches.pop_front().unwrap_or_default();
+            self.bytes -= next.len();
+            body.extend_from_slice(&next);
+        }
+        body
+    }
+}
+
 impl PollChannel {
-    /// Queues encoded frames for the client's next poll.
-    pub(crate) fn push(&self, bytes: &[u8]) {
-        self.downstream.lock().extend_from_slice(bytes);
+    /// Queues encoded frames for the client's polls, waiting while [`DOWNSTREAM_MAX`] bytes wait
+    /// already; an error when the client has not polled for [`POLL_STALL`] or the channel closed.
+    pub(crate) async fn push(&self, bytes: Vec<u8>) -> Result<(), ()> {
+        let stalled = tokio::time::Instant::now() + POLL_STALL;
+        loop {
+            let drained = self.drained.notified();
+            {
+                let mut downstream = self.downstream.lock();
+                if downstream.bytes == 0 || downstream.bytes + bytes.len() <= DOWNSTREAM_MAX {
+                    downstream.bytes += bytes.len();
+                    downstream.batches.push_back(bytes);
+                    break;
+                }
+            }
+            if self.closed.load(Ordering::SeqCst) || tokio::time::timeout_at(stalled, drained).await.is_err() {
+                return Err(());
+            }
+        }
         self.ready.notify_one();
+        Ok(())
     }
 
     /// No more frames will be queued; a waiting poll returns.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.ready.notify_one();
+        self.drained.notify_one();
     }
 }
 
@@ -155,8 +204,9 @@ async fn open(shared: &Arc<Shared>, body: &[u8], peer: SocketAddr) -> Answer {
     let channel = Arc::new(PollChannel {
         inbound,
         last_send: AtomicU64::new(0),
-        downstream: Mutex::new(Vec::new()),
+        downstream: Mutex::default(),
         ready: Notify::new(),
+        drained: Notify::new(),
         closed: AtomicBool::new(false),
         polls: tokio::sync::Mutex::new((0, Vec::new())),
     });
@@ -184,8 +234,9 @@ async fn poll(shared: &Arc<Shared>, id: &str, channel: &PollChannel, r: u64) -> 
     let deadline = tokio::time::Instant::now() + POLL_HOLD;
     let body = loop {
         let ready = channel.ready.notified();
-        let pending = std::mem::take(&mut *channel.downstream.lock());
+        let pending = channel.downstream.lock().take();
         if !pending.is_empty() {
+            channel.drained.notify_one();
             break pending;
         }
         if channel.closed.load(Ordering::SeqCst) {
@@ -202,4 +253,57 @@ async fn poll(shared: &Arc<Shared>, id: &str, channel: &PollChannel, r: u64) -> 
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channel() -> PollChannel {
+        PollChannel {
+            inbound: mpsc::unbounded_channel().0,
+            last_send: AtomicU64::new(0),
+            downstream: Mutex::default(),
+            ready: Notify::new(),
+            drained: Notify::new(),
+            closed: AtomicBool::new(false),
+            polls: tokio::sync::Mutex::new((0, Vec::new())),
+        }
+    }
+
+    #[test]
+    fn a_poll_answer_holds_at_most_a_mebibyte_beyond_its_first_batch() {
+        let mut downstream = Downstream::default();
+        for size in [600 << 10, 600 << 10, 100, 2 << 20] {
+            downstream.bytes += size;
+            downstream.batches.push_back(vec![0; size]);
+        }
+        let sizes: Vec<usize> = std::iter::from_fn(|| Some(downstream.take().len()).filter(|n| *n > 0)).collect();
+        assert_eq!(sizes, vec![600 << 10, (600 << 10) + 100, 2 << 20], "a batch larger than the limit goes alone");
+        assert_eq!(downstream.bytes, 0);
+    }
+
+    #[tokio::test]
+    async fn frames_for_a_client_that_does_not_poll_wait_instead_of_piling_up() {
+        let channel = Arc::new(channel());
+        channel.push(vec![0; DOWNSTREAM_MAX]).await.unwrap();
+        let waiting = tokio::spawn({
+            let channel = channel.clone();
+            async move { channel.push(vec![1; 10]).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "no room until a poll takes frames");
+        assert_eq!(channel.downstream.lock().bytes, DOWNSTREAM_MAX);
+        assert_eq!(channel.downstream.lock().take().len(), DOWNSTREAM_MAX);
+        channel.drained.notify_one();
+        assert_eq!(waiting.await.unwrap(), Ok(()));
+        channel.push(vec![0; DOWNSTREAM_MAX - 10]).await.unwrap();
+        let refused = tokio::spawn({
+            let channel = channel.clone();
+            async move { channel.push(vec![1; 10]).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        channel.close();
+        assert_eq!(refused.await.unwrap(), Err(()), "a closed channel takes nothing more");
+    }
 }
