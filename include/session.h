@@ -1168,7 +1168,7 @@ SESSION_T *session_create_async_with_user_context(const char *url_str,
  * Closes the session. The listener sees CLOSED_BY_CLIENT on the calling thread before this
  * returns. If a callback of the session is running on another thread, this waits for it to
  * return; after this returns, no other callback of the session starts. A connected session
- * first sends what was published and waits for the server to acknowledge it (this waits up to
+ * first sends what was published and makes sure the server has handled it (this waits up to
  * 1 s in all when called outside the session's callbacks). Closing a closed session does nothing
  * and succeeds. May be called from any thread, inside any callback.
  *

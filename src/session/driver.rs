@@ -26,8 +26,8 @@ const ACK_DELAY: Duration = Duration::from_millis(20);
 /// Once an ACK is due (enough messages received), how long it may wait for an outgoing message
 /// to ride with.
 const ACK_RIDE: Duration = Duration::from_millis(1);
-/// How long a close waits for queued messages to be sent and acknowledged before it sends CLOSE
-/// (inside the second `Session::close` waits).
+/// How long a close may spend sending queued messages before it sends CLOSE (inside the second
+/// `Session::close` waits).
 const CLOSE_DRAIN: Duration = Duration::from_millis(750);
 
 /// What survives from one connection to the next (with the sending side, in the mailbox).
@@ -534,34 +534,25 @@ async fn serve_lending(
     }
 }
 
-/// Before a close: sends what the application published and waits until the server has
-/// acknowledged everything sent, for up to [`CLOSE_DRAIN`]. Messages that arrive meanwhile are not
-/// delivered (the session is closed).
+/// Before a close: sends what the application published, beyond the recovery window (no recovery
+/// follows a close), then a PING, and waits for its PONG, for up to [`CLOSE_DRAIN`]. The server
+/// handles a connection's frames in order, so the PONG shows it has handled every message before
+/// it (closing the socket sooner could reset the connection before the server read them).
 async fn drain(shared: &Shared, conn: &mut Connection, link: &mut Link) {
+    const NONCE: u64 = u64::MAX;
     let drained = async {
-        loop {
-            if flush(shared, conn, link).await.is_err() {
-                return;
-            }
-            if !shared.mailbox.has_queued() && shared.mailbox.sender.lock().out.retained() == 0 {
-                return;
-            }
-            hold(shared, conn);
-            match conn.next().await {
-                Ok(Received::Frame(Frame::Ack(seq))) => {
-                    if shared.mailbox.sender.lock().out.on_ack(seq).is_err() {
-                        return;
-                    }
+        if shared.mailbox.has_queued() || shared.mailbox.sender.lock().out.retained() > 0 {
+            send_queued(shared, conn, link, Window::Ignored).await?;
+            conn.send(&Frame::Ping(NONCE)).await?;
+            loop {
+                match conn.next().await? {
+                    Received::Frame(Frame::Pong(NONCE)) | Received::Closed => return Ok(()),
+                    Received::PongDue => conn.flush().await?,
+                    Received::Frame(_) => {}
                 }
-                Ok(Received::PongDue) => {
-                    if conn.flush().await.is_err() {
-                        return;
-                    }
-                }
-                Ok(Received::Frame(Frame::Close { .. }) | Received::Closed) | Err(_) => return,
-                Ok(Received::Frame(_)) => {}
             }
         }
+        Ok::<(), Error>(())
     };
     let _ = timeout(CLOSE_DRAIN, drained).await;
 }
@@ -596,9 +587,20 @@ impl KeepAlive {
     }
 }
 
+/// Whether sending waits for room in the recovery buffer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Window {
+    Kept,
+    Ignored,
+}
+
 /// Sends queued messages while the recovery buffer has room, batched; a pending ACK rides with
 /// them.
 async fn flush(shared: &Shared, conn: &mut Connection, link: &mut Link) -> Result<()> {
+    send_queued(shared, conn, link, Window::Kept).await
+}
+
+async fn send_queued(shared: &Shared, conn: &mut Connection, link: &mut Link, window: Window) -> Result<()> {
     if !shared.mailbox.has_queued() {
         return Ok(());
     }
@@ -607,7 +609,7 @@ async fn flush(shared: &Shared, conn: &mut Connection, link: &mut Link) -> Resul
         let mut batch = conn.batch();
         {
             let mut sender = shared.mailbox.sender.lock();
-            while sender.out.has_room() && batch.len() < protocol::BATCH_BYTES {
+            while (window == Window::Ignored || sender.out.has_room()) && batch.len() < protocol::BATCH_BYTES {
                 let Some(message) = shared.mailbox.next() else { break };
                 if batch.is_empty() && link.incoming.ack_pending() {
                     batch.add(&link.incoming.take_ack());
