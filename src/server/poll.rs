@@ -68,6 +68,19 @@ impl Downstream {
 }
 
 impl PollChannel {
+    /// A channel whose client's frames go to `inbound`.
+    fn new(inbound: mpsc::UnboundedSender<Vec<u8>>) -> PollChannel {
+        PollChannel {
+            inbound,
+            last_send: AtomicU64::new(0),
+            downstream: Mutex::default(),
+            ready: Notify::new(),
+            drained: Notify::new(),
+            closed: AtomicBool::new(false),
+            polls: tokio::sync::Mutex::new((0, Vec::new())),
+        }
+    }
+
     /// Queues encoded frames for the client's polls, waiting while [`DOWNSTREAM_MAX`] bytes wait
     /// already; an error when the client has not polled for [`POLL_STALL`] or the channel closed.
     pub(crate) async fn push(&self, bytes: Vec<u8>) -> Result<(), ()> {
@@ -201,15 +214,7 @@ async fn open(shared: &Arc<Shared>, body: &[u8], peer: SocketAddr) -> Answer {
     };
     let id = hex(&rand::random::<[u8; 16]>());
     let (inbound, inbound_rx) = mpsc::unbounded_channel();
-    let channel = Arc::new(PollChannel {
-        inbound,
-        last_send: AtomicU64::new(0),
-        downstream: Mutex::default(),
-        ready: Notify::new(),
-        drained: Notify::new(),
-        closed: AtomicBool::new(false),
-        polls: tokio::sync::Mutex::new((0, Vec::new())),
-    });
+    let channel = Arc::new(PollChannel::new(inbound));
     shared.polls.map.lock().insert(id.clone(), channel.clone());
     let task_shared = shared.clone();
     let task_id = id.clone();
@@ -260,15 +265,7 @@ mod tests {
     use super::*;
 
     fn channel() -> PollChannel {
-        PollChannel {
-            inbound: mpsc::unbounded_channel().0,
-            last_send: AtomicU64::new(0),
-            downstream: Mutex::default(),
-            ready: Notify::new(),
-            drained: Notify::new(),
-            closed: AtomicBool::new(false),
-            polls: tokio::sync::Mutex::new((0, Vec::new())),
-        }
+        PollChannel::new(mpsc::unbounded_channel().0)
     }
 
     #[test]
