@@ -8,6 +8,7 @@ pub mod error;
 pub mod ffi;
 #[doc(hidden)]
 pub mod fuzzing;
+mod http;
 pub mod logging;
 pub mod protocol;
 pub mod proxy;

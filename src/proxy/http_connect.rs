@@ -174,16 +174,6 @@ impl ConnectConversation {
             Some(r) => (r.method.as_str(), r.host.as_str()),
             None => ("CONNECT", self.target.as_str()),
         };
-        let mut text = format!(
-            "{method} {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: libsession/{}\r\nProxy-Connection: Keep-Alive\r\n",
-            env!("CARGO_PKG_VERSION"),
-            target = self.target
-        );
-        if let Some(request) = &self.request {
-            for (name, value) in &request.headers {
-                text.push_str(&format!("{name}: {value}\r\n"));
-            }
-        }
         for (name, value) in headers {
             if !valid_header(name, value) {
                 return Err(Error::new(
@@ -191,14 +181,13 @@ impl ConnectConversation {
                     format!("proxy authentication produced an invalid header '{}'", name.escape_debug()),
                 ));
             }
-            text.push_str(&format!("{name}: {value}\r\n"));
         }
-        text.push_str("\r\n");
-        let mut bytes = text.into_bytes();
-        if let Some(request) = &self.request {
-            bytes.extend_from_slice(&request.body);
-        }
-        Ok(bytes)
+        let agent = concat!("libsession/", env!("CARGO_PKG_VERSION"));
+        let own = [("User-Agent", agent), ("Proxy-Connection", "Keep-Alive")];
+        let carried = self.request.iter().flat_map(|r| r.headers.iter());
+        let all = own.into_iter().chain(carried.chain(headers).map(|(n, v)| (n.as_str(), v.as_str())));
+        let body = self.request.as_ref().map_or(&[][..], |r| &r.body);
+        Ok(crate::http::request(method, &self.target, host, all, body))
     }
 }
 

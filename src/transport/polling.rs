@@ -119,13 +119,8 @@ impl HttpChannel {
         }
         let response = match self.route.clone() {
             Route::Stream => {
-                let mut text = format!("{method} {target} HTTP/1.1\r\nHost: {}\r\n", url.authority());
-                for (name, value) in &headers {
-                    text.push_str(&format!("{name}: {value}\r\n"));
-                }
-                text.push_str("\r\n");
-                let mut bytes = text.into_bytes();
-                bytes.extend_from_slice(body);
+                let headers = headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+                let bytes = crate::http::request(method, &target, &url.authority(), headers, body);
                 self.exchange(&bytes, None).await?
             }
             Route::Proxy { host, port, tls, auth } => {

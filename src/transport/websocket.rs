@@ -285,21 +285,20 @@ fn upgrade_request(
     key: &str,
     offer: Option<&str>,
 ) -> Vec<u8> {
-    let mut head = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n",
-        url.path,
-        url.authority()
-    );
+    let upgrade = [
+        ("Connection", "Upgrade"),
+        ("Upgrade", "websocket"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", key),
+    ];
     // The options' headers were checked when they were set: no CR, LF or NUL in them.
-    let cookie = cookies.header(url).map(|c| ("Cookie".to_string(), c));
-    for (name, value) in options.http_headers.iter().cloned().chain(cookie) {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    if let Some(offer) = offer {
-        head.push_str(&format!("{}: {offer}\r\n", protocol::CONNECT_HEADER));
-    }
-    head.push_str("\r\n");
-    head.into_bytes()
+    let cookie = cookies.header(url);
+    let headers = upgrade
+        .into_iter()
+        .chain(options.http_headers.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+        .chain(cookie.as_deref().map(|c| ("Cookie", c)))
+        .chain(offer.map(|offer| (protocol::CONNECT_HEADER, offer)));
+    crate::http::request("GET", &url.path, &url.authority(), headers, &[])
 }
 
 /// Reads the answer to the upgrade request: its head, and the bytes after it.
