@@ -79,11 +79,17 @@ async fn empty_at_once(
     }
 }
 
-#[test]
-fn polls_answered_empty_at_once_back_off() {
+/// A fake polling server answering every poll empty at once, naming its channel `id`: its port
+/// and the count of polls it got.
+fn answering_empty_at_once(id: &'static str) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     let polls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = polls.clone();
-    let port = fake_peer(move |stream| empty_at_once(stream, "p1", counted.clone()));
+    (fake_peer(move |stream| empty_at_once(stream, id, counted.clone())), polls)
+}
+
+#[test]
+fn polls_answered_empty_at_once_back_off() {
+    let (port, polls) = answering_empty_at_once("p1");
     let session = Session::connect(config(&format!("xhr://127.0.0.1:{port}/diffusion")), None).unwrap();
     std::thread::sleep(Duration::from_secs(2));
     let count = polls.load(std::sync::atomic::Ordering::SeqCst);
@@ -94,9 +100,7 @@ fn polls_answered_empty_at_once_back_off() {
 
 #[test]
 fn a_poll_id_that_would_reshape_the_request_line_is_refused() {
-    let polls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counted = polls.clone();
-    let port = fake_peer(move |stream| empty_at_once(stream, "p1&r=999 HTTP/1.0", counted.clone()));
+    let (port, polls) = answering_empty_at_once("p1&r=999 HTTP/1.0");
     let error = Session::connect(config(&format!("xhr://127.0.0.1:{port}/diffusion")), None).unwrap_err();
     assert_eq!(error.code(), ErrorCode::InvalidConnectionProtocol, "{error}");
     assert_eq!(polls.load(std::sync::atomic::Ordering::SeqCst), 0, "no poll went out with it");

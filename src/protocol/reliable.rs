@@ -16,10 +16,8 @@ pub trait Retained: Clone {
     /// The message, as it is to be sent again.
     fn message(&self) -> Message;
 
-    /// The bytes it holds, as counted against a byte limit.
-    fn size(&self) -> usize {
-        self.message().size()
-    }
+    /// The bytes it holds, as counted against a byte limit (without building the message).
+    fn size(&self) -> usize;
 }
 
 impl Retained for Message {
@@ -36,9 +34,11 @@ impl Retained for Message {
 /// [`Outgoing`] and, when `pool` is set, in a total shared with others.
 #[derive(Debug, Clone, Default)]
 pub struct Limits {
+    /// Messages kept at most (0: none).
     pub messages: usize,
     /// Bytes kept at most (`usize::MAX`: no limit beyond the message count).
     pub bytes: usize,
+    /// A total shared with other buffers, kept up to date as messages come and go.
     pub pool: Option<Arc<AtomicUsize>>,
 }
 
