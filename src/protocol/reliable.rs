@@ -196,6 +196,15 @@ impl Outgoing<Message> {
     }
 }
 
+/// Something to send: a frame, or a numbered message in the form its sender keeps it in.
+#[derive(Debug, Clone)]
+pub enum Item<M> {
+    /// A control frame, or a message sent again after a recovery.
+    Frame(Frame),
+    /// A numbered message sent for the first time.
+    Message(u64, M),
+}
+
 /// What to do with a received message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Receipt {

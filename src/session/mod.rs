@@ -15,6 +15,7 @@
 //! session starts, except the CLOSED_BY_CLIENT notification that `close` itself delivers on the
 //! calling thread.
 
+pub mod client;
 pub mod config;
 pub(crate) mod cookies;
 mod driver;
@@ -29,6 +30,7 @@ use once_cell::sync::OnceCell;
 use parking_lot::{Condvar, Mutex, ReentrantMutex};
 use tokio::sync::mpsc;
 
+pub use client::ClientSession;
 pub use config::{SessionConfig, SessionFactory, SessionOptions};
 pub use messaging::MessageHandler;
 pub use state::State;
@@ -98,11 +100,18 @@ impl Session {
     pub fn new(config: SessionConfig) -> Session {
         let (commands, command_rx) = mpsc::unbounded_channel();
         let options = &config.options;
-        let mailbox = messaging::Mailbox::new(
-            options.frame_limit(),
-            options.maximum_queue_size,
-            options.recovery_buffer_size as usize,
-        );
+        let mailbox = messaging::Mailbox::new(client::CoreOptions {
+            request: crate::protocol::ConnectRequest {
+                principal: options.principal.clone(),
+                credentials: options.credentials.clone(),
+                properties: options.properties.clone(),
+                max_frame_size: options.frame_limit(),
+                ..Default::default()
+            },
+            queue_capacity: options.maximum_queue_size as usize,
+            recovery_buffer: options.recovery_buffer_size as usize,
+            reconnection_timeout: options.reconnection.enabled().then(|| options.reconnection.timeout).flatten(),
+        });
         Session {
             shared: Arc::new(Shared {
                 mailbox,

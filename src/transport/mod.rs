@@ -1,10 +1,12 @@
 //! Ways of carrying protocol frames to the server.
 
+mod outbound;
 mod polling;
 pub(crate) mod socket;
 mod websocket;
 pub(crate) mod wsframe;
 
+pub use outbound::{Loan, Outbound, MASKED_AT_PUBLISH};
 pub use polling::PollConnection;
 pub use websocket::{Received, WsBatch, WsConnection, WsWriter};
 
@@ -52,9 +54,12 @@ impl Connection {
         options: &SessionOptions,
         cookies: &std::sync::Arc<crate::session::cookies::CookieJar>,
         connect: &[u8],
+        loan: &std::sync::Arc<Loan>,
     ) -> Result<Connection> {
         Ok(match transport {
-            Transport::WebSocket => Connection::Ws(Box::new(WsConnection::open(url, options, cookies, connect).await?)),
+            Transport::WebSocket => {
+                Connection::Ws(Box::new(WsConnection::open(url, options, cookies, connect, loan.clone()).await?))
+            }
             Transport::HttpPolling => Connection::Poll(Box::new(PollConnection::new(url, options, cookies.clone())?)),
         })
     }
@@ -125,19 +130,24 @@ impl Connection {
         }
     }
 
-    /// Hands out a WebSocket's writer (see [`WsWriter`]); `None` for polling.
-    pub fn lend(&mut self) -> Option<WsWriter> {
-        match self {
-            Connection::Ws(c) => c.lend(),
-            Connection::Poll(_) => None,
+    /// Lends a WebSocket's writer to the application's threads ([`Loan`]) until the next write.
+    pub fn lend(&mut self) {
+        if let Connection::Ws(c) = self {
+            c.lend();
         }
     }
 
-    /// Takes a lent writer back.
-    pub fn reclaim(&mut self, writer: WsWriter) {
+    /// Takes a lent writer back: before messages are numbered for a send, so that none numbered
+    /// later goes out before them through the loan.
+    pub fn hold(&mut self) {
         if let Connection::Ws(c) = self {
-            c.reclaim(writer);
+            c.hold();
         }
+    }
+
+    /// Whether a message must be masked for this connection.
+    pub fn is_websocket(&self) -> bool {
+        matches!(self, Connection::Ws(_))
     }
 
     /// Finishes sending what a borrower of the writer left buffered, and answers a WebSocket ping.
@@ -178,6 +188,16 @@ impl Batch {
         match self {
             Batch::Ws(batch) => batch.len(),
             Batch::Plain(batch) => batch.len(),
+        }
+    }
+
+    /// Adds numbered messages and frames, in order.
+    pub fn extend(&mut self, items: impl IntoIterator<Item = crate::protocol::reliable::Item<Outbound>>) {
+        for item in items {
+            match item {
+                crate::protocol::reliable::Item::Frame(frame) => self.add(&frame),
+                crate::protocol::reliable::Item::Message(seq, message) => message.add_to(seq, self),
+            }
         }
     }
 

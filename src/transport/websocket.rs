@@ -18,13 +18,14 @@ use tokio_tungstenite::tungstenite::handshake::{client::generate_key, derive_acc
 use tokio_tungstenite::tungstenite::http::StatusCode;
 
 use super::wsframe::{self, Decoder, Event, FrameError, Peer, BINARY, CLOSE, PONG};
-use super::Stream;
+use super::{Loan, Stream};
 use crate::error::{Error, ErrorCode, Result};
 use crate::protocol::{self, Frame, FRAME_HEADER_LEN};
 use crate::proxy::response::{ProxyResponse, ResponseReader};
 use crate::session::cookies::CookieJar;
 use crate::session::url::ServerUrl;
 use crate::session::SessionOptions;
+use std::sync::Arc;
 
 /// Bytes read at a time from a quiet connection: the buffer an idle connection holds.
 const CHUNK: usize = 4 * 1024;
@@ -51,6 +52,8 @@ pub struct WsConnection {
     bulk: bool,
     /// `None` while lent ([`WsConnection::lend`]).
     writer: Option<WsWriter>,
+    /// Where the writer is while lent.
+    loan: Arc<Loan>,
     pending: VecDeque<Frame>,
     max_frame_size: u32,
     write_timeout: Duration,
@@ -70,6 +73,7 @@ impl WsConnection {
         options: &SessionOptions,
         cookies: &CookieJar,
         connect: &[u8],
+        loan: Arc<Loan>,
     ) -> Result<WsConnection> {
         let peer = url.authority();
         let max_frame_size = options.frame_limit();
@@ -101,6 +105,7 @@ impl WsConnection {
             decoder: Decoder::new(Peer::Server, max_frame_size as usize + FRAME_HEADER_LEN),
             bulk: false,
             writer: Some(WsWriter { half: writer, vectored, out: VecDeque::new() }),
+            loan,
             pending: VecDeque::new(),
             max_frame_size,
             write_timeout: options.write_timeout,
@@ -144,9 +149,10 @@ impl WsConnection {
 
     /// Finishes what was begun, answers a due ping, then sends `batch`.
     async fn write(&mut self, batch: Option<WsBatch>) -> Result<()> {
+        self.hold();
         let peer = &self.peer;
         let Some(writer) = self.writer.as_mut() else {
-            return Err(Error::new(ErrorCode::SocketWriteFail, format!("cannot send to {peer}: the writer is lent")));
+            return Err(Error::new(ErrorCode::SocketWriteFail, format!("cannot send to {peer}: the writer is gone")));
         };
         let batch = match (self.pong_due.take(), batch) {
             (Some(payload), batch) => {
@@ -174,14 +180,19 @@ impl WsConnection {
         }
     }
 
-    /// Hands the writer out (see [`WsWriter`]); sends fail until it is given back.
-    pub fn lend(&mut self) -> Option<WsWriter> {
-        self.writer.take()
+    /// Takes the writer back if it is lent.
+    pub fn hold(&mut self) {
+        if self.writer.is_none() {
+            self.writer = self.loan.reclaim();
+        }
     }
 
-    /// Takes the writer back.
-    pub fn reclaim(&mut self, writer: WsWriter) {
-        self.writer = Some(writer);
+    /// Lends the writer to the application's threads ([`Loan`]) until the next write, which
+    /// takes it back.
+    pub fn lend(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            self.loan.lend(writer);
+        }
     }
 
     /// The next frame; `Ok(None)` when the server closed the WebSocket. Answers pings itself,
@@ -273,6 +284,13 @@ impl WsConnection {
                 let _ = tokio::time::timeout(self.write_timeout, writer.half.shutdown()).await;
             }
         }
+    }
+}
+
+impl Drop for WsConnection {
+    /// A writer still lent goes with the connection.
+    fn drop(&mut self) {
+        drop(self.loan.reclaim());
     }
 }
 
@@ -555,7 +573,7 @@ mod tests {
         });
         let options = SessionOptions { proxy: ProxySetting::Disabled, ..SessionOptions::default() };
         let request = protocol::encode(&Frame::Ping(9));
-        let conn = WsConnection::open(&url, &options, &CookieJar::default(), &request).await.unwrap();
+        let conn = WsConnection::open(&url, &options, &CookieJar::default(), &request, Arc::default()).await.unwrap();
         (conn.connect_sent(), server.await.unwrap())
     }
 
