@@ -111,8 +111,8 @@ pub fn handshake(data: &[u8]) {
 /// URLs: session URLs, request paths and proxy URLs, as text.
 pub fn url(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let _ = crate::session::url::ServerUrl::parse(text);
-    let _ = crate::session::url::validate_request_path(text);
+    let _ = crate::http::url::ServerUrl::parse(text);
+    let _ = crate::http::url::validate_request_path(text);
     let _ = crate::proxy::Proxy::parse_url(text);
     let _ = crate::protocol::validate_path(text);
 }

@@ -8,8 +8,9 @@ pub mod error;
 pub mod ffi;
 #[doc(hidden)]
 pub mod fuzzing;
-mod http;
+pub mod http;
 pub mod logging;
+pub mod net;
 pub mod protocol;
 pub mod proxy;
 pub mod reconnect;

@@ -1,6 +1,10 @@
 //! HTTP/1.1 as the library speaks it: the one writer of requests (WebSocket upgrades, polling
-//! requests, CONNECT and plain requests through proxies). Responses are read by
-//! [`crate::proxy::ResponseReader`].
+//! requests, CONNECT and plain requests through proxies), the reader of response heads
+//! ([`response`]), server URLs ([`url`]) and the cookies balancers set ([`cookies`]).
+
+pub(crate) mod cookies;
+pub(crate) mod response;
+pub mod url;
 
 /// One request: the request line, `Host`, `headers` in order, a blank line, then `body`. The
 /// headers must have been checked (no CR, LF or NUL; see `proxy::http_connect::valid_header`).

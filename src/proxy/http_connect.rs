@@ -4,8 +4,8 @@
 use http_auth::{ChallengeRef, PasswordClient, PasswordParams};
 
 use super::auth::{Challenge, ProxyAuth};
-use super::response::ProxyResponse;
 use crate::error::{Error, ErrorCode, Result};
+use crate::http::response::ProxyResponse;
 
 /// What to do after a response.
 #[derive(Debug, PartialEq, Eq)]

@@ -7,29 +7,39 @@
 pub mod auth;
 pub mod config;
 mod http_connect;
-pub(crate) mod response;
 pub(crate) mod socks5;
 
+pub(crate) use crate::http::response::{ProxyResponse, ResponseReader};
 pub use auth::{Challenge, ChallengeHandler, ProxyAuth, DEFAULT_MAXIMUM_CONVERSATIONS};
 pub use config::{bypasses, Proxy, ProxySetting};
 pub(crate) use http_connect::valid_header;
 pub(crate) use http_connect::{ConnectConversation, Next, PlainRequest};
-pub(crate) use response::{ProxyResponse, ResponseReader};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{timeout_at, Instant};
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::session::SessionOptions;
-use crate::transport::Stream;
+use crate::net::{SocketOptions, Stream};
+use crate::tls::TlsOptions;
 use socks5::{Socks5Handshake, Step, Target};
+
+/// What reaching a proxy (and, through it or not, a server) needs beyond the address.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyOptions {
+    /// Socket settings of every connection.
+    pub socket: SocketOptions,
+    /// How TLS peers (https:// proxies, wss:// servers) are verified.
+    pub tls: TlsOptions,
+    /// Bound on one connection attempt, named in timeout errors.
+    pub connection_timeout: std::time::Duration,
+}
 
 /// Opens a TCP stream to `host:port` through `proxy`, finishing by `deadline`.
 pub(crate) async fn tunnel(
     proxy: &Proxy,
     host: &str,
     port: u16,
-    options: &SessionOptions,
+    options: &ProxyOptions,
     deadline: Instant,
 ) -> Result<Stream> {
     let name = proxy.authority();
@@ -58,7 +68,7 @@ pub(crate) async fn tunnel(
 }
 
 /// Connects to an HTTP proxy itself (for plain requests in absolute form).
-pub(crate) async fn connect_http_proxy(host: &str, port: u16, tls: bool, options: &SessionOptions) -> Result<Stream> {
+pub(crate) async fn connect_http_proxy(host: &str, port: u16, tls: bool, options: &ProxyOptions) -> Result<Stream> {
     connect_proxy(&ProxyAddress { host, port, tls }, options).await
 }
 
@@ -76,9 +86,9 @@ impl ProxyAddress<'_> {
 }
 
 /// Connects to the proxy itself, with TLS for https:// proxies (verified like servers are).
-async fn connect_proxy(proxy: &ProxyAddress<'_>, options: &SessionOptions) -> Result<Stream> {
+async fn connect_proxy(proxy: &ProxyAddress<'_>, options: &ProxyOptions) -> Result<Stream> {
     let name = proxy.authority();
-    let tcp = crate::transport::connect_tcp(proxy.host, proxy.port, &name, options)
+    let tcp = crate::net::connect_tcp(proxy.host, proxy.port, &name, &options.socket)
         .await
         .map_err(|e| Error::new(ErrorCode::ProxyUnreachable, format!("proxy unreachable: {}", e.message())))?;
     if !proxy.tls {
@@ -95,7 +105,7 @@ async fn http_tunnel(
     auth: Option<ProxyAuth>,
     host: &str,
     port: u16,
-    options: &SessionOptions,
+    options: &ProxyOptions,
 ) -> Result<Stream> {
     let name = proxy.authority();
     let target = config::authority(host, port);
@@ -127,7 +137,7 @@ async fn http_tunnel(
 }
 
 /// Reads one whole response to CONNECT; returns it with any bytes that followed it.
-async fn read_response(stream: &mut Stream, name: &str) -> Result<(response::ProxyResponse, Vec<u8>)> {
+async fn read_response(stream: &mut Stream, name: &str) -> Result<(ProxyResponse, Vec<u8>)> {
     let mut reader = ResponseReader::new(name, true);
     let mut buf = vec![0u8; 8192];
     loop {
@@ -151,7 +161,7 @@ async fn socks5_tunnel(
     remote_dns: bool,
     host: &str,
     port: u16,
-    options: &SessionOptions,
+    options: &ProxyOptions,
 ) -> Result<Stream> {
     let name = proxy.authority();
     let target = match host.parse() {

@@ -2,14 +2,16 @@
 
 use std::time::Duration;
 
-use super::url::{ServerUrl, DEFAULT_REQUEST_PATH};
 use crate::error::{Error, ErrorCode, Result};
+use crate::http::url::{ServerUrl, DEFAULT_REQUEST_PATH};
+use crate::net::SocketOptions;
 use crate::protocol::{Credentials, MIN_MAX_FRAME_SIZE};
+use crate::proxy::ProxyOptions;
 use crate::proxy::ProxySetting;
 use crate::reconnect::ReconnectionStrategy;
 use crate::retry::RetryStrategy;
 use crate::tls::TlsOptions;
-use crate::transport::Transport;
+use crate::transport::{Transport, TransportOptions};
 
 /// Default bound on one connection attempt (TCP connect, upgrade and handshake).
 pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
@@ -165,6 +167,24 @@ impl SessionOptions {
     /// The frame size limit actually applied: never below what control frames need.
     pub fn frame_limit(&self) -> u32 {
         self.maximum_message_size.max(MIN_MAX_FRAME_SIZE)
+    }
+
+    /// What the transports need of these options.
+    pub fn transport_options(&self) -> TransportOptions {
+        TransportOptions {
+            connect: ProxyOptions {
+                socket: SocketOptions {
+                    input_buffer_size: self.input_buffer_size,
+                    output_buffer_size: self.output_buffer_size,
+                },
+                tls: self.tls.clone(),
+                connection_timeout: self.connection_timeout,
+            },
+            proxy: self.proxy.clone(),
+            write_timeout: self.write_timeout,
+            max_frame_size: self.frame_limit(),
+            http_headers: self.http_headers.clone(),
+        }
     }
 }
 

@@ -311,8 +311,15 @@ async fn connect_over(shared: &Shared, transport: Transport) -> Result<Connectio
     let authority = config.url.authority();
     let attempt = async {
         let request = protocol::encode(&shared.mailbox.core.lock().connect_request_to(authority.clone()));
-        let mut conn =
-            Connection::open(transport, &config.url, options, &shared.cookies, &request, &shared.mailbox.loan).await?;
+        let mut conn = Connection::open(
+            transport,
+            &config.url,
+            &shared.transport_options,
+            &shared.cookies,
+            &request,
+            &shared.mailbox.loan,
+        )
+        .await?;
         if !conn.connect_sent() {
             conn.send_encoded(request).await?;
         }

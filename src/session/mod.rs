@@ -17,11 +17,12 @@
 
 pub mod client;
 pub mod config;
-pub(crate) mod cookies;
 mod driver;
 mod messaging;
 pub mod state;
-pub mod url;
+use crate::http::cookies;
+/// Server URLs (in [`crate::http::url`]).
+pub use crate::http::url;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -93,6 +94,8 @@ pub(crate) struct Shared {
     mailbox: messaging::Mailbox,
     /// Cookies set by balancers, sent on every later request of this session.
     cookies: Arc<cookies::CookieJar>,
+    /// What the transports need of the options.
+    transport_options: crate::transport::TransportOptions,
 }
 
 impl Session {
@@ -116,6 +119,7 @@ impl Session {
             shared: Arc::new(Shared {
                 mailbox,
                 cookies: Arc::default(),
+                transport_options: config.options.transport_options(),
                 config,
                 state: Mutex::new(State::Unknown),
                 reported: Mutex::new(State::Unknown),

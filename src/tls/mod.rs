@@ -14,7 +14,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::transport::Stream;
+use crate::net::Stream;
 
 /// Decides whether to trust a server's certificate chain, given the library's own verdict.
 pub trait CertificateValidator: Send + Sync {

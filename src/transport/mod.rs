@@ -2,7 +2,6 @@
 
 mod outbound;
 mod polling;
-pub(crate) mod socket;
 mod websocket;
 pub(crate) mod wsframe;
 
@@ -10,16 +9,26 @@ pub use outbound::{Loan, Outbound, MASKED_AT_PUBLISH};
 pub use polling::PollConnection;
 pub use websocket::{Received, WsBatch, WsConnection, WsWriter};
 
-use std::net::SocketAddr;
-
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpSocket;
-
-use socket::Socket;
-
 use crate::error::{Error, ErrorCode, Result};
-use crate::session::url::ServerUrl;
-use crate::session::SessionOptions;
+use crate::http::url::ServerUrl;
+use crate::net::connect_tcp;
+pub use crate::net::{Io, Stream};
+use crate::proxy::{ProxyOptions, ProxySetting};
+
+/// What a transport needs to know: how to reach the server, and what to send and accept.
+#[derive(Debug, Clone, Default)]
+pub struct TransportOptions {
+    /// Sockets, TLS and the connection timeout, for the server and a proxy alike.
+    pub connect: ProxyOptions,
+    /// The proxy to go through.
+    pub proxy: ProxySetting,
+    /// Bound on one write.
+    pub write_timeout: std::time::Duration,
+    /// Largest protocol frame accepted from the server.
+    pub max_frame_size: u32,
+    /// Extra headers on every HTTP request to the server.
+    pub http_headers: Vec<(String, String)>,
+}
 
 /// How a session reaches its server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,8 +60,8 @@ impl Connection {
     pub(crate) async fn open(
         transport: Transport,
         url: &ServerUrl,
-        options: &SessionOptions,
-        cookies: &std::sync::Arc<crate::session::cookies::CookieJar>,
+        options: &TransportOptions,
+        cookies: &std::sync::Arc<crate::http::cookies::CookieJar>,
         connect: &[u8],
         loan: &std::sync::Arc<Loan>,
     ) -> Result<Connection> {
@@ -207,86 +216,22 @@ impl Batch {
     }
 }
 
-/// A byte stream: TCP, a proxy tunnel, TLS over either.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
-
-/// The stream type every layer hands to the next.
-pub type Stream = Box<dyn Io>;
-
 /// Opens the byte stream to the server of `url`: directly or through the proxy the options name,
 /// then TLS for wss://.
-pub(crate) async fn open_stream(url: &ServerUrl, options: &SessionOptions) -> Result<Stream> {
+pub(crate) async fn open_stream(url: &ServerUrl, options: &TransportOptions) -> Result<Stream> {
     let authority = url.authority();
-    let deadline = tokio::time::Instant::now() + options.connection_timeout;
+    let deadline = tokio::time::Instant::now() + options.connect.connection_timeout;
     let proxy = options.proxy.resolve(url.secure, &url.host, url.port, |name| std::env::var(name).ok())?;
     let stream: Stream = match &proxy {
         Some(proxy) => {
             tracing::debug!(proxy = %proxy.authority(), server = %authority, "connecting through a proxy");
-            crate::proxy::tunnel(proxy, &url.host, url.port, options, deadline).await?
+            crate::proxy::tunnel(proxy, &url.host, url.port, &options.connect, deadline).await?
         }
-        None => Box::new(connect_tcp(&url.host, url.port, &authority, options).await?),
+        None => Box::new(connect_tcp(&url.host, url.port, &authority, &options.connect.socket).await?),
     };
     if url.secure {
-        crate::tls::connect(stream, &url.host, &authority, &options.tls).await
+        crate::tls::connect(stream, &url.host, &authority, &options.connect.tls).await
     } else {
         Ok(stream)
-    }
-}
-
-/// Resolves `host` and connects to the first address that accepts, with the socket buffer sizes
-/// of `options`.
-pub(crate) async fn connect_tcp(host: &str, port: u16, authority: &str, options: &SessionOptions) -> Result<Socket> {
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| Error::new(ErrorCode::AddrLookupFail, format!("cannot resolve host '{host}': {e}")))?
-        .collect();
-    if addrs.is_empty() {
-        return Err(Error::new(ErrorCode::AddrLookupFail, format!("host '{host}' has no addresses")));
-    }
-    let mut last = None;
-    for addr in addrs {
-        let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
-            .map_err(|e| Error::new(ErrorCode::Unknown, format!("cannot create a socket for {authority}: {e}")))?;
-        // Sizes the application chose (else the kernel's own, grown with the traffic). They are
-        // hints the kernel may adjust; failing to apply them is not fatal.
-        if let Some(size) = options.input_buffer_size {
-            let _ = socket.set_recv_buffer_size(size);
-        }
-        if let Some(size) = options.output_buffer_size {
-            let _ = socket.set_send_buffer_size(size);
-        }
-        match socket.connect(addr).await {
-            Ok(stream) => {
-                let _ = stream.set_nodelay(true);
-                return Ok(Socket::new(stream));
-            }
-            Err(e) => last = Some(e),
-        }
-    }
-    let e = last.map(|e| e.to_string()).unwrap_or_default();
-    Err(Error::new(ErrorCode::SocketConnectFail, format!("cannot connect to {authority}: {e}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The receive buffer of a connection made with `options`.
-    async fn receive_buffer(options: &SessionOptions) -> usize {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let socket = connect_tcp("127.0.0.1", port, "test", options).await.unwrap();
-        socket2::SockRef::from(socket.tcp()).recv_buffer_size().unwrap()
-    }
-
-    #[tokio::test]
-    async fn socket_buffers_are_the_kernels_unless_set() {
-        let kernel = tokio::net::TcpSocket::new_v4().unwrap().recv_buffer_size().unwrap() as usize;
-        assert_eq!(receive_buffer(&SessionOptions::default()).await, kernel);
-        let set = SessionOptions { input_buffer_size: Some(8192), ..Default::default() };
-        // Linux doubles the size asked for (bookkeeping included); other systems may round.
-        let fixed = receive_buffer(&set).await;
-        assert!((8192..=2 * 8192).contains(&fixed), "{fixed}");
     }
 }

@@ -149,3 +149,42 @@ impl Loan {
         Some(written)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::wsframe::{Decoder, Event, Peer};
+
+    #[test]
+    fn a_large_publication_is_masked_when_made_and_goes_out_as_any_other() {
+        let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        let path = "prices/odd/length";
+        for websocket in [false, true] {
+            let large = Outbound::publication(path, &data, websocket);
+            let small = Outbound::publication(path, &data[..MASKED_AT_PUBLISH - 1], websocket);
+            assert_eq!(large.is_masked(), websocket, "masked only for a WebSocket");
+            assert!(!small.is_masked(), "small ones are masked with their batch");
+            let plain = Message::Publish { path: path.into(), data: data.clone().into() };
+            assert_eq!(large.message(), plain, "what recovery and polling send");
+            // On a WebSocket: an ACK, the large one as a message of its own, the small one.
+            let mut batch = Batch::Ws(WsBatch::default());
+            batch.extend([Item::Frame(Frame::Ack(3)), Item::Message(7, large), Item::Message(8, small)]);
+            let Batch::Ws(batch) = batch else { unreachable!() };
+            let mut wire = bytes::BytesMut::from(&batch.into_bytes()[..]);
+            let mut decoder = Decoder::new(Peer::Client, 1 << 20);
+            let mut frames = Vec::new();
+            while let Some(Event::Binary(payload)) = decoder.decode(&mut wire).unwrap() {
+                frames.extend(protocol::decode_owned(payload, 1 << 20).unwrap());
+            }
+            let small_data = data[..MASKED_AT_PUBLISH - 1].to_vec().into();
+            assert_eq!(
+                frames,
+                vec![
+                    Frame::Ack(3),
+                    Frame::Message { seq: 7, body: plain },
+                    Frame::Message { seq: 8, body: Message::Publish { path: path.into(), data: small_data } },
+                ]
+            );
+        }
+    }
+}

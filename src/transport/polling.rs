@@ -9,12 +9,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::Stream;
+use super::TransportOptions;
 use crate::error::{Error, ErrorCode, Result};
+use crate::http::cookies::CookieJar;
+use crate::http::url::ServerUrl;
 use crate::protocol::{self, Frame};
 use crate::proxy::{self, ConnectConversation, Next, PlainRequest, Proxy, ProxyAuth, ProxyResponse, ResponseReader};
-use crate::session::cookies::CookieJar;
-use crate::session::url::ServerUrl;
-use crate::session::SessionOptions;
 
 /// Header naming the virtual connection in the answer to an open request.
 const POLL_ID_HEADER: &str = "x-poll-id";
@@ -49,14 +49,14 @@ enum Route {
 /// One HTTP/1.1 connection used for a sequence of requests, reopened when it fails.
 struct HttpChannel {
     url: ServerUrl,
-    options: SessionOptions,
+    options: TransportOptions,
     cookies: Arc<CookieJar>,
     route: Route,
     stream: Option<Stream>,
 }
 
 impl HttpChannel {
-    fn new(url: &ServerUrl, options: &SessionOptions, cookies: Arc<CookieJar>) -> Result<Self> {
+    fn new(url: &ServerUrl, options: &TransportOptions, cookies: Arc<CookieJar>) -> Result<Self> {
         let proxy = options.proxy.resolve(url.secure, &url.host, url.port, |name| std::env::var(name).ok())?;
         let route = match proxy {
             Some(Proxy::Http { host, port, auth, tls }) if !url.secure => Route::Proxy { host, port, tls, auth },
@@ -158,7 +158,7 @@ impl HttpChannel {
         };
         if self.stream.is_none() {
             self.stream = Some(match proxy {
-                Some((host, port, tls)) => proxy::connect_http_proxy(host, port, tls, &self.options).await?,
+                Some((host, port, tls)) => proxy::connect_http_proxy(host, port, tls, &self.options.connect).await?,
                 None => super::open_stream(&self.url, &self.options).await?,
             });
         }
@@ -167,7 +167,7 @@ impl HttpChannel {
             Error::new(ErrorCode::CommunicationError, format!("polling connection to {peer} failed: {e}")).try_later()
         };
         stream.write_all(request).await.map_err(lost)?;
-        let limit = self.options.frame_limit() as u64 * 2 + 64 * 1024;
+        let limit = self.options.max_frame_size as u64 * 2 + 64 * 1024;
         let mut reader = ResponseReader::keeping_body(&peer, limit);
         let mut buf = vec![0u8; 16 * 1024];
         let response = loop {
@@ -210,7 +210,7 @@ impl Drop for PollConnection {
 
 impl PollConnection {
     /// A connection to `url`, opened by the first frame sent (the CONNECT_REQUEST).
-    pub(crate) fn new(url: &ServerUrl, options: &SessionOptions, cookies: Arc<CookieJar>) -> Result<Self> {
+    pub(crate) fn new(url: &ServerUrl, options: &TransportOptions, cookies: Arc<CookieJar>) -> Result<Self> {
         Ok(PollConnection {
             channel: HttpChannel::new(url, options, cookies)?,
             id: None,
@@ -218,7 +218,7 @@ impl PollConnection {
             polls: None,
             poller: None,
             pending: VecDeque::new(),
-            max_frame_size: options.frame_limit(),
+            max_frame_size: options.max_frame_size,
             peer: url.authority(),
         })
     }

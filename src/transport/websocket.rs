@@ -18,13 +18,13 @@ use tokio_tungstenite::tungstenite::handshake::{client::generate_key, derive_acc
 use tokio_tungstenite::tungstenite::http::StatusCode;
 
 use super::wsframe::{self, Decoder, Event, FrameError, Peer, BINARY, CLOSE, PONG};
+use super::TransportOptions;
 use super::{Loan, Stream};
 use crate::error::{Error, ErrorCode, Result};
+use crate::http::cookies::CookieJar;
+use crate::http::response::{ProxyResponse, ResponseReader};
+use crate::http::url::ServerUrl;
 use crate::protocol::{self, Frame, FRAME_HEADER_LEN};
-use crate::proxy::response::{ProxyResponse, ResponseReader};
-use crate::session::cookies::CookieJar;
-use crate::session::url::ServerUrl;
-use crate::session::SessionOptions;
 use std::sync::Arc;
 
 /// Bytes read at a time from a quiet connection: the buffer an idle connection holds.
@@ -70,13 +70,13 @@ impl WsConnection {
     /// maximum message size are refused when received.
     pub(crate) async fn open(
         url: &ServerUrl,
-        options: &SessionOptions,
+        options: &TransportOptions,
         cookies: &CookieJar,
         connect: &[u8],
         loan: Arc<Loan>,
     ) -> Result<WsConnection> {
         let peer = url.authority();
-        let max_frame_size = options.frame_limit();
+        let max_frame_size = options.max_frame_size;
         let mut stream = super::open_stream(url, options).await?;
         let key = generate_key();
         let offer = protocol::connect_header(connect);
@@ -298,7 +298,7 @@ impl Drop for WsConnection {
 /// session's cookies and the offered CONNECT_REQUEST.
 fn upgrade_request(
     url: &ServerUrl,
-    options: &SessionOptions,
+    options: &TransportOptions,
     cookies: &CookieJar,
     key: &str,
     offer: Option<&str>,
@@ -571,7 +571,8 @@ mod tests {
             drop(ws);
             offered
         });
-        let options = SessionOptions { proxy: ProxySetting::Disabled, ..SessionOptions::default() };
+        let options =
+            TransportOptions { proxy: ProxySetting::Disabled, max_frame_size: 1 << 20, ..TransportOptions::default() };
         let request = protocol::encode(&Frame::Ping(9));
         let conn = WsConnection::open(&url, &options, &CookieJar::default(), &request, Arc::default()).await.unwrap();
         (conn.connect_sent(), server.await.unwrap())
