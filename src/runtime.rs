@@ -21,6 +21,16 @@
 //! calls on it (which wakes the thread, as any call needing the thread does) or the thread's
 //! next tick ([`PARK_TICK`]), whichever comes first. A thread ticks only for [`PARK_LINGER`]
 //! after its last hand-over; an idle one is woken at once.
+//!
+//! `LIBSESSION_RUNTIME=plain` turns all of that off ([`Mode::Plain`]): no poll window, no
+//! parking, and a blocking create waits while the session's I/O thread connects; each session
+//! then lives on its I/O thread from start to end, and its sockets never move. The test suite
+//! runs the session tests in both modes.
+//!
+//! What sessions use of this module, and nothing more: [`get`] and [`IoThreads::pick`] for a
+//! session's thread, [`Home::spawn`] and [`Home::park`] to start its task there, [`run_here`]
+//! for a blocking create in the tuned mode, [`spawn`] for a connection's background task,
+//! [`on_io_thread`] and [`here`] to know where a call runs, [`note_activity`], and [`Alarm`].
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -35,6 +45,26 @@ use tokio::runtime::{Builder, Handle, Runtime};
 use tokio::sync::Notify;
 
 use crate::error::{Error, ErrorCode, Result};
+
+/// How the I/O threads work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The default: poll windows after work, parked hand-overs, blocking creates connecting on
+    /// the calling thread.
+    Tuned,
+    /// `LIBSESSION_RUNTIME=plain`: none of these; a thread sleeps whenever it has nothing to do.
+    Plain,
+}
+
+/// The mode the process runs in, from `LIBSESSION_RUNTIME` (`plain`, or anything else for
+/// [`Mode::Tuned`]), read once.
+pub fn mode() -> Mode {
+    static MODE: OnceCell<Mode> = OnceCell::new();
+    *MODE.get_or_init(|| match std::env::var("LIBSESSION_RUNTIME") {
+        Ok(v) if v.trim().eq_ignore_ascii_case("plain") => Mode::Plain,
+        _ => Mode::Tuned,
+    })
+}
 
 /// Default number of I/O threads.
 pub const DEFAULT_IO_THREADS: usize = 2;
@@ -132,6 +162,10 @@ impl Home {
     /// caller takes it up when it needs it to run), else spawned at once (and the thread starts
     /// ticking).
     pub fn park<F: Future<Output = ()> + Send + 'static>(&self, task: F) -> Option<Parked> {
+        if mode() == Mode::Plain {
+            self.handle.spawn(task);
+            return None;
+        }
         let mut state = self.parking.state.lock();
         if state.ticking {
             state.last_hand_over = Some(Instant::now());
@@ -260,6 +294,7 @@ pub fn get() -> Result<&'static IoThreads> {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .filter(|us| *us <= MAX_SPIN_US)
             .unwrap_or(DEFAULT_SPIN_US);
+        let spin = if mode() == Mode::Plain { 0 } else { spin };
         crate::logging::init_from_env();
         IoThreads::start(count, Duration::from_micros(spin), (PARK_TICK, PARK_LINGER))
     })

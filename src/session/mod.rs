@@ -151,8 +151,9 @@ impl Session {
     /// [`ErrorCode::IllegalState`] on a library thread (inside a callback), where it would deadlock.
     pub fn start_and_wait(&self, events: Events) -> Result<()> {
         refuse_blocking_on_io_thread()?;
-        if tokio::runtime::Handle::try_current().is_ok() {
-            // Inside the application's own runtime, which cannot run another: wait for an I/O thread.
+        if tokio::runtime::Handle::try_current().is_ok() || runtime::mode() == runtime::Mode::Plain {
+            // Inside the application's own runtime, which cannot run another, or in the plain
+            // mode: wait for an I/O thread.
             self.start(events)?;
             return self.wait_connected();
         }
