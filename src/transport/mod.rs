@@ -3,7 +3,8 @@
 mod polling;
 pub(crate) mod socket;
 mod websocket;
-pub(crate) mod wsframe;
+#[doc(hidden)]
+pub mod wsframe;
 
 pub use polling::PollConnection;
 pub use websocket::{Received, WsBatch, WsConnection, WsWriter};
