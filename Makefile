@@ -19,8 +19,9 @@ BUILD := build
 
 all: build
 
+# The library and the session-server binary (the workspace's two packages).
 build:
-	$(CARGO) build --release
+	$(CARGO) build --release --workspace
 	ln -sf libsession.so $(RELEASE)/libsession.so.0
 
 header:
@@ -32,7 +33,7 @@ deps:
 test: deps build test-rust test-c test-install test-c-valgrind test-c-asan
 
 test-rust:
-	$(CARGO) test --release
+	$(CARGO) test --release --workspace
 
 # Configures examples-c in $(BUILD)/$(1) with the CMake options $(2), builds and runs it.
 ctest_c = cmake -S examples-c -B $(BUILD)/$(1) -DSESSION_LIB_DIR=$(CURDIR)/$(RELEASE) $(2) && \

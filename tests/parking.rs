@@ -21,7 +21,7 @@ fn until_one_is_parked(url: &str) -> Vec<Session> {
 
 #[test]
 fn a_call_that_needs_the_task_takes_a_parked_session_up() {
-    let server = session::server::spawn(session::server::ServerConfig {
+    let server = session_server::spawn(session_server::ServerConfig {
         listen: ([127, 0, 0, 1], 0).into(),
         allow_anonymous: true,
         ..Default::default()
