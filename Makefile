@@ -19,8 +19,9 @@ BUILD := build
 
 all: build
 
+# The library and the session-server binary (the workspace's two packages).
 build:
-	$(CARGO) build --release
+	$(CARGO) build --release --workspace
 	ln -sf libsession.so $(RELEASE)/libsession.so.0
 
 header:
@@ -34,8 +35,8 @@ test: deps build test-rust test-c test-install test-c-valgrind test-c-asan
 # The session tests run twice: with the tuned runtime, and with LIBSESSION_RUNTIME=plain (no
 # poll windows, no parking; spin.rs measures the tuned mode's poll windows only).
 test-rust:
-	$(CARGO) test --release
-	LIBSESSION_RUNTIME=plain $(CARGO) test --release --test '*' -- --skip io_threads_poll_between_close_turns
+	$(CARGO) test --release --workspace
+	LIBSESSION_RUNTIME=plain $(CARGO) test --release -p libsession --test '*' -- --skip io_threads_poll_between_close_turns
 
 # Configures examples-c in $(BUILD)/$(1) with the CMake options $(2), builds and runs it.
 ctest_c = cmake -S examples-c -B $(BUILD)/$(1) -DSESSION_LIB_DIR=$(CURDIR)/$(RELEASE) $(2) && \

@@ -1,7 +1,8 @@
 //! Entry points for fuzzing every decoder of peer bytes, one function per target: each takes any
 //! bytes and must return without panicking, whatever they hold. The cargo-fuzz targets in `fuzz/`
 //! call these, and `tests/fuzz_corpora.rs` replays the committed corpora through them, so that a
-//! crash once found stays fixed. Not an API for applications.
+//! crash once found stays fixed. Not an API for applications. The server's decoders have their
+//! entry points in the session-server crate (`session_server::fuzzing`).
 
 use bytes::BytesMut;
 
@@ -11,8 +12,7 @@ use crate::proxy::ResponseReader;
 use crate::transport::wsframe::{Decoder, Peer};
 
 /// The names of the targets, as the corpora's folders and the cargo-fuzz targets are named.
-pub const TARGETS: [&str; 8] =
-    ["codec", "wsframe", "proxy_response", "socks5", "handshake", "url", "poll_body", "server_request"];
+pub const TARGETS: [&str; 7] = ["codec", "wsframe", "proxy_response", "socks5", "handshake", "url", "poll_body"];
 
 /// Runs target `name` on `data`; false for an unknown name.
 pub fn run(name: &str, data: &[u8]) -> bool {
@@ -24,7 +24,6 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "handshake" => handshake(data),
         "url" => url(data),
         "poll_body" => poll_body(data),
-        "server_request" => server_request(data),
         _ => return false,
     }
     true
@@ -67,20 +66,6 @@ pub fn poll_body(data: &[u8]) {
     let mut reader = ResponseReader::keeping_body("s:1", 64 * 1024);
     if let Ok(None) = reader.push(data) {
         let _ = reader.end_of_stream();
-    }
-}
-
-/// What the server reads of a client before a session: the request head (upgrade or polling,
-/// with its query), then the connect request an upgrade may carry in `X-Session-Connect`.
-pub fn server_request(data: &[u8]) {
-    for max_body in [0, 64 * 1024] {
-        if let Ok(crate::server::http::Head::Complete(request, _, _)) = crate::server::http::parse_head(data, max_body)
-        {
-            let _ = (request.is_upgrade(), request.keep_alive());
-            if let Some(header) = request.header("x-session-connect") {
-                let _ = protocol::connect_from_header(header.as_bytes(), DEFAULT_MAX_FRAME_SIZE);
-            }
-        }
     }
 }
 

@@ -2,7 +2,9 @@
 //!
 //! Rust programs use [`session::Session`]; C programs use the functions declared in
 //! `include/session.h`, which live in [`ffi`]. The wire protocol is in [`protocol`] and
-//! `docs/PROTOCOL.md`; the bundled server is in [`server`].
+//! `docs/PROTOCOL.md`. The server that comes with the library is a crate of its own in the same
+//! workspace, `session-server` (session-server/), which uses [`protocol`] and the WebSocket
+//! framing of [`transport`].
 
 pub mod error;
 pub mod ffi;
@@ -16,7 +18,6 @@ pub mod proxy;
 pub mod reconnect;
 pub mod retry;
 pub mod runtime;
-pub mod server;
 pub mod session;
 pub mod tls;
 pub mod transport;

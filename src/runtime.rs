@@ -391,15 +391,16 @@ async fn poll_once() {
 /// anew for each wait. Registering a timer due before the runtime's next planned wake-up wakes
 /// the runtime's driver (a system call, even from its own thread), while moving a live timer
 /// later is an atomic store. Boxed, so that the tasks holding one stay small.
-pub(crate) struct Alarm(Pin<Box<tokio::time::Sleep>>);
+#[doc(hidden)]
+pub struct Alarm(Pin<Box<tokio::time::Sleep>>);
 
 impl Alarm {
-    pub(crate) fn new(at: tokio::time::Instant) -> Alarm {
+    pub fn new(at: tokio::time::Instant) -> Alarm {
         Alarm(Box::pin(tokio::time::sleep_until(at)))
     }
 
     /// Makes it go off at `at`, unless it already would.
-    pub(crate) fn set(&mut self, at: tokio::time::Instant) {
+    pub fn set(&mut self, at: tokio::time::Instant) {
         if self.0.deadline() != at {
             self.0.as_mut().reset(at);
         }

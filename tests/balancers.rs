@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use common::external::{haproxy, nginx};
 use common::relay::Relay;
 use common::*;
-use session::server::ServerHandle;
 use session::{ErrorCode, Session, State};
+use session_server::ServerHandle;
 
 fn instance_server(instance: u64, path: &str) -> ServerHandle {
     let path = path.to_string();

@@ -46,7 +46,7 @@ unsafe fn create_async(url: *const c_char, callbacks: &mut SESSION_CREATE_CALLBA
     session_create_async(url, null(), null_mut(), null_mut(), null_mut(), callbacks, null_mut())
 }
 
-fn url_of(server: &session::server::ServerHandle) -> CString {
+fn url_of(server: &session_server::ServerHandle) -> CString {
     CString::new(server.url()).unwrap()
 }
 

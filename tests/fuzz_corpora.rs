@@ -1,14 +1,23 @@
-//! The fuzz targets' committed corpora replay through the same entry points the fuzzer drives,
-//! so that every input that once crashed a decoder (added to `fuzz/corpus/<target>/`) stays
-//! harmless. With `FUZZ_WRITE_SEEDS` set, the test first writes the seeds the corpora started
+//! The fuzz targets' committed corpora replay through the same entry points the fuzzer drives
+//! (`session::fuzzing`, and `session_server::fuzzing` for the server's), so that every input that
+//! once crashed a decoder (added to `fuzz/corpus/<target>/`) stays harmless. With `FUZZ_WRITE_SEEDS` set, the test first writes the seeds the corpora started
 //! from (`FUZZ_WRITE_SEEDS=1 cargo test --release --test fuzz_corpora`).
 
 mod common;
 
 use std::path::PathBuf;
 
-use session::fuzzing::{run, TARGETS};
 use session::protocol::{self, CloseReason, ConnectRequest, Credentials, Frame, Message};
+
+/// Every target: the library's, then the server's.
+fn targets() -> impl Iterator<Item = &'static str> {
+    session::fuzzing::TARGETS.into_iter().chain(session_server::fuzzing::TARGETS)
+}
+
+/// Runs target `name` on `data`, in the library or the server; false for an unknown name.
+fn run(name: &str, data: &[u8]) -> bool {
+    session::fuzzing::run(name, data) || session_server::fuzzing::run(name, data)
+}
 
 fn corpus(target: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target)
@@ -25,10 +34,13 @@ fn every_corpus_replays_without_a_panic() {
             .map(|entry| entry.unwrap().path().file_stem().unwrap().to_string_lossy().into_owned())
             .collect();
     fuzzed.sort();
-    let mut targets: Vec<String> = TARGETS.iter().map(|t| t.to_string()).collect();
-    targets.sort();
-    assert_eq!(fuzzed, targets, "fuzz/fuzz_targets and session::fuzzing::TARGETS name the same targets");
-    for target in TARGETS {
+    let mut named: Vec<String> = targets().map(str::to_string).collect();
+    named.sort();
+    assert_eq!(
+        fuzzed, named,
+        "fuzz/fuzz_targets and the TARGETS of session::fuzzing and session_server::fuzzing name the same targets"
+    );
+    for target in targets() {
         let files: Vec<_> = std::fs::read_dir(corpus(target))
             .unwrap_or_else(|e| panic!("fuzz/corpus/{target}: {e}"))
             .map(|entry| entry.unwrap().path())
@@ -132,7 +144,7 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
 }
 
 fn write_seed_corpora() {
-    for target in TARGETS {
+    for target in targets() {
         let dir = corpus(target);
         std::fs::create_dir_all(&dir).unwrap();
         for (i, seed) in seeds(target).into_iter().enumerate() {

@@ -197,7 +197,7 @@ fn detached_session_flooded() {
     });
     let retained = server.retained_bytes();
     eprintln!("a detached session flooded with 200 MB: the server keeps {retained} bytes");
-    assert!(retained <= session::server::DEFAULT_SESSION_RETAINED_BYTES, "{retained}");
+    assert!(retained <= session_server::DEFAULT_SESSION_RETAINED_BYTES, "{retained}");
 }
 
 /// Eight clients subscribe and vanish one after the other; publications then need more than the

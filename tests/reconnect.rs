@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use common::relay::Relay;
 use common::*;
 use session::reconnect::{ReconnectHandler, ReconnectPolicy, ReconnectionStrategy};
-use session::server::ServerHandle;
 use session::{ErrorCode, Session, State};
+use session_server::ServerHandle;
 
 #[test]
 fn a_reset_connection_recovers_on_the_same_session() {
@@ -387,32 +387,4 @@ fn reconnection_goes_through_the_proxy_again_with_its_authentication_and_tls() {
     assert!(inbox.wait_for(1, Duration::from_secs(5)));
     let connects = proxy.output().matches("CONNECT localhost").count();
     assert!(connects >= 2, "the proxy saw {connects} CONNECTs:\n{}", proxy.output());
-}
-
-#[test]
-fn a_killed_and_restarted_server_process_does_not_know_the_session() {
-    let port = closed_port();
-    let start = |port: u16| {
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_session-server"))
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--allow-anonymous"])
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child
-    };
-    let mut first = start(port);
-    let session = Session::connect(reconnecting(&format!("ws://127.0.0.1:{port}")), None).unwrap();
-    first.kill().unwrap(); // SIGKILL: no CLOSE frame, sessions gone
-    first.wait().unwrap();
-    assert!(wait_state(&session, State::RecoveringReconnect, Duration::from_secs(5)));
-    let mut second = start(port);
-    assert!(wait_state(&session, State::ClosedFailed, Duration::from_secs(10)));
-    assert_eq!(session.error().unwrap().code(), ErrorCode::UnknownSession);
-    second.kill().unwrap();
-    second.wait().unwrap();
 }

@@ -11,7 +11,7 @@ use session::protocol::{self, CloseReason, ConnectRequest, Credentials, Frame, R
 use session::Session;
 use tokio_tungstenite::tungstenite::Message;
 
-fn still_serves(server: &session::server::ServerHandle) {
+fn still_serves(server: &session_server::ServerHandle) {
     let session = Session::connect(config(&server.url()), None).expect("server still accepts sessions");
     session.close();
 }
@@ -269,7 +269,7 @@ fn a_bad_connect_header_is_ignored_and_the_first_message_counts() {
 
 #[test]
 fn acceptors_on_other_threads_serve_and_stop_with_the_server() {
-    use session::server::{Server, ServerConfig};
+    use session_server::{Server, ServerConfig};
     let runtime = || tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let config = ServerConfig {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -45,6 +45,6 @@ fn client_supplied_fields_cannot_forge_or_flood_log_lines() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     let flooded = buffer.text();
     let refusals = flooded.lines().filter(|l| l.contains("session refused")).count();
-    assert_eq!(refusals, session::server::refusals::LOGGED_PER_WINDOW as usize, "{flooded}");
+    assert_eq!(refusals, session_server::refusals::LOGGED_PER_WINDOW as usize, "{flooded}");
     assert!(flooded.len() - log.len() < 10 * 2048, "{} bytes of log for 50 refusals", flooded.len() - log.len());
 }

@@ -409,7 +409,7 @@ fn a_blocking_create_inside_an_application_runtime_still_connects() {
 
 /// A session on another I/O thread than `other`, subscribed to `path` with `inbox`; the thread a
 /// session's handlers run on is told by a probe message.
-fn session_beside(server: &session::server::ServerHandle, other: &Session, path: &str, inbox: &Inbox) -> Session {
+fn session_beside(server: &session_server::ServerHandle, other: &Session, path: &str, inbox: &Inbox) -> Session {
     let thread_of = |session: &Session, probe: &str| {
         let (tx, rx) = std::sync::mpsc::channel();
         let tx = std::sync::Mutex::new(tx);

@@ -12,12 +12,12 @@ use session::proxy::{Proxy, ProxyAuth, ProxySetting};
 use session::tls::CertificateValidator;
 use session::{Error, ErrorCode, Session, SessionConfig};
 
-fn tls_server(pki: &Pki, cert: &str) -> session::server::ServerHandle {
+fn tls_server(pki: &Pki, cert: &str) -> session_server::ServerHandle {
     let tls = pki.server_tls(cert);
     start_server_with(move |c| c.tls = Some(tls))
 }
 
-fn wss(server: &session::server::ServerHandle, host: &str) -> String {
+fn wss(server: &session_server::ServerHandle, host: &str) -> String {
     format!("wss://{host}:{}/diffusion", server.addr().port())
 }
 
@@ -215,7 +215,7 @@ fn an_https_proxy_carries_tls_inside_tls() {
 }
 
 /// The bundled server serving ws:// on `/a/diffusion`, behind a TLS-terminating balancer.
-fn routed_server() -> session::server::ServerHandle {
+fn routed_server() -> session_server::ServerHandle {
     start_server_with(|c| c.paths = vec!["/a/diffusion".into()])
 }
 

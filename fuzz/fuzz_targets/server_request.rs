@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| session::fuzzing::server_request(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| session_server::fuzzing::server_request(data));

@@ -129,7 +129,7 @@ impl ClientHandshake {
 }
 
 /// A frame's name for messages.
-pub(crate) fn frame_name(frame: &Frame) -> &'static str {
+pub fn frame_name(frame: &Frame) -> &'static str {
     match frame {
         Frame::ConnectRequest(_) => "CONNECT_REQUEST",
         Frame::ConnectResponse(_) => "CONNECT_RESPONSE",

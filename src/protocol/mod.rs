@@ -7,14 +7,16 @@
 mod codec;
 mod handshake;
 pub mod reliable;
-pub(crate) mod untrusted;
+#[doc(hidden)]
+pub mod untrusted;
 mod upgrade;
 
 pub use codec::{
     batch_buffer, decode_all, decode_owned, encode, encode_into, encode_leaving_out, FrameDecoder, BATCH_BYTES,
     MAX_REASON_LEN,
 };
-pub(crate) use handshake::frame_name;
+#[doc(hidden)]
+pub use handshake::frame_name;
 pub use handshake::{ClientHandshake, Established};
 pub use upgrade::{connect_from_header, connect_header, CONNECT_ACCEPTED, CONNECT_HEADER, MAX_CONNECT_HEADER};
 

@@ -8,7 +8,7 @@ use std::fmt::{self, Write};
 pub(crate) const MAX_LOGGED_CHARS: usize = 256;
 
 /// A peer-supplied text, for a log field or an error message.
-pub(crate) struct Untrusted<'a>(pub(crate) &'a str);
+pub struct Untrusted<'a>(pub &'a str);
 
 impl fmt::Display for Untrusted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

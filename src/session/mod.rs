@@ -487,44 +487,11 @@ fn creation_settled(state: State) -> bool {
     matches!(state, State::ConnectedActive | State::RecoveringReconnect) || state.is_closed()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Sessions connected (blocking) until one is parked with its I/O thread; all of them.
-    fn until_one_is_parked(url: &str) -> Vec<Session> {
-        let mut sessions = Vec::new();
-        for _ in 0..20 {
-            let session = Session::connect(SessionConfig::new(url).unwrap(), None).unwrap();
-            let parked = session.shared.parked.get().is_some_and(|p| p.waiting());
-            sessions.push(session);
-            if parked {
-                return sessions;
-            }
-        }
-        panic!("no session was parked: the I/O threads should tick after the first hand-over");
-    }
-
-    #[test]
-    fn a_call_that_needs_the_task_takes_a_parked_session_up() {
-        let server = crate::server::spawn(crate::server::ServerConfig {
-            listen: ([127, 0, 0, 1], 0).into(),
-            allow_anonymous: true,
-            ..Default::default()
-        })
-        .unwrap();
-        let handler: Arc<dyn MessageHandler> = Arc::new(|_: &str, _: &[u8]| {});
-        let calls: [&dyn Fn(&Session); 4] = [
-            &|s| s.publish("p", b"x").unwrap(),
-            &|s| s.subscribe("p", handler.clone()).unwrap(),
-            &|s| drop(s.unsubscribe("p")),
-            &|s| s.close(),
-        ];
-        for call in calls {
-            let sessions = until_one_is_parked(&server.url());
-            let parked = sessions.last().unwrap();
-            call(parked);
-            assert!(!parked.shared.parked.get().unwrap().waiting());
-        }
+impl Session {
+    /// Whether the session's task is parked with its I/O thread, waiting to be taken up
+    /// ([`runtime::Home::park`]). For the library's tests.
+    #[doc(hidden)]
+    pub fn is_parked(&self) -> bool {
+        self.shared.parked.get().is_some_and(|p| p.waiting())
     }
 }

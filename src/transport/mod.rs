@@ -3,7 +3,8 @@
 mod outbound;
 mod polling;
 mod websocket;
-pub(crate) mod wsframe;
+#[doc(hidden)]
+pub mod wsframe;
 
 pub use outbound::{Loan, Outbound, MASKED_AT_PUBLISH};
 pub use polling::PollConnection;

@@ -13,9 +13,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, Data, OpC
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 
 /// Opcodes of the frames sent.
-pub(crate) const BINARY: u8 = 0x2;
-pub(crate) const CLOSE: u8 = 0x8;
-pub(crate) const PONG: u8 = 0xA;
+pub const BINARY: u8 = 0x2;
+pub const CLOSE: u8 = 0x8;
+pub const PONG: u8 = 0xA;
 
 /// The longest control frame payload.
 const MAX_CONTROL_PAYLOAD: u64 = 125;
@@ -26,14 +26,14 @@ pub(crate) const MAX_HEADER: usize = 14;
 /// Which end sent the frames a [`Decoder`] takes: a client must mask its frames, a server must
 /// not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Peer {
+pub enum Peer {
     Client,
     Server,
 }
 
 /// A whole message or control frame from the peer.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Event {
+pub enum Event {
     Binary(Bytes),
     Text,
     Ping(Bytes),
@@ -43,7 +43,7 @@ pub(crate) enum Event {
 
 /// Why the peer's bytes are not acceptable.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum FrameError {
+pub enum FrameError {
     /// A message over the size limit.
     TooLarge(String),
     /// Not a WebSocket frame as the peer must send it.
@@ -51,7 +51,7 @@ pub(crate) enum FrameError {
 }
 
 /// Takes frames out of the bytes read, reassembling fragmented messages.
-pub(crate) struct Decoder {
+pub struct Decoder {
     /// The largest message accepted.
     limit: usize,
     from: Peer,
@@ -63,12 +63,12 @@ pub(crate) struct Decoder {
 
 impl Decoder {
     /// Takes frames sent `from` a client or a server, messages of up to `limit` bytes.
-    pub(crate) fn new(from: Peer, limit: usize) -> Decoder {
+    pub fn new(from: Peer, limit: usize) -> Decoder {
         Decoder { limit, from, header: None, fragments: None }
     }
 
     /// The next event, taking its bytes from `buf`; `None`: more bytes are needed.
-    pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Event>, FrameError> {
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Event>, FrameError> {
         loop {
             if self.header.is_none() {
                 let mut cursor = Cursor::new(&buf[..]);
@@ -94,7 +94,7 @@ impl Decoder {
     }
 
     /// Bytes still missing from the frame begun in `buf` (0 when no header has been read).
-    pub(crate) fn wanted(&self, buf: &BytesMut) -> usize {
+    pub fn wanted(&self, buf: &BytesMut) -> usize {
         self.header.as_ref().map_or(0, |(_, length)| length.saturating_sub(buf.len()))
     }
 
@@ -169,7 +169,7 @@ impl Decoder {
 }
 
 /// XORs `data` with a masking key, eight bytes at a time: masks and unmasks.
-pub(crate) fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
+pub fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
     let key = u64::from_ne_bytes([mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3]]);
     let mut words = data.chunks_exact_mut(8);
     for word in &mut words {
@@ -191,7 +191,7 @@ pub(crate) fn mask_at(data: &mut [u8], key: [u8; 4], offset: usize) {
 
 /// The header of a final frame with `opcode` and `length` bytes of payload, masked with `mask`
 /// (a client's) or not (a server's); the bytes used of the array.
-pub(crate) fn header(opcode: u8, length: usize, mask: Option<[u8; 4]>) -> ([u8; MAX_HEADER], usize) {
+pub fn header(opcode: u8, length: usize, mask: Option<[u8; 4]>) -> ([u8; MAX_HEADER], usize) {
     let mut head = [0u8; MAX_HEADER];
     head[0] = 0x80 | opcode;
     let mut used = match length {

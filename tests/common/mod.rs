@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use session::protocol::{self, ConnectResponse, Frame, ResponseCode, SessionId};
-use session::server::{self, ServerConfig, ServerHandle};
 use session::{SessionConfig, State};
+use session_server::{ServerConfig, ServerHandle};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
@@ -39,7 +39,7 @@ pub fn start_server_with(adjust: impl FnOnce(&mut ServerConfig)) -> ServerHandle
     };
     config.users.insert(USER.into(), PASSWORD.as_bytes().to_vec());
     adjust(&mut config);
-    server::spawn(config).expect("server starts")
+    session_server::spawn(config).expect("server starts")
 }
 
 /// Starts an anonymous-friendly server on `port` after `delay`, on another thread.
@@ -51,7 +51,7 @@ pub fn start_server_later(port: u16, delay: Duration) -> std::thread::JoinHandle
             allow_anonymous: true,
             ..ServerConfig::default()
         };
-        server::spawn(config).expect("server starts on the reserved port")
+        session_server::spawn(config).expect("server starts on the reserved port")
     })
 }
 

@@ -3,7 +3,7 @@
 
 use std::fmt::{self, Write};
 
-pub(crate) use crate::protocol::untrusted::Untrusted;
+pub(crate) use session::protocol::untrusted::Untrusted;
 
 /// Session properties as `key=value` pairs, each part as [`Untrusted`], at most
 /// [`MAX_LOGGED_PROPERTIES`] of them.

@@ -14,11 +14,11 @@ use super::log::{Properties, Untrusted};
 use super::poll::PollChannel;
 use super::sessions::{Identity, Recovery, ServerSession};
 use super::{authenticate, SessionInfo, Shared, Shutdown};
-use crate::protocol::reliable::Receipt;
-use crate::protocol::{
+use session::protocol::reliable::Receipt;
+use session::protocol::{
     self, validate_path, CloseReason, ConnectRequest, DecodeError, Frame, Message, ResponseCode, SessionId,
 };
-use crate::runtime::Alarm;
+use session::runtime::Alarm;
 
 /// Longest wait before acknowledging the client's messages.
 const ACK_DELAY: Duration = Duration::from_millis(20);

@@ -18,8 +18,8 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use super::SessionInfo;
-use crate::protocol::reliable::{Incoming, Limits, Outgoing};
-use crate::protocol::{Credentials, Message};
+use session::protocol::reliable::{Incoming, Limits, Outgoing};
+use session::protocol::{Credentials, Message};
 
 /// Bytes of a session token.
 const TOKEN_LEN: usize = 16;
@@ -351,7 +351,7 @@ fn remove_from(index: &mut Index, path: &str, id: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{Frame, SessionId};
+    use session::protocol::{Frame, SessionId};
 
     fn registry() -> Registry {
         Registry::new(RetentionLimits { messages: 100, session_bytes: usize::MAX, total_bytes: usize::MAX })

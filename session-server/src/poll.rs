@@ -17,8 +17,8 @@ use tokio::sync::{mpsc, Notify};
 use super::connection::{self, Link};
 use super::http::{read_request, write_response, HttpRequest, Read};
 use super::Shared;
-use crate::protocol::{self, Frame};
-use crate::transport::Stream;
+use session::net::Stream;
+use session::protocol::{self, Frame};
 
 /// Longest a poll waits for frames before answering empty.
 const POLL_HOLD: Duration = Duration::from_secs(20);

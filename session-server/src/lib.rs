@@ -1,13 +1,17 @@
-//! The bundled session server: speaks protocol v1 over WebSocket, authenticates principals, keeps
-//! sessions alive with PING and enforces the protocol's limits.
+//! The session server that comes with libsession: speaks protocol v1 over WebSocket and HTTP
+//! long polling, authenticates principals, keeps sessions alive with PING and enforces the
+//! protocol's limits. It uses the library's protocol and WebSocket framing (`session::protocol`,
+//! `session::transport::wsframe`), so that both ends speak the same bytes.
 //!
-//! `session-server` (src/bin) is a thin command line around [`Server`]; tests embed it with
-//! [`spawn`].
+//! The `session-server` binary (src/main.rs) is a thin command line around [`Server`]; the
+//! library's tests embed it with [`spawn`].
 
 mod auth;
 mod connection;
 mod frames;
-pub(crate) mod http;
+#[doc(hidden)]
+pub mod fuzzing;
+mod http;
 mod log;
 mod poll;
 pub mod refusals;
@@ -28,8 +32,10 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 pub use auth::{authenticate, Decision};
 use frames::{Event, FrameError, ServerWs};
 
-use crate::protocol::{self, CloseReason, ConnectRequest, Frame, SessionId, DEFAULT_MAX_FRAME_SIZE, FRAME_HEADER_LEN};
-use crate::transport::Stream;
+use session::net::Stream;
+use session::protocol::{
+    self, CloseReason, ConnectRequest, Frame, SessionId, DEFAULT_MAX_FRAME_SIZE, FRAME_HEADER_LEN,
+};
 
 /// How the server behaves.
 #[derive(Debug, Clone)]
@@ -77,7 +83,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            paths: vec![crate::session::url::DEFAULT_REQUEST_PATH.to_string()],
+            paths: vec![session::http::url::DEFAULT_REQUEST_PATH.to_string()],
             users: HashMap::new(),
             custom_credentials: HashMap::new(),
             allow_anonymous: false,

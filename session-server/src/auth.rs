@@ -2,7 +2,7 @@
 
 use super::sessions::same_secret;
 use super::ServerConfig;
-use crate::protocol::{
+use session::protocol::{
     ConnectRequest, ConnectResponse, Credentials, ResponseCode, SessionId, MAX_VERSION, MIN_VERSION,
 };
 

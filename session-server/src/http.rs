@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::transport::Stream;
+use session::net::Stream;
 
 /// Largest request head accepted.
 const MAX_HEAD: usize = 64 * 1024;

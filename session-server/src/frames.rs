@@ -1,14 +1,14 @@
 //! The server's end of a WebSocket connection after the upgrade, over the shared framing
-//! ([`crate::transport::wsframe`]).
+//! ([`session::transport::wsframe`]).
 
 use std::io::IoSlice;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::transport::wsframe::{header, Decoder, Peer, CLOSE, PONG};
-pub(crate) use crate::transport::wsframe::{Event, FrameError, BINARY};
-use crate::transport::Stream;
+use session::net::Stream;
+use session::transport::wsframe::{header, Decoder, Peer, CLOSE, PONG};
+pub(crate) use session::transport::wsframe::{Event, FrameError, BINARY};
 
 /// Bytes read at a time from a quiet connection: the buffer an idle connection holds.
 const CHUNK: usize = 4 * 1024;
@@ -108,8 +108,8 @@ impl ServerWs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::wsframe::apply_mask;
     use bytes::Bytes;
+    use session::transport::wsframe::apply_mask;
 
     /// A client frame, masked.
     fn client_frame(payload: &[u8]) -> Vec<u8> {

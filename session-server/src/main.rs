@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use session::server::{Server, ServerConfig};
+use session_server::{Server, ServerConfig};
 
 /// Serves libsession protocol v1 sessions over WebSocket.
 #[derive(Parser, Debug)]
@@ -52,11 +52,11 @@ struct Args {
     recovery_buffer: u64,
     /// Bytes kept per session for recovery (at least --max-frame-size); over it the oldest
     /// messages go, and a recovery that needs them reports message loss.
-    #[arg(long, default_value_t = session::server::DEFAULT_SESSION_RETAINED_BYTES)]
+    #[arg(long, default_value_t = session_server::DEFAULT_SESSION_RETAINED_BYTES)]
     session_retained_bytes: usize,
     /// Bytes kept for recovery over all sessions; over it the sessions detached longest are
     /// dropped.
-    #[arg(long, default_value_t = session::server::DEFAULT_RETAINED_BYTES)]
+    #[arg(long, default_value_t = session_server::DEFAULT_RETAINED_BYTES)]
     retained_bytes: usize,
     /// Serve wss:// with this PEM certificate chain (needs --tls-key).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
@@ -107,7 +107,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let args = Args::parse();
     for path in &args.paths {
-        if let Err(e) = session::session::url::validate_request_path(path) {
+        if let Err(e) = session::http::url::validate_request_path(path) {
             eprintln!("session-server: {e}");
             return std::process::ExitCode::from(2);
         }
