@@ -12,45 +12,12 @@ use tokio::time::{interval_at, Instant};
 use super::frames::{Event, FrameError, ServerWs, BINARY};
 use super::log::{Properties, Untrusted};
 use super::poll::PollChannel;
-use super::sessions::{Identity, Recovery, ServerSession};
+use super::sessions::{Identity, Recovery};
 use super::{authenticate, SessionInfo, Shared, Shutdown};
-use session::protocol::reliable::Receipt;
-use session::protocol::{
-    self, validate_path, CloseReason, ConnectRequest, DecodeError, Frame, Message, ResponseCode, SessionId,
-};
+use session::protocol::{self, CloseReason, ConnectRequest, DecodeError, Frame, ResponseCode, SessionId};
 use session::runtime::Alarm;
 
-/// Longest wait before acknowledging the client's messages.
-const ACK_DELAY: Duration = Duration::from_millis(20);
-
-/// A connection that owns a session.
-pub(super) struct Attached {
-    session: Arc<ServerSession>,
-    generation: u64,
-    /// The last message already sent to this connection.
-    sent_upto: u64,
-    /// Whether the session was recovered: the token it was recovered with lapses once the
-    /// client speaks on this connection.
-    recovered: bool,
-    counted: Counted,
-}
-
-/// Counts a connection in [`Shared::attached`] from the moment it owns its session (before the
-/// client hears it is connected) until it lets go.
-struct Counted(Arc<Shared>);
-
-impl Counted {
-    fn new(shared: &Arc<Shared>) -> Counted {
-        shared.attached.fetch_add(1, Ordering::SeqCst);
-        Counted(shared.clone())
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.attached.fetch_sub(1, Ordering::SeqCst);
-    }
-}
+pub(crate) use super::conversation::{Attached, Ending};
 
 /// Answers the connect request: the frames to send first (the CONNECT_RESPONSE, then for a
 /// resumed session what the client missed), and the session taken, unless refused. A failed
@@ -60,6 +27,20 @@ pub(super) async fn attach(
     request: &ConnectRequest,
     peer: SocketAddr,
 ) -> (Vec<Frame>, Option<Attached>) {
+    let (frames, attached, failed_authentication) = attach_now(shared, request, peer);
+    if failed_authentication {
+        tokio::time::sleep(shared.refusals.failed_authentication(peer.ip(), Instant::now())).await;
+    }
+    (frames, attached)
+}
+
+/// [`attach`] without the delay: also says whether the answer is a failed authentication, which
+/// the caller delays.
+pub(super) fn attach_now(
+    shared: &Arc<Shared>,
+    request: &ConnectRequest,
+    peer: SocketAddr,
+) -> (Vec<Frame>, Option<Attached>, bool) {
     let config = &shared.config;
     let decision = authenticate(config, request);
     let refuse = |code: ResponseCode, reason: &str| super::Decision::rejected(code, reason).refusal(config);
@@ -68,10 +49,8 @@ pub(super) async fn attach(
             let principal = Untrusted(&request.principal);
             tracing::info!(%peer, unlogged, %principal, reason = decision.reason(), "session refused");
         }
-        if decision.code() == ResponseCode::AuthenticationFailed {
-            tokio::time::sleep(shared.refusals.failed_authentication(peer.ip(), Instant::now())).await;
-        }
-        return (vec![Frame::ConnectResponse(decision.refusal(config))], None);
+        let failed_authentication = decision.code() == ResponseCode::AuthenticationFailed;
+        return (vec![Frame::ConnectResponse(decision.refusal(config))], None, failed_authentication);
     }
     let identity = Identity::of(&request.principal, &request.credentials);
     if request.reconnect_token.is_empty() {
@@ -84,15 +63,13 @@ pub(super) async fn attach(
             return (
                 vec![Frame::ConnectResponse(refuse(ResponseCode::Rejected, "server is at its session limit"))],
                 None,
+                false,
             );
         };
         let response = decision.response(config, ResponseCode::Ok, id, token, 0);
         let (principal, properties) = (Untrusted(&request.principal), Properties(&request.properties));
         tracing::info!(session = %id, %peer, %principal, %properties, "session opened");
-        return (
-            vec![Frame::ConnectResponse(response)],
-            Some(Attached { session, generation: 1, sent_upto: 0, recovered: false, counted: Counted::new(shared) }),
-        );
+        return (vec![Frame::ConnectResponse(response)], Some(Attached::new(session, 1, 0, false, shared)), false);
     }
     let (session, token) = match shared.registry.recover(&request.reconnect_token, &identity) {
         Recovery::Found(session, token) => (session, token),
@@ -108,7 +85,7 @@ pub(super) async fn attach(
                 (None, _) => {}
             }
             let refusal = refuse(ResponseCode::UnknownSession, "the session is unknown or expired");
-            return (vec![Frame::ConnectResponse(refusal)], None);
+            return (vec![Frame::ConnectResponse(refusal)], None, false);
         }
     };
     let id = session.info.id;
@@ -131,7 +108,7 @@ pub(super) async fn attach(
                 ResponseCode::ReconnectionFailedMessageLoss,
                 &format!("message {} is no longer in the server's recovery buffer", loss.missing_from),
             );
-            return (vec![Frame::ConnectResponse(refusal)], None);
+            return (vec![Frame::ConnectResponse(refusal)], None, false);
         }
     };
     // The previous connection, if it is still there, steps aside.
@@ -140,7 +117,7 @@ pub(super) async fn attach(
     tracing::info!(session = %id, %peer, resent = resend.len(), "session resumed");
     let mut frames = vec![Frame::ConnectResponse(response)];
     frames.extend(resend);
-    (frames, Some(Attached { session, generation, sent_upto, recovered: true, counted: Counted::new(shared) }))
+    (frames, Some(Attached::new(session, generation, sent_upto, true, shared)), false)
 }
 
 /// What carries a session's frames: a WebSocket, or a long-polling channel.
@@ -287,10 +264,7 @@ async fn send_batched(ws: &mut ServerWs, frames: &[Frame], first_batch: usize) -
 
 /// Marks the session as waiting for its client, when its first answer could not be sent.
 pub(super) fn detach_now(attached: &Attached) {
-    let mut state = attached.session.state.lock();
-    if state.generation == attached.generation {
-        state.detached_since = Some(Instant::now());
-    }
+    attached.detach();
 }
 
 /// How a connection ended, for the session and the log.
@@ -311,7 +285,7 @@ pub(super) async fn serve(
     shutdown: watch::Receiver<Shutdown>,
     peer: SocketAddr,
 ) {
-    let session = attached.session.clone();
+    let session = attached.session().clone();
     let id = session.info.id;
     let end = run(shared, &mut ws, attached, shutdown).await;
     ws.close().await;
@@ -328,64 +302,47 @@ pub(super) async fn serve(
     }
 }
 
-async fn run(shared: &Arc<Shared>, ws: &mut Link, attached: Attached, mut shutdown: watch::Receiver<Shutdown>) -> End {
+async fn run(
+    shared: &Arc<Shared>,
+    ws: &mut Link,
+    mut conversation: Attached,
+    mut shutdown: watch::Receiver<Shutdown>,
+) -> End {
     let config = &shared.config;
-    // `_counted` lives until the connection lets go of the session, when `run` returns.
-    let Attached { session, generation, mut sent_upto, mut recovered, counted: _counted } = attached;
+    let session = conversation.session().clone();
     let mut owner = session.owner.subscribe();
     let silence_limit = config.ping_interval * 2 + Duration::from_millis(500);
     let mut deadline = Instant::now() + silence_limit;
     let mut pings = interval_at(Instant::now() + config.ping_interval, config.ping_interval);
     let mut nonce = 0u64;
-    let mut ack_at: Option<Instant> = None;
-    // An ACK due now, sent with the deliveries it may have caused (one write, deliveries first).
-    let mut ack_due: Option<Frame> = None;
     let mut ack_timer = Alarm::new(deadline);
     let mut silence = Alarm::new(deadline);
-    let detach = |why: String| {
-        let mut state = session.state.lock();
-        if state.generation == generation {
-            state.detached_since = Some(Instant::now());
-        }
+    let detach = |conversation: &Attached, why: String| {
+        conversation.detach();
         End::Detached(why)
     };
     loop {
-        // Deliver what publications queued for this session.
-        let pending = {
-            let state = session.state.lock();
-            let pending = state.out.resend_after(sent_upto);
-            sent_upto = state.out.last_sent();
-            pending
-        };
-        match pending {
-            Ok(frames) if frames.is_empty() && ack_due.is_none() => {}
-            Ok(mut frames) => {
-                frames.extend(ack_due.take());
+        // Deliver what publications queued for this session, with a due ACK.
+        match conversation.poll_transmit() {
+            Ok(frames) if frames.is_empty() => {}
+            Ok(frames) => {
                 if ws.send_frames(&frames).await.is_err() {
-                    return detach("connection failed while delivering".into());
+                    return detach(&conversation, "connection failed while delivering".into());
                 }
             }
-            Err(_) => {
-                let reason = "the session's recovery buffer overflowed: a slow or absent client";
-                let _ = ws.send(&close(CloseReason::MessageLoss, reason)).await;
-                return End::Closed(reason.into());
-            }
+            Err(ending) => return end(ws, ending).await,
         }
+        let ack_at = conversation.poll_timeout();
         if let Some(at) = ack_at {
-            ack_timer.set(at);
+            ack_timer.set(at.into());
         }
         silence.set(deadline);
         tokio::select! {
             received = ws.recv() => {
                 deadline = Instant::now() + silence_limit;
                 let bytes = match received {
-                    Received::Bytes(bytes) if recovered => {
-                        recovered = false;
-                        shared.registry.confirm_token(session.info.id.value);
-                        bytes
-                    }
                     Received::Bytes(bytes) => bytes,
-                    Received::Gone(why) => return detach(why),
+                    Received::Gone(why) => return detach(&conversation, why),
                     Received::Text => return refuse(ws, CloseReason::ProtocolError, "binary messages only").await,
                     Received::TooLarge(why) => return refuse(ws, CloseReason::FrameTooLarge, &why).await,
                 };
@@ -396,38 +353,35 @@ async fn run(shared: &Arc<Shared>, ws: &mut Link, attached: Attached, mut shutdo
                         return refuse(ws, reason, &e.to_string()).await;
                     }
                 };
-                for frame in frames {
-                    if let Some(end) = on_frame(shared, ws, &session, frame).await {
-                        return end;
+                match conversation.handle_frames(frames, std::time::Instant::now()) {
+                    Ok(replies) if replies.is_empty() => {}
+                    Ok(replies) => {
+                        if ws.send_frames(&replies).await.is_err() {
+                            return End::Detached("connection failed while answering a ping".into());
+                        }
                     }
-                }
-                let mut state = session.state.lock();
-                if state.incoming.ack_now() {
-                    ack_due = Some(state.incoming.take_ack());
-                    ack_at = None;
-                } else if state.incoming.ack_pending() && ack_at.is_none() {
-                    ack_at = Some(Instant::now() + ACK_DELAY);
+                    Err(ending) => return end(ws, ending).await,
                 }
             }
             _ = session.wake.notified() => {}
             _ = &mut ack_timer, if ack_at.is_some() => {
-                ack_at = None;
-                let ack = session.state.lock().incoming.take_ack();
-                if ws.send(&ack).await.is_err() {
-                    return detach("connection failed while acknowledging".into());
+                if let Some(ack) = conversation.handle_timeout(std::time::Instant::now()) {
+                    if ws.send(&ack).await.is_err() {
+                        return detach(&conversation, "connection failed while acknowledging".into());
+                    }
                 }
             }
             _ = pings.tick() => {
                 nonce += 1;
                 if ws.send(&Frame::Ping(nonce)).await.is_err() {
-                    return detach("connection failed while sending a ping".into());
+                    return detach(&conversation, "connection failed while sending a ping".into());
                 }
             }
             _ = &mut silence => {
-                return detach(format!("client silent for {} ms", silence_limit.as_millis()));
+                return detach(&conversation, format!("client silent for {} ms", silence_limit.as_millis()));
             }
             changed = owner.changed() => {
-                if changed.is_err() || *owner.borrow_and_update() != generation {
+                if changed.is_err() || !conversation.owns() {
                     return End::TakenOver;
                 }
             }
@@ -442,6 +396,19 @@ async fn run(shared: &Arc<Shared>, ws: &mut Link, attached: Attached, mut shutdo
     }
 }
 
+/// Ends the connection as the conversation decided, sending its CLOSE if it has one.
+async fn end(ws: &mut Link, ending: Ending) -> End {
+    match ending {
+        Ending::Closed { reason, close } => {
+            if let Some(close) = close {
+                let _ = ws.send(&close).await;
+            }
+            End::Closed(reason)
+        }
+        Ending::Detached(why) => End::Detached(why),
+    }
+}
+
 fn close(reason: CloseReason, message: &str) -> Frame {
     Frame::Close { reason, message: message.to_string() }
 }
@@ -450,53 +417,4 @@ fn close(reason: CloseReason, message: &str) -> Frame {
 async fn refuse(ws: &mut Link, reason: CloseReason, message: &str) -> End {
     let _ = ws.send(&close(reason, message)).await;
     End::Closed(format!("client broke the protocol: {message}"))
-}
-
-/// Handles one frame from the client; `Some` when the connection ends.
-async fn on_frame(shared: &Arc<Shared>, ws: &mut Link, session: &ServerSession, frame: Frame) -> Option<End> {
-    let id = session.info.id.value;
-    match frame {
-        Frame::Message { seq, body } => {
-            if matches!(body, Message::Deliver { .. }) {
-                return Some(refuse(ws, CloseReason::ProtocolError, "clients do not send DELIVER").await);
-            }
-            if let Err(why) = validate_path(body.path()) {
-                return Some(refuse(ws, CloseReason::ProtocolError, &why).await);
-            }
-            let receipt = session.state.lock().incoming.receive(seq);
-            match receipt {
-                Ok(Receipt::Duplicate) => None,
-                Err(why) => Some(refuse(ws, CloseReason::ProtocolError, &why).await),
-                Ok(Receipt::New) => {
-                    match body {
-                        Message::Publish { path, data } => {
-                            shared.registry.publish(&path, &data);
-                        }
-                        Message::Subscribe { path } => shared.registry.subscribe(id, &path),
-                        Message::Unsubscribe { path } => shared.registry.unsubscribe(id, &path),
-                        Message::Deliver { .. } => unreachable!("refused above"),
-                    }
-                    None
-                }
-            }
-        }
-        Frame::Ack(seq) => {
-            let acked = session.state.lock().out.on_ack(seq);
-            match acked {
-                Ok(()) => None,
-                Err(why) => Some(refuse(ws, CloseReason::ProtocolError, &why).await),
-            }
-        }
-        Frame::Ping(n) => {
-            if ws.send(&Frame::Pong(n)).await.is_err() {
-                return Some(End::Detached("connection failed while answering a ping".into()));
-            }
-            None
-        }
-        Frame::Pong(_) => None,
-        Frame::Close { reason, message } => Some(End::Closed(format!("closed by the client ({reason}: {message})"))),
-        other => Some(
-            refuse(ws, CloseReason::ProtocolError, &format!("unexpected {} frame", protocol::frame_name(&other))).await,
-        ),
-    }
 }

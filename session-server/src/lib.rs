@@ -8,6 +8,7 @@
 
 mod auth;
 mod connection;
+mod conversation;
 mod frames;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -132,10 +133,61 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(config: ServerConfig) -> Arc<Shared> {
+        let retention = sessions::RetentionLimits {
+            messages: config.recovery_buffer,
+            session_bytes: config.session_retained_bytes.max(config.max_frame_size as usize),
+            total_bytes: config.retained_bytes,
+        };
+        Arc::new(Shared {
+            config,
+            next_session: AtomicU64::new(1),
+            registry: sessions::Registry::new(retention),
+            polls: poll::Channels::default(),
+            refusals: refusals::Refusals::default(),
+            attached: AtomicUsize::new(0),
+            shutdown: watch::channel(None).0,
+            stopped: watch::channel(false).0,
+        })
+    }
+
     /// A refusal of `peer`: `Some(n)` when it is to be logged, `n` being the refusals of that
     /// address left out of the log before it ([`refusals`]).
     fn log_refusal(&self, peer: SocketAddr) -> Option<u32> {
         self.refusals.log(peer.ip(), tokio::time::Instant::now())
+    }
+}
+
+pub use conversation::{Attached, Ending};
+
+/// The server's session logic without sockets or clock reads of its own: connect requests are
+/// answered ([`Node::attach`]) and each connection's part is an [`Attached`] conversation. The
+/// library's seeded simulation runs clients' `ClientSession`s against it; the server's
+/// connections use the same conversation.
+#[doc(hidden)]
+pub struct Node(Arc<Shared>);
+
+impl Node {
+    /// A server's sessions with `config` (its listening address is not used).
+    pub fn new(config: ServerConfig) -> Node {
+        Node(Shared::new(config))
+    }
+
+    /// Answers a CONNECT_REQUEST: the frames to send first and, unless refused, the session
+    /// taken (a failed authentication is answered at once).
+    pub fn attach(&self, request: &ConnectRequest) -> (Vec<Frame>, Option<Attached>) {
+        let (frames, attached, _) = connection::attach_now(&self.0, request, ([127, 0, 0, 1], 0).into());
+        (frames, attached)
+    }
+
+    /// Sessions the server keeps.
+    pub fn session_count(&self) -> usize {
+        self.0.registry.len()
+    }
+
+    /// Bytes kept for recovery over all sessions.
+    pub fn retained_bytes(&self) -> usize {
+        self.0.registry.retained_bytes()
     }
 }
 
@@ -149,25 +201,7 @@ impl Server {
     /// Binds the listening socket.
     pub async fn bind(config: ServerConfig) -> std::io::Result<Server> {
         let listener = TcpListener::bind(config.listen).await?;
-        let (shutdown, _) = watch::channel(None);
-        let retention = sessions::RetentionLimits {
-            messages: config.recovery_buffer,
-            session_bytes: config.session_retained_bytes.max(config.max_frame_size as usize),
-            total_bytes: config.retained_bytes,
-        };
-        Ok(Server {
-            listener,
-            shared: Arc::new(Shared {
-                config,
-                next_session: AtomicU64::new(1),
-                registry: sessions::Registry::new(retention),
-                polls: poll::Channels::default(),
-                refusals: refusals::Refusals::default(),
-                attached: AtomicUsize::new(0),
-                shutdown,
-                stopped: watch::channel(false).0,
-            }),
-        })
+        Ok(Server { listener, shared: Shared::new(config) })
     }
 
     /// The address actually bound.

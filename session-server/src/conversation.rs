@@ -1,0 +1,212 @@
+//! A connection's part in its session, without I/O: what to deliver, what the client's frames
+//! do (publications, subscriptions, acknowledgements, pings), when to acknowledge. The
+//! connection's task (`connection.rs`) moves the frames; the seeded simulation of the library's
+//! tests drives it through [`crate::Node`] with the client's `ClientSession`.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use session::protocol::reliable::Receipt;
+use session::protocol::{self, validate_path, CloseReason, Frame, Message, SessionId};
+
+use super::sessions::ServerSession;
+use super::Shared;
+
+/// Longest wait before acknowledging the client's messages.
+pub(crate) const ACK_DELAY: Duration = Duration::from_millis(20);
+
+/// Counts a connection in [`Shared::attached`] from the moment it owns its session (before the
+/// client hears it is connected) until it lets go.
+pub(crate) struct Counted(Arc<Shared>);
+
+impl Counted {
+    fn new(shared: &Arc<Shared>) -> Counted {
+        shared.attached.fetch_add(1, Ordering::SeqCst);
+        Counted(shared.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.attached.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// How a conversation ends a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// The session is over (the client closed it or broke the protocol, or its messages were
+    /// lost): `close` is sent first, if any.
+    Closed { reason: String, close: Option<Frame> },
+    /// The connection is gone; the session waits for its client.
+    Detached(String),
+}
+
+/// A connection that owns a session (see the module documentation).
+pub struct Attached {
+    session: Arc<ServerSession>,
+    generation: u64,
+    /// The last message already sent to this connection.
+    sent_upto: u64,
+    /// Whether the session was recovered: the token it was recovered with lapses once the
+    /// client speaks on this connection.
+    recovered: bool,
+    /// When received messages are to be acknowledged, if they wait.
+    ack_at: Option<Instant>,
+    /// An ACK due now, sent with the deliveries it may have caused (one write, deliveries first).
+    ack_due: Option<Frame>,
+    counted: Counted,
+}
+
+impl Attached {
+    pub(crate) fn new(
+        session: Arc<ServerSession>,
+        generation: u64,
+        sent_upto: u64,
+        recovered: bool,
+        shared: &Arc<Shared>,
+    ) -> Attached {
+        Attached {
+            session,
+            generation,
+            sent_upto,
+            recovered,
+            ack_at: None,
+            ack_due: None,
+            counted: Counted::new(shared),
+        }
+    }
+
+    pub(crate) fn session(&self) -> &Arc<ServerSession> {
+        &self.session
+    }
+
+    /// The session's id.
+    pub fn id(&self) -> SessionId {
+        self.session.info.id
+    }
+
+    /// Whether this connection still owns the session (no reconnection took it over).
+    pub fn owns(&self) -> bool {
+        *self.session.owner.borrow() == self.generation
+    }
+
+    /// The connection is gone: the session waits for its client, unless a reconnection took it.
+    pub fn detach(&self) {
+        let mut state = self.session.state.lock();
+        if state.generation == self.generation {
+            state.detached_since = Some(tokio::time::Instant::now());
+        }
+    }
+
+    /// What to send now: the deliveries publications queued for the session since the last
+    /// call, then a due ACK. Fails when the session's recovery buffer overflowed (a slow or
+    /// absent client): the session is over.
+    pub fn poll_transmit(&mut self) -> Result<Vec<Frame>, Ending> {
+        let pending = {
+            let state = self.session.state.lock();
+            let pending = state.out.resend_after(self.sent_upto);
+            self.sent_upto = state.out.last_sent();
+            pending
+        };
+        match pending {
+            Ok(mut frames) => {
+                frames.extend(self.ack_due.take());
+                Ok(frames)
+            }
+            Err(_) => {
+                let reason = "the session's recovery buffer overflowed: a slow or absent client";
+                Err(Ending::Closed { reason: reason.into(), close: Some(close(CloseReason::MessageLoss, reason)) })
+            }
+        }
+    }
+
+    /// The client's frames, in order; returns the answers to send at once (PONG).
+    pub fn handle_frames(&mut self, frames: Vec<Frame>, now: Instant) -> Result<Vec<Frame>, Ending> {
+        if std::mem::take(&mut self.recovered) {
+            self.counted.0.registry.confirm_token(self.session.info.id.value);
+        }
+        let mut replies = Vec::new();
+        for frame in frames {
+            self.on_frame(frame, &mut replies)?;
+        }
+        let mut state = self.session.state.lock();
+        if state.incoming.ack_now() {
+            self.ack_due = Some(state.incoming.take_ack());
+            self.ack_at = None;
+        } else if state.incoming.ack_pending() && self.ack_at.is_none() {
+            self.ack_at = Some(now + ACK_DELAY);
+        }
+        Ok(replies)
+    }
+
+    /// When [`Attached::handle_timeout`] has an ACK to send.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.ack_at
+    }
+
+    /// The ACK due at `now`, if any.
+    pub fn handle_timeout(&mut self, now: Instant) -> Option<Frame> {
+        if self.ack_at.is_none_or(|at| now < at) {
+            return None;
+        }
+        self.ack_at = None;
+        Some(self.session.state.lock().incoming.take_ack())
+    }
+
+    fn on_frame(&mut self, frame: Frame, replies: &mut Vec<Frame>) -> Result<(), Ending> {
+        let registry = &self.counted.0.registry;
+        let id = self.session.info.id.value;
+        match frame {
+            Frame::Message { seq, body } => {
+                if matches!(body, Message::Deliver { .. }) {
+                    return Err(refuse(CloseReason::ProtocolError, "clients do not send DELIVER"));
+                }
+                if let Err(why) = validate_path(body.path()) {
+                    return Err(refuse(CloseReason::ProtocolError, &why));
+                }
+                let receipt = self.session.state.lock().incoming.receive(seq);
+                match receipt {
+                    Ok(Receipt::Duplicate) => Ok(()),
+                    Err(why) => Err(refuse(CloseReason::ProtocolError, &why)),
+                    Ok(Receipt::New) => {
+                        match body {
+                            Message::Publish { path, data } => {
+                                registry.publish(&path, &data);
+                            }
+                            Message::Subscribe { path } => registry.subscribe(id, &path),
+                            Message::Unsubscribe { path } => registry.unsubscribe(id, &path),
+                            Message::Deliver { .. } => unreachable!("refused above"),
+                        }
+                        Ok(())
+                    }
+                }
+            }
+            Frame::Ack(seq) => {
+                let acked = self.session.state.lock().out.on_ack(seq);
+                acked.map_err(|why| refuse(CloseReason::ProtocolError, &why))
+            }
+            Frame::Ping(n) => {
+                replies.push(Frame::Pong(n));
+                Ok(())
+            }
+            Frame::Pong(_) => Ok(()),
+            Frame::Close { reason, message } => {
+                Err(Ending::Closed { reason: format!("closed by the client ({reason}: {message})"), close: None })
+            }
+            other => {
+                Err(refuse(CloseReason::ProtocolError, &format!("unexpected {} frame", protocol::frame_name(&other))))
+            }
+        }
+    }
+}
+
+fn close(reason: CloseReason, message: &str) -> Frame {
+    Frame::Close { reason, message: message.to_string() }
+}
+
+/// Ends the session for a protocol violation, telling the client why.
+fn refuse(reason: CloseReason, message: &str) -> Ending {
+    Ending::Closed { reason: format!("client broke the protocol: {message}"), close: Some(close(reason, message)) }
+}
