@@ -86,8 +86,9 @@ pub enum Ended {
 enum Phase {
     /// No connection.
     Idle,
-    /// The CONNECT_REQUEST went out; the server's answer is awaited.
-    Handshaking(ClientHandshake),
+    /// The CONNECT_REQUEST went out; the server's answer is awaited (boxed: an idle session
+    /// does not carry its room).
+    Handshaking(Box<ClientHandshake>),
     /// The session runs over the connection.
     Open { keep_alive: Instant, ack_at: Option<Instant> },
 }
@@ -95,7 +96,8 @@ enum Phase {
 /// A client session's logic (see the module documentation).
 #[derive(Debug)]
 pub struct ClientSession<M: Retained = Message, H = ()> {
-    options: CoreOptions,
+    /// Boxed: an idle session holds it without its room.
+    options: Box<CoreOptions>,
     state: State,
     phase: Phase,
     out: Outgoing<M>,
@@ -122,7 +124,7 @@ impl<M: Retained + From<Message>, H> ClientSession<M, H> {
     pub fn new(options: CoreOptions) -> Self {
         ClientSession {
             out: Outgoing::with_limits(Limits { messages: options.recovery_buffer, bytes: usize::MAX, pool: None }),
-            options,
+            options: Box::new(options),
             state: State::Unknown,
             phase: Phase::Idle,
             queue: VecDeque::new(),
@@ -200,7 +202,7 @@ impl<M: Retained + From<Message>, H> ClientSession<M, H> {
         let handshake = ClientHandshake::new(request, server.clone());
         let frame = handshake.request_frame();
         self.server = server;
-        self.phase = Phase::Handshaking(handshake);
+        self.phase = Phase::Handshaking(Box::new(handshake));
         frame
     }
 
@@ -430,7 +432,7 @@ impl<M: Retained + From<Message>, H> ClientSession<M, H> {
 
     /// The largest message the application may publish now (against its own limit and, once
     /// known, the server's).
-    fn size_limit(&self) -> usize {
+    pub fn size_limit(&self) -> usize {
         let own = self.options.request.max_frame_size;
         let limit = if self.server_limit == 0 { own } else { own.min(self.server_limit) };
         limit as usize
@@ -438,15 +440,7 @@ impl<M: Retained + From<Message>, H> ClientSession<M, H> {
 
     /// Checks a publication of `len` bytes on `path` before it is copied.
     pub fn check_publication(&self, path: &str, len: usize) -> Result<()> {
-        check_path(path)?;
-        let limit = self.size_limit();
-        if MESSAGE_OVERHEAD + path.len() + len > limit {
-            return Err(Error::new(
-                ErrorCode::MessageTooLarge,
-                format!("a message of {len} bytes on '{path}' exceeds the maximum message size of {limit} bytes"),
-            ));
-        }
-        Ok(())
+        check_publication(path, len, self.size_limit())
     }
 
     /// Queues a message for the server; fails when the queue is full (nothing queued is lost)
@@ -594,6 +588,18 @@ fn frame_size(frame: &Frame) -> usize {
         Frame::Message { body, .. } => MESSAGE_OVERHEAD + body.size(),
         _ => FRAME_HEADER_LEN + 16,
     }
+}
+
+/// Checks a publication of `len` bytes on `path` against the message size `limit`.
+pub fn check_publication(path: &str, len: usize, limit: usize) -> Result<()> {
+    check_path(path)?;
+    if MESSAGE_OVERHEAD + path.len() + len > limit {
+        return Err(Error::new(
+            ErrorCode::MessageTooLarge,
+            format!("a message of {len} bytes on '{path}' exceeds the maximum message size of {limit} bytes"),
+        ));
+    }
+    Ok(())
 }
 
 fn check_path(path: &str) -> Result<()> {

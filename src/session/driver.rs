@@ -10,7 +10,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{sleep, timeout, Instant};
 
+use std::sync::Weak;
+
 use super::client::{Event, Window};
+use super::messaging::{handlers_for, MessageHandler};
 use super::{Command, Shared, State};
 use crate::error::{Error, ErrorCode, Result};
 use crate::protocol::{self, CloseReason, Frame};
@@ -38,37 +41,66 @@ pub(crate) struct Opened {
 /// the session is closed, by the core or by the application.
 fn relay(shared: &Shared) -> bool {
     loop {
-        let Some(event) = shared.mailbox.core.lock().poll_event() else { break };
-        match event {
-            Event::State { to, error, .. } if to.is_closed() => {
-                let error = error.unwrap_or_else(|| Error::new(ErrorCode::SessionClosed, "the session was closed"));
-                shared.finish(to, Some(error.clone()), error);
-            }
-            Event::State { from, to, .. } => {
-                if to == State::ConnectedActive {
-                    let _ = shared.id.set(shared.mailbox.core.lock().id());
-                }
-                if !shared.transition(to) {
-                    return false;
-                }
-                match (from, to) {
-                    (State::Connecting, State::ConnectedActive) => shared.created(),
-                    (State::RecoveringReconnect, State::ConnectedActive) => {
-                        if let ReconnectPolicy::User(handler) = &shared.config.options.reconnection.policy {
-                            shared.callback(|| handler.on_success());
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            Event::Deliver { path, data } => {
-                for handler in shared.mailbox.handlers_for(&path) {
-                    shared.callback(|| handler.upgrade().map(|handler| handler.on_message(&path, &data)));
-                }
+        // The events so far and the handlers of each delivery, under one lock.
+        let events: Vec<(Event, Vec<Weak<dyn MessageHandler>>)> = {
+            let mut core = shared.mailbox.core.lock();
+            std::iter::from_fn(|| core.poll_event())
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|event| {
+                    let handlers = match &event {
+                        Event::Deliver { path, .. } => handlers_for(&core, path),
+                        Event::State { .. } => Vec::new(),
+                    };
+                    (event, handlers)
+                })
+                .collect()
+        };
+        if events.is_empty() {
+            break;
+        }
+        for (event, handlers) in events {
+            if !relay_one(shared, event, handlers) {
+                return false;
             }
         }
     }
     !shared.state().is_closed()
+}
+
+/// Passes one event on; false when a state change was refused (the session is closed).
+fn relay_one(shared: &Shared, event: Event, handlers: Vec<Weak<dyn MessageHandler>>) -> bool {
+    match event {
+        Event::State { to, error, .. } if to.is_closed() => {
+            let error = error.unwrap_or_else(|| Error::new(ErrorCode::SessionClosed, "the session was closed"));
+            shared.finish(to, Some(error.clone()), error);
+        }
+        Event::State { from, to, .. } => {
+            if to == State::ConnectedActive {
+                let core = shared.mailbox.core.lock();
+                let _ = shared.id.set(core.id());
+                shared.mailbox.update_limit(core.size_limit());
+            }
+            if !shared.transition(to) {
+                return false;
+            }
+            match (from, to) {
+                (State::Connecting, State::ConnectedActive) => shared.created(),
+                (State::RecoveringReconnect, State::ConnectedActive) => {
+                    if let ReconnectPolicy::User(handler) = &shared.config.options.reconnection.policy {
+                        shared.callback(|| handler.on_success());
+                    }
+                }
+                _ => {}
+            }
+        }
+        Event::Deliver { path, data } => {
+            for handler in handlers {
+                shared.callback(|| handler.upgrade().map(|handler| handler.on_message(&path, &data)));
+            }
+        }
+    }
+    true
 }
 
 /// Connects the session (CONNECTING, then CONNECTED_ACTIVE and the creation callback); `None`
@@ -311,10 +343,11 @@ async fn connect_over(shared: &Shared, transport: Transport) -> Result<Connectio
     let authority = config.url.authority();
     let attempt = async {
         let request = protocol::encode(&shared.mailbox.core.lock().connect_request_to(authority.clone()));
+        let transport_options = options.transport_options();
         let mut conn = Connection::open(
             transport,
             &config.url,
-            &shared.transport_options,
+            &transport_options,
             &shared.cookies,
             &request,
             &shared.mailbox.loan,
@@ -402,7 +435,16 @@ async fn serve(shared: &Shared, conn: &mut Connection, commands: &mut mpsc::Unbo
         let now = std::time::Instant::now();
         let handled = match woke {
             Woke::Received(Ok(Received::Frame(frame))) => {
-                let handled = shared.mailbox.core.lock().handle_frame(now, frame);
+                // This frame and those that came with it, under one lock.
+                let handled = {
+                    let mut core = shared.mailbox.core.lock();
+                    let mut handled = core.handle_frame(now, frame);
+                    while handled.is_ok() {
+                        let Some(next) = conn.decoded() else { break };
+                        handled = core.handle_frame(now, next);
+                    }
+                    handled
+                };
                 relay(shared);
                 handled
             }

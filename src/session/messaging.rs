@@ -7,7 +7,7 @@
 //! burst goes to the queue after its first message and is sent in batches by the task.
 //! Otherwise it is queued and the task is woken.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Wake, Waker};
 use std::time::Instant;
@@ -15,7 +15,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use super::client::{ClientSession, CoreOptions, Window};
+use super::client::{check_publication, ClientSession, CoreOptions, Window};
 use crate::error::Result;
 use crate::runtime;
 use crate::transport::{Loan, Outbound, Transport};
@@ -60,13 +60,18 @@ pub(crate) struct Mailbox {
     /// The transport of the current (or last) connection ([`Mailbox::transport`]); large
     /// publications are masked as they are made while it is a WebSocket.
     transport: AtomicU8,
+    /// The core's message size limit as of its last handshake ([`Mailbox::update_limit`]), so
+    /// that a publication is checked without taking the lock.
+    limit: AtomicUsize,
 }
 
 impl Mailbox {
     pub(crate) fn new(options: CoreOptions) -> Self {
         let ready = Arc::new(Notify::new());
+        let core = ClientSession::new(options);
         Mailbox {
-            core: Mutex::new(ClientSession::new(options)),
+            limit: AtomicUsize::new(core.size_limit()),
+            core: Mutex::new(core),
             loan: Arc::default(),
             bell: Waker::from(Arc::new(Bell(ready.clone()))),
             ready,
@@ -136,8 +141,13 @@ impl Mailbox {
         self.core.lock().has_queued()
     }
 
+    /// Takes the core's message size limit after a handshake (the server's may be smaller).
+    pub(crate) fn update_limit(&self, limit: usize) {
+        self.limit.store(limit, Ordering::Relaxed);
+    }
+
     pub(crate) fn publish(&self, path: &str, data: &[u8]) -> Result<()> {
-        self.core.lock().check_publication(path, data.len())?;
+        check_publication(path, data.len(), self.limit.load(Ordering::Relaxed))?;
         let websocket = self.transport() == Some(Transport::WebSocket);
         self.enqueue(Outbound::publication(path, data, websocket))
     }
@@ -159,16 +169,16 @@ impl Mailbox {
         Ok(())
     }
 
-    /// The handlers whose subscriptions cover `path`, as weak references: a handler removed
-    /// meanwhile (unsubscribed, replaced, the session closed) is released at once, not when the
-    /// delivery that found it ends.
-    pub(crate) fn handlers_for(&self, path: &str) -> Vec<Weak<dyn MessageHandler>> {
-        self.core.lock().handlers_for(path).map(Arc::downgrade).collect()
-    }
-
     /// Drops the message handlers and, with `queued`, the messages waiting to be sent.
     pub(crate) fn clear(&self, queued: bool) {
         let handlers = self.core.lock().clear(queued);
         drop(handlers);
     }
+}
+
+/// The handlers of `core` whose subscriptions cover `path`, as weak references: a handler removed
+/// meanwhile (unsubscribed, replaced, the session closed) is released at once, not when the
+/// delivery that found it ends.
+pub(crate) fn handlers_for(core: &Core, path: &str) -> Vec<Weak<dyn MessageHandler>> {
+    core.handlers_for(path).map(Arc::downgrade).collect()
 }

@@ -94,8 +94,6 @@ pub(crate) struct Shared {
     mailbox: messaging::Mailbox,
     /// Cookies set by balancers, sent on every later request of this session.
     cookies: Arc<cookies::CookieJar>,
-    /// What the transports need of the options.
-    transport_options: crate::transport::TransportOptions,
 }
 
 impl Session {
@@ -119,7 +117,6 @@ impl Session {
             shared: Arc::new(Shared {
                 mailbox,
                 cookies: Arc::default(),
-                transport_options: config.options.transport_options(),
                 config,
                 state: Mutex::new(State::Unknown),
                 reported: Mutex::new(State::Unknown),

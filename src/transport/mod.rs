@@ -140,6 +140,14 @@ impl Connection {
         }
     }
 
+    /// A frame already received and decoded (one of a batch), without waiting.
+    pub fn decoded(&mut self) -> Option<crate::protocol::Frame> {
+        match self {
+            Connection::Ws(c) => c.decoded(),
+            Connection::Poll(_) => None,
+        }
+    }
+
     /// Lends a WebSocket's writer to the application's threads ([`Loan`]) until the next write.
     pub fn lend(&mut self) {
         if let Connection::Ws(c) = self {

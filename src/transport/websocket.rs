@@ -207,6 +207,11 @@ impl WsConnection {
         }
     }
 
+    /// A frame of a message already read, without waiting.
+    pub fn decoded(&mut self) -> Option<Frame> {
+        self.pending.pop_front()
+    }
+
     /// What the server sent next. Cancel-safe.
     pub async fn next(&mut self) -> Result<Received> {
         loop {
