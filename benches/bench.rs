@@ -58,7 +58,7 @@ fn main() {
     }
     raise_fd_limit();
     // For profiling one part: `BENCH_ONLY=connect`, `rtt`, `rtt-handler` (publishing from the
-    // message handler), `throughput` (16 KiB), or the raw client's `raw-connect`, `raw-rtt`,
+    // message handler), `throughput` (16 KiB), `throughput-small` (64 B), or the raw client's `raw-connect`, `raw-rtt`,
     // `raw-throughput` (against the echo server), `raw-session-rtt` (the session protocol by hand
     // with the bundled server) and `raw-open` (a session opened with the bundled server by hand),
     // or `raw-connect-turns` (connect, `raw-open` and `raw-connect` taking turns) loops on it and
@@ -71,6 +71,7 @@ fn main() {
             let figure = match part.as_str() {
                 "connect" => median(&session_connects(&server.url(), None, 500)),
                 "throughput" => session_throughput(&server.url(), LARGE_COUNT, LARGE),
+                "throughput-small" => session_throughput(&server.url(), SMALL_COUNT, SMALL),
                 "raw-throughput" => rt.block_on(raw_throughput(echo.as_ref().unwrap().addr, LARGE_COUNT, LARGE)),
                 "raw-open" => median(&rt.block_on(raw_opens(&server.url(), 500))),
                 "raw-rtt" => {

@@ -21,6 +21,9 @@ use crate::reconnect::ReconnectPolicy;
 use crate::runtime::Alarm;
 use crate::transport::{Connection, Received, Transport};
 
+/// Bytes of frames taken from the core per lock while gathering a batch.
+const TRANSMIT_STEP: usize = 4 * 1024;
+
 /// How long a close may spend sending queued messages before it sends CLOSE (inside the second
 /// `Session::close` waits).
 const CLOSE_DRAIN: Duration = Duration::from_millis(750);
@@ -488,12 +491,18 @@ fn fail(shared: &Shared, e: Error) -> Ended {
 async fn transmit(shared: &Shared, conn: &mut Connection, window: Window) -> Result<()> {
     conn.hold();
     loop {
-        let items = shared.mailbox.core.lock().poll_transmit(std::time::Instant::now(), protocol::BATCH_BYTES, window);
-        if items.is_empty() {
+        let mut batch = conn.batch();
+        while batch.len() < protocol::BATCH_BYTES {
+            // A few kilobytes at a time: threads publishing meanwhile wait for the lock briefly.
+            let items = shared.mailbox.core.lock().poll_transmit(std::time::Instant::now(), TRANSMIT_STEP, window);
+            if items.is_empty() {
+                break;
+            }
+            batch.extend(items);
+        }
+        if batch.is_empty() {
             return Ok(());
         }
-        let mut batch = conn.batch();
-        batch.extend(items);
         conn.send_batch(batch).await?;
     }
 }
