@@ -6,7 +6,7 @@
 //! (tokens, resends), numbering, acknowledgements, keep-alive, the reconnection deadline, the
 //! queue of messages waiting to be sent and the subscriptions with their handlers. It reads no
 //! clock, opens no socket and starts no thread: the session's task (`driver.rs`) moves bytes
-//! between it and a transport, and the seeded simulation (`tests/simulation.rs`) drives it
+//! between it and a transport, and the seeded simulation (`session-server/tests/simulation.rs`) drives it
 //! through a simulated network.
 //!
 //! `M` is the form a message waits and is kept in (the driver's keeps large publications
