@@ -186,13 +186,13 @@ impl<M: Retained + From<Message>, H> ClientSession<M, H> {
         }
     }
 
-    /// A connection attempt to `server` (host:port, for error messages) begins: the
-    /// CONNECT_REQUEST to send first (a new session's, or the recovery of this one).
+    /// A connection attempt begins: the CONNECT_REQUEST to send first (a new session's, or the
+    /// recovery of this one).
     pub fn connect_request(&mut self) -> Frame {
         self.connect_request_to(String::new())
     }
 
-    /// [`ClientSession::connect_request`] naming the server in errors.
+    /// [`ClientSession::connect_request`] to `server` (host:port), named in errors.
     pub fn connect_request_to(&mut self, server: String) -> Frame {
         let request = ConnectRequest {
             reconnect_token: self.token.clone(),
@@ -521,21 +521,6 @@ impl<M: Retained + From<Message>, H> ClientSession<M, H> {
     /// Messages kept for recovery.
     pub fn retained(&self) -> usize {
         self.out.retained()
-    }
-
-    /// Whether received messages await acknowledgement.
-    pub fn ack_pending(&self) -> bool {
-        self.incoming.ack_pending()
-    }
-
-    /// Whether anything waits to be sent now: control frames, a due ACK, queued messages the
-    /// window lets out.
-    pub fn wants_to_send(&self, now: Instant, window: Window) -> bool {
-        if !self.is_open() {
-            return false;
-        }
-        let ack_due = matches!(self.phase, Phase::Open { ack_at: Some(at), .. } if now >= at);
-        !self.control.is_empty() || ack_due || (self.has_queued() && (window == Window::Ignored || self.out.has_room()))
     }
 
     /// The next frames to send, about `max_bytes` of them: frames that must go first, then

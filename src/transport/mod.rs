@@ -163,11 +163,6 @@ impl Connection {
         }
     }
 
-    /// Whether a message must be masked for this connection.
-    pub fn is_websocket(&self) -> bool {
-        matches!(self, Connection::Ws(_))
-    }
-
     /// Finishes sending what a borrower of the writer left buffered, and answers a WebSocket ping.
     pub async fn flush(&mut self) -> Result<()> {
         match self {
