@@ -38,6 +38,49 @@ const SMALL_COUNT: usize = 100_000;
 const LARGE_COUNT: usize = 20_000;
 const IDLE_SESSIONS: usize = 10_000;
 const REPEATS: usize = 6;
+/// A part that runs longer than this (seconds; `BENCH_PART_LIMIT` overrides) has hung: the bench
+/// prints every thread's stack, its own and its children's, and fails.
+const PART_LIMIT_S: u64 = 240;
+
+/// The part of the bench now running and since when, for the watchdog.
+static PART: Mutex<(&str, Option<Instant>)> = Mutex::new(("start", None));
+
+/// Names the part about to run, on standard error.
+fn enter(name: &'static str) {
+    eprintln!("bench: {name}");
+    *PART.lock().unwrap() = (name, Some(Instant::now()));
+}
+
+/// Watches the parts: one that runs past the limit gets its stacks printed (with gdb, when
+/// installed) and the bench exits with status 3 instead of hanging.
+fn start_watchdog() {
+    let limit = std::env::var("BENCH_PART_LIMIT").ok().and_then(|v| v.parse().ok()).unwrap_or(PART_LIMIT_S);
+    std::thread::spawn(move || loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let (name, since) = *PART.lock().unwrap();
+        if since.is_some_and(|t| t.elapsed() > Duration::from_secs(limit)) {
+            eprintln!("bench: part '{name}' has run longer than {limit} s; stacks follow");
+            let me = std::process::id().to_string();
+            let children = Command::new("pgrep").args(["-P", &me]).output().map(|o| o.stdout).unwrap_or_default();
+            for pid in std::iter::once(me.clone())
+                .chain(String::from_utf8_lossy(&children).split_whitespace().map(String::from))
+            {
+                eprintln!("bench: stacks of process {pid}");
+                let _ = Command::new("gdb")
+                    .args(["-batch", "-p", &pid, "-ex", "thread apply all bt"])
+                    .stdout(Stdio::inherit())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+            // exit() runs no destructors: the servers and clients started are stopped here.
+            let children = Command::new("pgrep").args(["-P", &me]).output().map(|o| o.stdout).unwrap_or_default();
+            for pid in String::from_utf8_lossy(&children).split_whitespace() {
+                let _ = Command::new("kill").arg(pid).status();
+            }
+            std::process::exit(3);
+        }
+    });
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -57,6 +100,7 @@ fn main() {
         return;
     }
     raise_fd_limit();
+    start_watchdog();
     // For profiling one part: `BENCH_ONLY=connect`, `rtt`, `rtt-handler` (publishing from the
     // message handler), `throughput` (16 KiB), `throughput-small` (64 B), or the raw client's `raw-connect`, `raw-rtt`,
     // `raw-throughput` (against the echo server), `raw-session-rtt` (the session protocol by hand
@@ -67,6 +111,7 @@ fn main() {
         let server = BundledServer::start();
         let echo = part.starts_with("raw-").then(EchoServer::start);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        enter("BENCH_ONLY");
         for _ in 0..5 {
             let figure = match part.as_str() {
                 "connect" => median(&session_connects(&server.url(), None, 500)),
@@ -121,6 +166,7 @@ fn main() {
     let mut rows: Vec<Row> = Vec::new();
 
     // Connect.
+    enter("connect");
     let (raw_samples, our_samples, lws_samples) = take_turns(
         CONNECT_TURNS,
         true,
@@ -133,11 +179,13 @@ fn main() {
     let lws_connect = lws_samples.as_deref().map(median);
     rows.push(Row::new("connect, direct (µs, median)", ours, raw, lws_connect, Goal::AtMost(1.2)));
     if let Some(proxy) = Tinyproxy::start(server.port) {
+        enter("connect through tinyproxy");
         let through = median(&session_connects(&server.url(), Some(proxy.port), CONNECTS));
         rows.push(Row::new("connect, through tinyproxy (µs, median)", through, raw, None, Goal::Report));
     }
 
     // Round trip, 64 bytes.
+    enter("round trip");
     // Also publishing from the message handler, libsession's own event loop, and with the I/O
     // threads' polling off (a process of its own, as the setting is per process), in the same
     // turns.
@@ -195,6 +243,7 @@ fn main() {
 
     // Throughput.
     for (size, count) in [(SMALL, SMALL_COUNT), (LARGE, LARGE_COUNT)] {
+        enter(if size == SMALL { "throughput, 64 B" } else { "throughput, 16 KiB" });
         let (raw_rates, our_rates, lws_rates) = take_turns(
             REPEATS,
             true,
@@ -221,6 +270,7 @@ fn main() {
     }
 
     // What the I/O threads' polling costs: CPU with steady traffic, on and off.
+    enter("I/O threads' CPU");
     for gap_us in [50u64, 1000] {
         for (setting, spin_us) in [("polling on (default)", None), ("polling off", Some(0))] {
             let cpu = median(&in_process("--io-cpu", &[&server.url(), &gap_us.to_string()], spin_us));
@@ -235,6 +285,7 @@ fn main() {
     }
 
     // Scale and recovery.
+    enter("idle sessions");
     let scale = idle_sessions(&server.url(), IDLE_SESSIONS);
     rows.push(Row::new(
         "idle sessions: resident memory per session (KiB)",
@@ -257,9 +308,11 @@ fn main() {
         None,
         Goal::Report,
     ));
+    enter("recovery");
     let recovery = median(&recoveries(&server, 20));
     rows.push(Row::new("recovery: cut to CONNECTED_ACTIVE (µs, median)", recovery, 0.0, None, Goal::Report));
 
+    enter("hand-over");
     // What a blocking call through the C API pays for handing work to an I/O thread and back.
     rows.push(Row::new(
         "hand-over to an I/O thread and back (µs, median)",
