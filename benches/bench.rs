@@ -779,11 +779,25 @@ impl BundledServer {
             .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/session-server").into());
         let child = Command::new(program)
             .args(["--threads", &std::env::var("BENCH_SERVER_THREADS").unwrap_or_else(|_| "2".into())])
-            .args(["--listen", "127.0.0.1:0", "--allow-anonymous", "--max-sessions", "50000", "--port-file"])
+            .args(["--listen", "127.0.0.1:0", "--allow-anonymous", "--max-sessions", "50000"])
+            // A throughput run on a busy machine may get ahead of its subscriber by much of the
+            // run; over the default per-session limit (32 MiB) the server would end the
+            // subscriber's session (message loss), which is not what the figure is about.
+            .args([
+                "--session-retained-bytes",
+                &(512usize << 20).to_string(),
+                "--retained-bytes",
+                &(1usize << 30).to_string(),
+            ])
+            .arg("--port-file")
             // Logging every connect and close is not what is measured.
-            .env("LIBSESSION_LOG", "warn")
+            .env("LIBSESSION_LOG", std::env::var("BENCH_SERVER_LOG_LEVEL").unwrap_or_else(|_| "warn".into()))
             .arg(&port_file)
-            .stderr(Stdio::null())
+            // BENCH_SERVER_LOG names a file for the server's log.
+            .stderr(match std::env::var("BENCH_SERVER_LOG") {
+                Ok(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+                Err(_) => Stdio::null(),
+            })
             .spawn()
             .expect("target/release/session-server (run `make build` first)");
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -1053,8 +1067,35 @@ fn subscriber(url: &str, count: usize, _size: usize) {
     println!("ready");
     std::io::stdout().flush().unwrap();
     let mut done = counter.done.0.lock().unwrap();
+    let mut waits = 0u32;
     while !*done {
-        done = counter.done.1.wait(done).unwrap();
+        let (guard, waited) = counter.done.1.wait_timeout(done, Duration::from_secs(1)).unwrap();
+        done = guard;
+        waits += 1;
+        if waited.timed_out() && !*done && waits % 10 == 0 {
+            // What the watchdog's stacks cannot show.
+            eprintln!(
+                "subscriber: {} of {} messages so far",
+                counter.seen.load(Ordering::SeqCst),
+                counter.target
+            );
+        }
+        if unsafe { session_is_closed(session) } != 0 {
+            // No "done": the bench fails with this instead of waiting.
+            let mut error = session::ffi::types::DIFFUSION_ERROR_T {
+                code: session::ffi::types::ERROR_CODE_T::DIFF_ERR_SUCCESS,
+                message: null_mut(),
+                context: null_mut(),
+            };
+            unsafe { session_get_error(session, &mut error) };
+            let text = if error.message.is_null() {
+                String::new()
+            } else {
+                unsafe { std::ffi::CStr::from_ptr(error.message) }.to_string_lossy().into_owned()
+            };
+            eprintln!("subscriber: the session closed after {} messages: {text}", counter.seen.load(Ordering::SeqCst));
+            std::process::exit(1);
+        }
     }
     drop(done);
     println!("done");

@@ -70,3 +70,40 @@ fn a_close_reason_with_control_characters_reaches_the_application_escaped_and_ca
     assert!(error.message().contains("bye\\u{a}\\u{1b}[31mFORGED"), "{:?}", error.message());
     assert!(error.message().len() < 1024, "{} bytes", error.message().len());
 }
+
+#[test]
+fn a_close_followed_by_a_reset_reaches_a_session_whose_write_fails_first() {
+    // The server ends the session (CLOSE) and resets the connection while the session's I/O
+    // thread is held in a message handler; the application's publications queued meanwhile
+    // then fail to go out. What the server said must still decide: the CLOSE was received
+    // before the reset, so the session ends as the server said, not as a lost connection.
+    let port = fake_peer(|stream| async move {
+        stream.set_linger(Some(Duration::ZERO)).unwrap();
+        let mut ws = accept_ws(stream).await;
+        send_frame(&mut ws, &ok_response(10_000)).await;
+        let _subscribe = futures_util::StreamExt::next(&mut ws).await;
+        let deliver =
+            Frame::Message { seq: 1, body: Message::Deliver { path: "feed".into(), data: b"x".to_vec().into() } };
+        send_frame(&mut ws, &deliver).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let close = Frame::Close { reason: CloseReason::MessageLoss, message: "recovery buffer overflowed".into() };
+        send_frame(&mut ws, &close).await;
+        // Dropped with linger 0: a reset.
+    });
+    let session = Session::connect(config(&format!("ws://127.0.0.1:{port}")), None).unwrap();
+    let held = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let holding = held.clone();
+    let handler: std::sync::Arc<dyn session::MessageHandler> = std::sync::Arc::new(move |_: &str, _: &[u8]| {
+        holding.store(true, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(500));
+    });
+    session.subscribe("feed", handler).unwrap();
+    assert!(wait_until(Duration::from_secs(5), || held.load(std::sync::atomic::Ordering::SeqCst)));
+    for _ in 0..10 {
+        let _ = session.publish("out", b"queued while the handler runs");
+    }
+    assert!(wait_until(Duration::from_secs(5), || session.state().is_closed()), "{:?}", session.state());
+    let error = session.error().unwrap();
+    assert_eq!(error.code(), ErrorCode::MessageLoss, "{error}");
+    assert!(error.message().contains("recovery buffer overflowed"), "{error}");
+}

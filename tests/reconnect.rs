@@ -36,10 +36,7 @@ fn a_reset_connection_recovers_on_the_same_session() {
     session.publish("chat", b"after").unwrap();
     assert!(inbox.wait_for(2, Duration::from_secs(5)));
     assert_eq!(inbox.0.lock().unwrap()[1].1, b"after");
-    assert_eq!(
-        log.states(),
-        vec![State::Connecting, State::ConnectedActive, State::RecoveringReconnect, State::ConnectedActive]
-    );
+    assert_eq!(log.states(), vec![State::ConnectedActive, State::RecoveringReconnect, State::ConnectedActive]);
 }
 
 #[test]
@@ -387,4 +384,42 @@ fn reconnection_goes_through_the_proxy_again_with_its_authentication_and_tls() {
     assert!(inbox.wait_for(1, Duration::from_secs(5)));
     let connects = proxy.output().matches("CONNECT localhost").count();
     assert!(connects >= 2, "the proxy saw {connects} CONNECTs:\n{}", proxy.output());
+}
+
+#[test]
+fn a_subscriber_too_slow_for_its_recovery_buffer_learns_of_the_message_loss() {
+    // The subscriber's handler holds its I/O thread while a publisher floods the path, and its
+    // application thread keeps sending: the server gives up on it with input unread. Its CLOSE
+    // must still reach the client (a socket closed with unread input is reset, and the reset
+    // would discard it): the session ends with MESSAGE_LOSS, not with a failed recovery.
+    let server = start_server_with(|c| c.recovery_buffer = 20);
+    let subscriber = Session::connect(reconnecting(&server.url()), None).unwrap();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let release_rx = Mutex::new(release_rx);
+    let received = Arc::new(AtomicUsize::new(0));
+    let seen = received.clone();
+    let handler: Arc<dyn session::MessageHandler> = Arc::new(move |_: &str, _: &[u8]| {
+        if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+            let _ = release_rx.lock().unwrap().recv_timeout(Duration::from_secs(10));
+        }
+    });
+    subscriber.subscribe("feed", handler).unwrap();
+    let publisher = Session::connect(config(&server.url()), None).unwrap();
+    publisher.publish("feed", b"first").unwrap();
+    assert!(wait_until(Duration::from_secs(5), || received.load(Ordering::SeqCst) == 1));
+    let payload = vec![7u8; 4096];
+    let start = Instant::now();
+    while server.session_count() == 2 && start.elapsed() < Duration::from_secs(10) {
+        for _ in 0..50 {
+            let _ = publisher.publish("feed", &payload);
+            let _ = subscriber.publish("noise", &payload);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(server.session_count(), 1, "the server gave up on the subscriber");
+    drop(release_tx);
+    assert!(wait_state(&subscriber, State::ClosedFailed, Duration::from_secs(10)), "{:?}", subscriber.state());
+    let e = subscriber.error().unwrap();
+    assert_eq!(e.code(), ErrorCode::MessageLoss, "{e}");
+    assert!(e.to_string().contains("recovery buffer overflowed"), "{e}");
 }

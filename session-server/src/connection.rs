@@ -213,15 +213,23 @@ impl Link {
         }
     }
 
-    pub(super) async fn close(&mut self) {
+    /// Closes the connection. `linger`: the session is over and its CLOSE frame was sent, so the
+    /// connection waits for the client to read it and close too (see [`ServerWs::linger`]).
+    pub(super) async fn close(&mut self, linger: bool) {
         match self {
             Link::Ws(ws) => {
                 let _ = ws.close().await;
+                if linger {
+                    ws.linger(LINGER).await;
+                }
             }
             Link::Poll(channel, _) => channel.close(),
         }
     }
 }
+
+/// How long a connection whose session ended waits for its client to close it.
+const LINGER: Duration = Duration::from_secs(3);
 
 /// Message data at least this large is written from where it lies rather than copied into the
 /// batch.
@@ -288,7 +296,7 @@ pub(super) async fn serve(
     let session = attached.session().clone();
     let id = session.info.id;
     let end = run(shared, &mut ws, attached, shutdown).await;
-    ws.close().await;
+    let over = matches!(end, End::Closed(_));
     match end {
         End::Closed(reason) => {
             shared.registry.remove(id.value);
@@ -300,6 +308,7 @@ pub(super) async fn serve(
         }
         End::TakenOver => tracing::debug!(session = %id, %peer, "connection replaced by a reconnection"),
     }
+    ws.close(over).await;
 }
 
 async fn run(

@@ -103,6 +103,17 @@ impl ServerWs {
     pub(crate) async fn close(&mut self) -> std::io::Result<()> {
         self.send(CLOSE, &1000u16.to_be_bytes()).await
     }
+
+    /// After [`ServerWs::close`]: ends the sending side, then reads and drops what the client
+    /// still sends until it closes too, for up to `limit`. A socket closed with input unread is
+    /// reset, and the reset discards what the client has not read yet, the session's CLOSE
+    /// frame among it.
+    pub(crate) async fn linger(&mut self, limit: std::time::Duration) {
+        let _ = self.stream.shutdown().await;
+        let mut scratch = vec![0u8; CHUNK];
+        let drain = async { while let Ok(1..) = self.stream.read(&mut scratch).await {} };
+        let _ = tokio::time::timeout(limit, drain).await;
+    }
 }
 
 #[cfg(test)]

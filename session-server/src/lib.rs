@@ -504,7 +504,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     match (attached, sent) {
         (Some(attached), Ok(())) => connection::serve(&shared, link, attached, shutdown, peer).await,
         (Some(attached), Err(())) => connection::detach_now(&attached),
-        (None, _) => link.close().await,
+        (None, _) => link.close(true).await,
     }
 }
 

@@ -415,7 +415,7 @@ async fn serve(shared: &Shared, conn: &mut Connection, commands: &mut mpsc::Unbo
     let mut alarm = Alarm::new(far_future());
     loop {
         if let Err(e) = transmit(shared, conn, Window::Kept).await {
-            return fail(shared, e);
+            return fail_writing(shared, conn, e).await;
         }
         let (room, deadline) = {
             let core = shared.mailbox.core.lock();
@@ -432,29 +432,16 @@ async fn serve(shared: &Shared, conn: &mut Connection, commands: &mut mpsc::Unbo
         crate::runtime::note_activity();
         if shared.mailbox.loan.renew() {
             if let Err(e) = conn.flush().await {
-                return fail(shared, e);
+                return fail_writing(shared, conn, e).await;
             }
         }
         let now = std::time::Instant::now();
         let handled = match woke {
-            Woke::Received(Ok(Received::Frame(frame))) => {
-                // This frame and those that came with it, under one lock.
-                let handled = {
-                    let mut core = shared.mailbox.core.lock();
-                    let mut handled = core.handle_frame(now, frame);
-                    while handled.is_ok() {
-                        let Some(next) = conn.decoded() else { break };
-                        handled = core.handle_frame(now, next);
-                    }
-                    handled
-                };
-                relay(shared);
-                handled
-            }
+            Woke::Received(Ok(Received::Frame(frame))) => handle_frames(shared, conn, now, frame),
             Woke::Received(Ok(Received::PongDue)) => {
                 shared.mailbox.core.lock().heard(now);
                 if let Err(e) = conn.flush().await {
-                    return fail(shared, e);
+                    return fail_writing(shared, conn, e).await;
                 }
                 Ok(())
             }
@@ -475,6 +462,47 @@ async fn serve(shared: &Shared, conn: &mut Connection, commands: &mut mpsc::Unbo
             return ended.into();
         }
     }
+}
+
+/// Hands the core `frame` and those that came with it, under one lock, and passes its events on.
+fn handle_frames(
+    shared: &Shared,
+    conn: &mut Connection,
+    now: std::time::Instant,
+    frame: Frame,
+) -> std::result::Result<(), super::client::Ended> {
+    let handled = {
+        let mut core = shared.mailbox.core.lock();
+        let mut handled = core.handle_frame(now, frame);
+        while handled.is_ok() {
+            let Some(next) = conn.decoded() else { break };
+            handled = core.handle_frame(now, next);
+        }
+        handled
+    };
+    relay(shared);
+    handled
+}
+
+/// A write failed. A server that ends a session sends its CLOSE and then closes the
+/// connection, so what it sent before may still wait unread here, the CLOSE among it: the core
+/// gets what has already arrived (without waiting for more), and a CLOSE there ends the session
+/// as the server said. Otherwise the write's error ends the connection.
+async fn fail_writing(shared: &Shared, conn: &mut Connection, e: Error) -> Ended {
+    if e.is_transient() {
+        // A zero timeout polls the read once: what has arrived, and nothing more.
+        while let Ok(received) = timeout(Duration::ZERO, conn.next()).await {
+            let handled = match received {
+                Ok(Received::Frame(frame)) => handle_frames(shared, conn, std::time::Instant::now(), frame),
+                Ok(Received::PongDue) => Ok(()),
+                Ok(Received::Closed) | Err(_) => break,
+            };
+            if let Err(ended) = handled {
+                return ended.into();
+            }
+        }
+    }
+    fail(shared, e)
 }
 
 /// A transport's error ends the connection: lost (the core decides whether to recover) or, for

@@ -203,3 +203,15 @@ pub fn wait_state(session: &session::Session, state: State, limit: Duration) -> 
     }
     session.state() == state
 }
+
+/// Waits up to `limit` for `done` to hold; whether it does.
+pub fn wait_until(limit: Duration, done: impl Fn() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    done()
+}
