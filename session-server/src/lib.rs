@@ -405,6 +405,8 @@ pub fn spawn(config: ServerConfig) -> std::io::Result<ServerHandle> {
 async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
     let config = &shared.config;
+    // As in the library: no write may raise SIGPIPE in a process that keeps its default action.
+    let tcp = session::net::QuietTcp(tcp);
     let stream: Stream = match &config.tls {
         None => Box::new(tcp),
         Some(tls) => {

@@ -3,6 +3,8 @@
 
 pub(crate) mod socket;
 
+pub use socket::QuietTcp;
+
 use std::net::SocketAddr;
 
 use tokio::io::{AsyncRead, AsyncWrite};

@@ -61,6 +61,61 @@ impl Socket {
     }
 }
 
+/// Writes `bufs` with `sendmsg` and `MSG_NOSIGNAL`, as tokio's plain writes do with `send`: a
+/// `writev` to a connection the peer has reset raises SIGPIPE, which ends a C program that keeps
+/// the signal's default action.
+pub(crate) fn poll_send_vectored(
+    tcp: &TcpStream,
+    cx: &mut Context<'_>,
+    bufs: &[io::IoSlice<'_>],
+) -> Poll<io::Result<usize>> {
+    loop {
+        std::task::ready!(tcp.poll_write_ready(cx))?;
+        let send = || socket2::SockRef::from(tcp).send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL);
+        match tcp.try_io(tokio::io::Interest::WRITABLE, send) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            written => return Poll::Ready(written),
+        }
+    }
+}
+
+/// A TCP stream of a runtime other than the library's (the server's), whose vectored writes
+/// never raise SIGPIPE either.
+#[derive(Debug)]
+pub struct QuietTcp(pub TcpStream);
+
+impl AsyncRead for QuietTcp {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for QuietTcp {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        poll_send_vectored(&self.0, cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+}
+
 #[cfg(test)]
 impl Socket {
     pub(crate) fn tcp(&self) -> &TcpStream {
@@ -79,25 +134,13 @@ impl AsyncWrite for Socket {
         self.with(|tcp| tcp.poll_write(cx, data))
     }
 
-    /// Writes with `sendmsg` and `MSG_NOSIGNAL`, as tokio's plain writes do with `send`: a
-    /// `writev` to a connection the peer has reset raises SIGPIPE, which ends a C program that
-    /// keeps the signal's default action.
+    /// See [`poll_send_vectored`].
     fn poll_write_vectored(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.with(|tcp| {
-            let tcp = tcp.get_mut();
-            loop {
-                std::task::ready!(tcp.poll_write_ready(cx))?;
-                let send = || socket2::SockRef::from(&*tcp).send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL);
-                match tcp.try_io(tokio::io::Interest::WRITABLE, send) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    written => return Poll::Ready(written),
-                }
-            }
-        })
+        self.with(|tcp| poll_send_vectored(tcp.get_mut(), cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
