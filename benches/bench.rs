@@ -1074,11 +1074,7 @@ fn subscriber(url: &str, count: usize, _size: usize) {
         waits += 1;
         if waited.timed_out() && !*done && waits % 10 == 0 {
             // What the watchdog's stacks cannot show.
-            eprintln!(
-                "subscriber: {} of {} messages so far",
-                counter.seen.load(Ordering::SeqCst),
-                counter.target
-            );
+            eprintln!("subscriber: {} of {} messages so far", counter.seen.load(Ordering::SeqCst), counter.target);
         }
         if unsafe { session_is_closed(session) } != 0 {
             // No "done": the bench fails with this instead of waiting.

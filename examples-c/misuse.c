@@ -36,7 +36,6 @@
 #define MAX_EXTRA 8
 
 enum where {
-        IN_LISTENER_CONNECTING,
         IN_LISTENER_ACTIVE,
         IN_LISTENER_FAILED,
         IN_ON_CONNECTED,
@@ -49,7 +48,7 @@ enum where {
         IN_VALIDATOR,
         WHERE_COUNT
 };
-static const char *where_names[] = { "listener(CONNECTING)", "listener(CONNECTED_ACTIVE)", "listener(CLOSED_FAILED)",
+static const char *where_names[] = { "listener(CONNECTED_ACTIVE)", "listener(CLOSED_FAILED)",
                                      "on_connected", "on_error", "message handler",
                                      "free_context(unsubscribe)", "free_context(close)", "reconnection function",
                                      "proxy challenge handler", "certificate validator" };
@@ -237,9 +236,7 @@ static void on_state_changed(SESSION_T *session, SESSION_STATE_T old_state, SESS
         if (new_state == CONNECTED_ACTIVE) {
                 atomic_store(&cell.saw_active, 1);
         }
-        if (new_state == CONNECTING) {
-                target(IN_LISTENER_CONNECTING, session);
-        } else if (new_state == CONNECTED_ACTIVE) {
+        if (new_state == CONNECTED_ACTIVE) {
                 target(IN_LISTENER_ACTIVE, session);
         } else if (new_state == CLOSED_FAILED) {
                 target(IN_LISTENER_FAILED, session);
@@ -286,11 +283,22 @@ static RECONNECTION_ATTEMPT_ACTION_T on_reconnect(SESSION_T *session, void *args
         return RECONNECTION_ATTEMPT_ACTION_START;
 }
 
+// The session a challenge handler or validator serves: the listener has not run yet (the first
+// state it hears of is after CONNECTING), so it is the one the async create returns, published
+// by the main thread (waited for up to 5 s).
+static SESSION_T *created_session(void)
+{
+        for (int i = 0; i < 5000 && atomic_load(&cell.session) == NULL; i++) {
+                usleep(1000);
+        }
+        return atomic_load(&cell.session);
+}
+
 static int on_challenge(const DIFFUSION_PROXY_CHALLENGE_T *challenge, DIFFUSION_PROXY_RESPONSE_T *response,
                         void *context)
 {
         (void)context;
-        target(IN_CHALLENGE, atomic_load(&cell.session));
+        target(IN_CHALLENGE, created_session());
         return answer_proxy_fixture(challenge, response);
 }
 
@@ -298,7 +306,7 @@ static int validate(const char *host, const DIFFUSION_CERTIFICATE_T *chain, size
                     ERROR_CODE_T verdict, const char *reason, void *context)
 {
         (void)host, (void)chain, (void)chain_length, (void)reason, (void)context;
-        target(IN_VALIDATOR, atomic_load(&cell.session));
+        target(IN_VALIDATOR, created_session());
         return library_verdict(verdict);
 }
 
@@ -384,10 +392,11 @@ static int applies(enum where where, enum form form)
         case IN_ON_CONNECTED:
         case IN_ON_ERROR:
                 return async && suite.ca_file == NULL;
+        // With a blocking create the application has no session pointer while these run.
         case IN_CHALLENGE:
-                return factory && suite.proxy_port > 0 && suite.ca_file == NULL;
+                return factory && async && suite.proxy_port > 0 && suite.ca_file == NULL;
         case IN_VALIDATOR:
-                return factory && suite.ca_file != NULL;
+                return factory && async && suite.ca_file != NULL;
         default:
                 return suite.ca_file == NULL;
         }
@@ -436,6 +445,8 @@ static void run_cell(enum where where, enum action action, enum form form)
                         session = session_create_with_session_factory(factory, cell_url());
                 } else {
                         session = session_create_async_with_session_factory(factory, &callbacks, cell_url());
+                        SESSION_T *none = NULL;
+                        atomic_compare_exchange_strong(&cell.session, &none, session);
                 }
                 if (session == NULL) {
                         session_last_error(&error);

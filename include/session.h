@@ -46,6 +46,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/** The version of libsession this header belongs to; libsession_version() gives the loaded one's. */
+#define LIBSESSION_VERSION "0.2.0"
+#define LIBSESSION_VERSION_MAJOR 0
+#define LIBSESSION_VERSION_MINOR 2
+#define LIBSESSION_VERSION_PATCH 0
+
+
 /**
  * Default reconnection timeout, in milliseconds.
  */
@@ -375,7 +382,7 @@ typedef struct SESSION_T SESSION_T;
  * An error report. `message` is allocated with malloc: release it with `free(message)` or
  * `diffusion_error_free(&error)`. `context` is always NULL.
  */
-typedef struct {
+typedef struct diffusion_error_s {
   /**
    * What kind of failure.
    */
@@ -394,15 +401,17 @@ typedef struct {
  * Receives every state change of a session. The struct is copied at creation; both members may
  * be NULL. Calls allowed inside: see "Calls inside callbacks" at the top of this header.
  */
-typedef struct {
+typedef struct session_listener_s {
   /**
-   * Called on every state change, in order, with the old and the new state.
+   * Called on every state change, in order, with the old and the new state. A session is
+   * CONNECTING from its create call on, so the first call is from CONNECTING (to
+   * CONNECTED_ACTIVE or a closed state), as the documented transitions say.
    */
   void (*on_state_changed)(SESSION_T *session, SESSION_STATE_T old_state, SESSION_STATE_T new_state);
   /**
    * Reserved for compatibility; never called.
    */
-  void (*on_handler_error)(void);
+  void (*on_handler_error)();
 } SESSION_LISTENER_T;
 
 /**
@@ -410,7 +419,7 @@ typedef struct {
  * session_close or session_free when the session is closed before it connects). The struct is
  * copied. Calls allowed inside: see "Calls inside callbacks" at the top of this header.
  */
-typedef struct {
+typedef struct session_create_callback_s {
   /**
    * The session is CONNECTED_ACTIVE. Return HANDLER_SUCCESS.
    */
@@ -421,6 +430,21 @@ typedef struct {
    */
   int (*on_error)(SESSION_T *session, DIFFUSION_ERROR_T *error);
 } SESSION_CREATE_CALLBACK_T;
+
+/**
+ * A log line's importance: one of the LIBSESSION_LOG_* values.
+ */
+typedef int LIBSESSION_LOG_LEVEL_T;
+
+/**
+ * Receives the library's log lines. `target` names the part of the library that logged (e.g.
+ * "session::session::driver"), `message` is one line without a newline; both are valid during
+ * the call only. See `libsession_set_log_callback` for the thread it runs on and what it may do.
+ */
+typedef void (*LIBSESSION_LOG_CB)(LIBSESSION_LOG_LEVEL_T level,
+                                  const char *target,
+                                  const char *message,
+                                  void *context);
 
 /**
  * Receives the messages of a subscription. The struct is copied. Calls allowed inside
@@ -611,6 +635,31 @@ typedef struct {
 } DIFFUSION_CERTIFICATE_VALIDATION_T;
 
 /**
+ * A failure the application should know about.
+ */
+#define LIBSESSION_LOG_ERROR 1
+
+/**
+ * Something unexpected that the library handled (a refused reconnection, a dropped frame).
+ */
+#define LIBSESSION_LOG_WARN 2
+
+/**
+ * A session's life: connected, recovered, closed.
+ */
+#define LIBSESSION_LOG_INFO 3
+
+/**
+ * Each connection attempt and what the proxies and the server answered.
+ */
+#define LIBSESSION_LOG_DEBUG 4
+
+/**
+ * Everything, down to frames and acknowledgements; never credentials.
+ */
+#define LIBSESSION_LOG_TRACE 5
+
+/**
  * Attempt to reconnect now.
  */
 #define RECONNECTION_ATTEMPT_ACTION_START 0
@@ -733,7 +782,7 @@ void diffusion_session_factory_write_timeout(const DIFFUSION_SESSION_FACTORY_T *
  * NULL restores the default, no retry. NULL factory: no-op.
  */
 void diffusion_session_factory_initial_retry_strategy(const DIFFUSION_SESSION_FACTORY_T *factory,
-                                                      const DIFFUSION_RETRY_STRATEGY_T *strategy);
+                                                      DIFFUSION_RETRY_STRATEGY_T *strategy);
 
 /**
  * Sets the reconnection strategy of sessions created from now on (copied, not its `args`);
@@ -864,6 +913,36 @@ SESSION_T *session_create_with_session_factory(const DIFFUSION_SESSION_FACTORY_T
 SESSION_T *session_create_async_with_session_factory(const DIFFUSION_SESSION_FACTORY_T *factory,
                                                      SESSION_CREATE_CALLBACK_T *callbacks,
                                                      const char *url_str);
+
+/**
+ * This build's version, "MAJOR.MINOR.PATCH", as LIBSESSION_VERSION_MAJOR, _MINOR and _PATCH
+ * in this header say for the version compiled against. A static string: never NULL, never to
+ * be freed. Thread-safe.
+ */
+const char *libsession_version(void);
+
+/**
+ * Routes the library's log to `callback`: lines at `level` and more important ones
+ * (LIBSESSION_LOG_ERROR is the most important; a level above LIBSESSION_LOG_TRACE means
+ * LIBSESSION_LOG_TRACE, one below LIBSESSION_LOG_ERROR delivers nothing). A NULL `callback`
+ * restores the default: standard error when the LIBSESSION_LOG environment variable is set,
+ * nothing otherwise. While a callback is set, nothing goes to standard error.
+ *
+ * Callable at any time from any thread. Once it returns, the previous callback is not running
+ * and is never called again, so its `context` may be freed. Called from inside the callback
+ * it does nothing.
+ *
+ * The callback runs on the thread that logs (the application's thread inside a libsession
+ * call, or an I/O thread), on several threads at once at times: it must be thread-safe, and
+ * return soon (it delays the thread that logs). It must not call libsession functions other
+ * than libsession_version and session_state_as_string, as it may run while the library holds
+ * a session's locks; what libsession logs during the callback is dropped. `context` is passed
+ * to every call and never dereferenced. Credentials (passwords, tokens, proxy credentials)
+ * never appear in log lines at any level.
+ */
+void libsession_set_log_callback(LIBSESSION_LOG_LEVEL_T level,
+                                 LIBSESSION_LOG_CB callback,
+                                 void *context);
 
 /**
  * Subscribes the session to `path`, or to everything below it when `path` ends with '/'.
@@ -1102,8 +1181,7 @@ void diffusion_api_error_free(DIFFUSION_API_ERROR error);
  * - `url_str`: `ws://host[:port][/path]`; required.
  * - `principal`: NULL or "" for anonymous. `credentials`: NULL for none; copied.
  * - `listener`: NULL or a listener, copied. The connection is opened on the calling thread, so
- *   the listener hears CONNECTING and the outcome there; later calls run on a libsession I/O
- *   thread.
+ *   the listener hears the outcome there; later calls run on a libsession I/O thread.
  * - `reconnection_strategy`: NULL for the default (reconnect every 5 s for up to 60 s); copied.
  * - `error`: NULL or a struct filled on failure (free `error->message` with `free`).
  *
@@ -1187,7 +1265,8 @@ int session_close(SESSION_T *session, DIFFUSION_ERROR_T *error);
 void session_free(SESSION_T *session);
 
 /**
- * The session's current state; SESSION_STATE_UNKNOWN for NULL. Thread-safe.
+ * The session's current state: CONNECTING from its create call on (also for a session still
+ * being created asynchronously), SESSION_STATE_UNKNOWN for NULL. Thread-safe.
  */
 SESSION_STATE_T session_state_get(SESSION_T *session);
 

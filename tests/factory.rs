@@ -166,7 +166,7 @@ fn every_setter_tolerates_null_and_invalid_arguments() {
             diffusion_session_factory_connection_timeout(factory, 0);
             diffusion_session_factory_connection_timeout(factory, u32::MAX);
             diffusion_session_factory_write_timeout(factory, 0);
-            diffusion_session_factory_initial_retry_strategy(factory, null());
+            diffusion_session_factory_initial_retry_strategy(factory, null_mut());
             diffusion_session_factory_reconnection_strategy(factory, null_mut());
             diffusion_session_factory_no_reconnection(factory);
             diffusion_session_factory_reconnection_timeout(factory, -5);

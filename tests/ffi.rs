@@ -243,17 +243,6 @@ unsafe extern "C" fn count_error(_session: *mut SESSION_T, error: *mut DIFFUSION
     0
 }
 
-fn wait_until(limit: Duration, done: impl Fn() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    done()
-}
-
 // The async tests share counters, so they run in one test, one after the other.
 #[test]
 fn async_create_calls_exactly_one_callback() {
@@ -335,16 +324,13 @@ fn the_listener_may_free_its_session() {
         );
         assert!(!session.is_null());
     }
-    assert!(wait_until(Duration::from_secs(5), || LISTENED.lock().unwrap().len() == 3));
+    assert!(wait_until(Duration::from_secs(5), || LISTENED.lock().unwrap().len() == 2));
     use SESSION_STATE_T::*;
-    assert_eq!(
-        *LISTENED.lock().unwrap(),
-        vec![(SESSION_STATE_UNKNOWN, CONNECTING), (CONNECTING, CONNECTED_ACTIVE), (CONNECTED_ACTIVE, CLOSED_BY_CLIENT)]
-    );
+    assert_eq!(*LISTENED.lock().unwrap(), vec![(CONNECTING, CONNECTED_ACTIVE), (CONNECTED_ACTIVE, CLOSED_BY_CLIENT)]);
 }
 
-unsafe extern "C" fn close_when_connecting(session: *mut SESSION_T, _old: SESSION_STATE_T, new: SESSION_STATE_T) {
-    if new == SESSION_STATE_T::CONNECTING {
+unsafe extern "C" fn close_when_connected(session: *mut SESSION_T, _old: SESSION_STATE_T, new: SESSION_STATE_T) {
+    if new == SESSION_STATE_T::CONNECTED_ACTIVE {
         session_close(session, null_mut());
     }
 }
@@ -352,16 +338,19 @@ unsafe extern "C" fn close_when_connecting(session: *mut SESSION_T, _old: SESSIO
 #[test]
 fn a_listener_closing_its_session_during_a_blocking_create_ends_the_create_at_once() {
     // The connection is opened on the calling thread, so the close must not wait for it to flush.
+    // What the create returns agrees with what the listener saw: CONNECTED_ACTIVE, so the session.
     let server = start_server();
-    let mut listener = SESSION_LISTENER_T { on_state_changed: Some(close_when_connecting), on_handler_error: None };
+    let mut listener = SESSION_LISTENER_T { on_state_changed: Some(close_when_connected), on_handler_error: None };
     let mut error = empty_error();
     let start = std::time::Instant::now();
     let session =
         unsafe { session_create(url_of(&server).as_ptr(), null(), null_mut(), &mut listener, null_mut(), &mut error) };
-    assert!(session.is_null());
+    assert!(!session.is_null());
     assert!(start.elapsed() < Duration::from_millis(900), "took {:?}", start.elapsed());
-    assert_ne!(error.code, ERROR_CODE_T::DIFF_ERR_SUCCESS);
-    unsafe { diffusion_error_free(&mut error) };
+    unsafe {
+        assert_eq!(session_state_get(session), SESSION_STATE_T::CLOSED_BY_CLIENT);
+        session_free(session);
+    }
     assert!(wait_until(Duration::from_secs(5), || server.session_count() == 0));
 }
 
@@ -372,4 +361,39 @@ fn a_principal_too_long_for_the_protocol_is_refused_at_create_not_cut_short() {
     let (code, text) = create(&url_of(&server), principal.as_ptr(), null_mut()).unwrap_err();
     assert_eq!(code, ERROR_CODE_T::DIFF_ERR_ILLEGAL_ARGUMENT, "{text}");
     assert!(text.contains("principal has 70000 bytes"), "{text}");
+}
+
+static HEARD: Mutex<Vec<(SESSION_STATE_T, SESSION_STATE_T)>> = Mutex::new(Vec::new());
+
+unsafe extern "C" fn hear(_session: *mut SESSION_T, old: SESSION_STATE_T, new: SESSION_STATE_T) {
+    HEARD.lock().unwrap().push((old, new));
+}
+
+#[test]
+fn an_async_create_is_connecting_at_once_and_the_listener_hears_nothing_before_the_outcome() {
+    // A peer that accepts and never answers: the session stays CONNECTING.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = CString::new(format!("ws://127.0.0.1:{}/diffusion", silent.local_addr().unwrap().port())).unwrap();
+    let mut listener = SESSION_LISTENER_T { on_state_changed: Some(hear), on_handler_error: None };
+    let mut callbacks = SESSION_CREATE_CALLBACK_T { on_connected: None, on_error: None };
+    unsafe {
+        let session = session_create_async(
+            url.as_ptr(),
+            null(),
+            null_mut(),
+            &mut listener,
+            null_mut(),
+            &mut callbacks,
+            null_mut(),
+        );
+        assert!(!session.is_null());
+        assert_eq!(session_state_get(session), SESSION_STATE_T::CONNECTING);
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(session_state_get(session), SESSION_STATE_T::CONNECTING);
+        assert!(HEARD.lock().unwrap().is_empty(), "heard {:?}", HEARD.lock().unwrap());
+        session_close(session, null_mut());
+        session_free(session);
+    }
+    use SESSION_STATE_T::*;
+    assert_eq!(*HEARD.lock().unwrap(), vec![(CONNECTING, CLOSED_BY_CLIENT)]);
 }

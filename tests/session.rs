@@ -11,15 +11,15 @@ use session::{ErrorCode, Session, State};
 use tokio_tungstenite::tungstenite::Message;
 
 #[test]
-fn listener_sees_connecting_active_then_closed_by_client() {
+fn listener_sees_connected_active_from_connecting_then_closed_by_client() {
     let server = start_server();
     let log = Transitions::default();
     let session = Session::connect(config(&server.url()), Some(log.listener())).unwrap();
     assert_eq!(session.state(), State::ConnectedActive);
     session.close();
     assert_eq!(session.state(), State::ClosedByClient);
-    assert_eq!(log.states(), vec![State::Connecting, State::ConnectedActive, State::ClosedByClient]);
-    assert_eq!(log.0.lock().unwrap()[0].0, State::Unknown);
+    assert_eq!(log.states(), vec![State::ConnectedActive, State::ClosedByClient]);
+    assert_eq!(log.0.lock().unwrap()[0].0, State::Connecting);
 }
 
 #[test]
@@ -43,7 +43,7 @@ fn password_credentials_are_checked_by_the_server() {
     let err = Session::connect(bad, Some(log.listener())).unwrap_err();
     assert_eq!(err.code(), ErrorCode::AuthenticationFailed);
     assert!(!err.message().contains("guess-0xdead"));
-    assert_eq!(log.states(), vec![State::Connecting, State::ClosedFailed]);
+    assert_eq!(log.states(), vec![State::ClosedFailed]);
 }
 
 #[test]
@@ -377,7 +377,7 @@ fn a_blocking_create_connects_on_the_calling_thread_and_the_session_then_runs_on
     let session = Session::connect(config(&server.url()), Some(listener)).unwrap();
     // In the plain mode the I/O thread connects while the caller waits.
     let here = session::runtime::mode() == session::runtime::Mode::Tuned;
-    assert_eq!(*seen.lock().unwrap(), vec![(State::Connecting, here), (State::ConnectedActive, here)]);
+    assert_eq!(*seen.lock().unwrap(), vec![(State::ConnectedActive, here)]);
 
     // The connection moved to an I/O thread: messages flow and handlers run there.
     let names = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));

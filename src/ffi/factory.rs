@@ -186,7 +186,7 @@ pub unsafe extern "C" fn diffusion_session_factory_write_timeout(
 #[no_mangle]
 pub unsafe extern "C" fn diffusion_session_factory_initial_retry_strategy(
     factory: *const DIFFUSION_SESSION_FACTORY_T,
-    strategy: *const DIFFUSION_RETRY_STRATEGY_T,
+    strategy: *mut DIFFUSION_RETRY_STRATEGY_T,
 ) {
     let strategy = borrow(strategy).map_or(RetryStrategy::None, |s| s.inner);
     with_options(factory, |o| o.initial_retry = strategy);

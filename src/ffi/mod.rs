@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod error;
 pub mod factory;
 pub(crate) mod handle;
+pub mod library;
 pub mod messaging;
 pub mod proxy;
 pub mod reconnect;

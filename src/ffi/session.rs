@@ -3,7 +3,7 @@
 //! Threading: callbacks of a session run one at a time, in order, on a libsession I/O thread
 //! (`libsession-io-*`), with two exceptions: the CLOSED_BY_CLIENT notification runs on the thread
 //! that calls `session_close` (or `session_free`), and a blocking create opens the connection on
-//! the calling thread, where the listener hears CONNECTING and the outcome. `session_close` and
+//! the calling thread, where the listener hears the outcome. `session_close` and
 //! `session_free` may be called from inside any callback. Blocking calls (`session_create`,
 //! `session_create_with_user_context`) made inside a callback fail with DIFF_ERR_ILLEGAL_STATE
 //! instead of deadlocking.
@@ -43,7 +43,9 @@ pub struct SESSION_T {
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct SESSION_LISTENER_T {
-    /// Called on every state change, in order, with the old and the new state.
+    /// Called on every state change, in order, with the old and the new state. A session is
+    /// CONNECTING from its create call on, so the first call is from CONNECTING (to
+    /// CONNECTED_ACTIVE or a closed state), as the documented transitions say.
     pub on_state_changed:
         Option<unsafe extern "C" fn(session: *mut SESSION_T, old_state: SESSION_STATE_T, new_state: SESSION_STATE_T)>,
     /// Reserved for compatibility; never called.
@@ -239,8 +241,7 @@ pub(crate) unsafe fn session_or_report(
 /// - `url_str`: `ws://host[:port][/path]`; required.
 /// - `principal`: NULL or "" for anonymous. `credentials`: NULL for none; copied.
 /// - `listener`: NULL or a listener, copied. The connection is opened on the calling thread, so
-///   the listener hears CONNECTING and the outcome there; later calls run on a libsession I/O
-///   thread.
+///   the listener hears the outcome there; later calls run on a libsession I/O thread.
 /// - `reconnection_strategy`: NULL for the default (reconnect every 5 s for up to 60 s); copied.
 /// - `error`: NULL or a struct filled on failure (free `error->message` with `free`).
 ///
@@ -379,7 +380,8 @@ pub unsafe extern "C" fn session_free(session: *mut SESSION_T) {
     })
 }
 
-/// The session's current state; SESSION_STATE_UNKNOWN for NULL. Thread-safe.
+/// The session's current state: CONNECTING from its create call on (also for a session still
+/// being created asynchronously), SESSION_STATE_UNKNOWN for NULL. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn session_state_get(session: *mut SESSION_T) -> SESSION_STATE_T {
     guard(SESSION_STATE_T::SESSION_STATE_UNKNOWN, || match borrow(session) {

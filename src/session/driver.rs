@@ -78,6 +78,8 @@ fn relay_one(shared: &Shared, event: Event, handlers: Vec<Weak<dyn MessageHandle
             let error = error.unwrap_or_else(|| Error::new(ErrorCode::SessionClosed, "the session was closed"));
             shared.finish(to, Some(error.clone()), error);
         }
+        // The session has been CONNECTING since it was started, silently (see Session::prepare).
+        Event::State { to: State::Connecting, .. } => {}
         Event::State { from, to, .. } => {
             if to == State::ConnectedActive {
                 let core = shared.mailbox.core.lock();

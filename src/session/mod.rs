@@ -197,6 +197,10 @@ impl Session {
             .ok_or_else(|| Error::illegal_state("the session has already been started"))?;
         let _ = self.shared.listener.set(events.on_state_changed);
         *self.shared.on_created.lock() = events.on_created;
+        // CONNECTING from here on, as the vendor's API has it: the first state the listener hears
+        // of is the one after it (see relay_one).
+        *self.shared.state.lock() = State::Connecting;
+        *self.shared.reported.lock() = State::Connecting;
         Ok((rt.pick(), rx))
     }
 
