@@ -10,12 +10,15 @@
 PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
+BINDIR ?= $(PREFIX)/bin
+DATADIR ?= $(PREFIX)/share
+STRIP ?= strip
 CARGO ?= cargo
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 RELEASE := target/release
 BUILD := build
 
-.PHONY: all build header deps bench fuzz test test-rust test-c test-c-valgrind test-c-asan test-install demo install clean
+.PHONY: all build header deps bench fuzz test test-rust test-c test-c-valgrind test-c-asan test-install demo install uninstall clean
 
 all: build
 
@@ -83,15 +86,15 @@ fuzz:
 demo: build
 	sh scripts/demo.sh $(RELEASE)
 
+# What goes where, and the manifest that uninstall reads: scripts/install.sh.
+INSTALL_ENV = PREFIX='$(PREFIX)' LIBDIR='$(LIBDIR)' INCLUDEDIR='$(INCLUDEDIR)' BINDIR='$(BINDIR)' \
+	DATADIR='$(DATADIR)' DESTDIR='$(DESTDIR)' VERSION='$(VERSION)' RELEASE='$(RELEASE)' STRIP='$(STRIP)'
+
 install: build
-	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)
-	install -m 755 $(RELEASE)/libsession.so $(DESTDIR)$(LIBDIR)/libsession.so.$(VERSION)
-	ln -sf libsession.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libsession.so.0
-	ln -sf libsession.so.0 $(DESTDIR)$(LIBDIR)/libsession.so
-	install -m 644 $(RELEASE)/libsession.a $(DESTDIR)$(LIBDIR)/libsession.a
-	install -m 644 include/session.h $(DESTDIR)$(INCLUDEDIR)/session.h
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
-	    -e 's|@VERSION@|$(VERSION)|' session.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/session.pc
+	$(INSTALL_ENV) sh scripts/install.sh install
+
+uninstall:
+	$(INSTALL_ENV) sh scripts/install.sh uninstall
 
 clean:
 	$(CARGO) clean
