@@ -13,6 +13,11 @@ INCLUDEDIR ?= $(PREFIX)/include
 BINDIR ?= $(PREFIX)/bin
 DATADIR ?= $(PREFIX)/share
 STRIP ?= strip
+# What a program linking libsession.a needs from the system, as
+# `cargo rustc --release --lib --crate-type staticlib -- --print native-static-libs` prints it
+# (Rust's standard library's needs; the dependencies add none). For session.pc's Libs.private and
+# the CMake package's libsession::static.
+NATIVE_STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 CARGO ?= cargo
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 RELEASE := target/release
@@ -88,7 +93,8 @@ demo: build
 
 # What goes where, and the manifest that uninstall reads: scripts/install.sh.
 INSTALL_ENV = PREFIX='$(PREFIX)' LIBDIR='$(LIBDIR)' INCLUDEDIR='$(INCLUDEDIR)' BINDIR='$(BINDIR)' \
-	DATADIR='$(DATADIR)' DESTDIR='$(DESTDIR)' VERSION='$(VERSION)' RELEASE='$(RELEASE)' STRIP='$(STRIP)'
+	DATADIR='$(DATADIR)' DESTDIR='$(DESTDIR)' VERSION='$(VERSION)' RELEASE='$(RELEASE)' STRIP='$(STRIP)' \
+	NATIVE_STATIC_LIBS='$(NATIVE_STATIC_LIBS)'
 
 install: build
 	$(INSTALL_ENV) sh scripts/install.sh install

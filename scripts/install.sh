@@ -1,9 +1,10 @@
 #!/bin/sh
 # `make install` and `make uninstall` (the Makefile passes PREFIX, LIBDIR, INCLUDEDIR, BINDIR,
-# DATADIR, DESTDIR, VERSION, RELEASE and STRIP in the environment).
+# DATADIR, DESTDIR, VERSION, RELEASE, STRIP and NATIVE_STATIC_LIBS in the environment).
 #
 #   install.sh install     copies the libraries and session-server with their debug information
-#                          stripped, the header and the pkg-config file under DESTDIR, and lists
+#                          stripped, the header, the pkg-config file and the CMake package
+#                          (LIBDIR/cmake/libsession) under DESTDIR, and lists
 #                          every file and directory it created in
 #                          DATADIR/libsession/install-manifest.txt
 #   install.sh uninstall   removes the files that manifest lists, then the directories it lists
@@ -26,6 +27,7 @@ install_all() {
 
     make_dir "$LIBDIR"
     make_dir "$LIBDIR/pkgconfig"
+    make_dir "$LIBDIR/cmake/libsession"
     make_dir "$INCLUDEDIR"
     make_dir "$BINDIR"
     make_dir "$DATADIR/libsession"
@@ -41,8 +43,10 @@ install_all() {
     put 644 include/session.h "$INCLUDEDIR/session.h"
 
     sed -e "s|@PREFIX@|$PREFIX|" -e "s|@LIBDIR@|$LIBDIR|" -e "s|@INCLUDEDIR@|$INCLUDEDIR|" \
-        -e "s|@VERSION@|$VERSION|" session.pc.in > "$DESTDIR$LIBDIR/pkgconfig/session.pc"
+        -e "s|@VERSION@|$VERSION|" -e "s|@LIBS_PRIVATE@|$NATIVE_STATIC_LIBS|" \
+        session.pc.in > "$DESTDIR$LIBDIR/pkgconfig/session.pc"
     echo "$LIBDIR/pkgconfig/session.pc" >> "$list"
+    install_cmake_package
 
     # A second install into the same place keeps what the first one recorded: the directories
     # it created, and files of another version.
@@ -54,10 +58,32 @@ install_all() {
     echo "installed libsession $VERSION in $DESTDIR$PREFIX; files listed in $DESTDIR$manifest"
 }
 
-# Creates directory $1, listing it and each parent that did not exist.
+# The CMake package: paths relative to its own directory, so that the tree can move; pthread
+# as Threads::Threads.
+install_cmake_package() {
+    dir="$LIBDIR/cmake/libsession"
+    libdir_rel=$(realpath -m -s --relative-to="$dir" "$LIBDIR")
+    includedir_rel=$(realpath -m -s --relative-to="$dir" "$INCLUDEDIR")
+    cmake_libs=$(for l in $NATIVE_STATIC_LIBS; do echo "$l"; done |
+        sed -e 's/^-lpthread$/Threads::Threads/' -e 's/^-l//' | paste -sd ';' -)
+    case $(readelf -h "$RELEASE/libsession.so" | sed -n 's/.*Class: *//p') in
+        ELF64) pointer_size=8 ;;
+        *) pointer_size=4 ;;
+    esac
+    sed -e "s|@VERSION@|$VERSION|g" -e "s|@SONAME@|$soname|" -e "s|@LIBDIR_FROM_CONFIG@|$libdir_rel|" \
+        -e "s|@INCLUDEDIR_FROM_CONFIG@|$includedir_rel|" -e "s|@NATIVE_STATIC_LIBS@|$cmake_libs|" \
+        cmake/libsessionConfig.cmake.in > "$DESTDIR$dir/libsessionConfig.cmake"
+    sed -e "s|@VERSION@|$VERSION|" -e "s|@SIZEOF_VOID_P@|$pointer_size|g" \
+        cmake/libsessionConfigVersion.cmake.in > "$DESTDIR$dir/libsessionConfigVersion.cmake"
+    echo "$dir/libsessionConfig.cmake" >> "$list"
+    echo "$dir/libsessionConfigVersion.cmake" >> "$list"
+}
+
+# Creates directory $1, listing it and each parent that did not exist (DESTDIR itself is not
+# part of the target system).
 make_dir() {
     d=$1
-    while [ ! -d "$DESTDIR$d" ]; do
+    while [ "$d" != / ] && [ ! -d "$DESTDIR$d" ]; do
         echo "$d/" >> "$list"
         d=$(dirname "$d")
     done
