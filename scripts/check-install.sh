@@ -1,8 +1,9 @@
 #!/bin/sh
 # Installs into a temporary prefix and checks what is there: a C program built against it with
 # pkg-config and with the CMake package (find_package(libsession), shared and static, also from a
-# DESTDIR-staged tree); that the package refuses incompatible versions; libraries without debug
-# information; session-server; and that `make uninstall` removes all of it.
+# DESTDIR-staged tree); that the package refuses incompatible versions; examples-c built against
+# the package, connect_sync run against the installed session-server; libraries without debug
+# information; and that `make uninstall` removes all of it.
 set -eu
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -131,6 +132,16 @@ cmake_rejects() {
     test "$(grep -c "version: $version\$" "$tmp/versions.log")" -eq 2
 }
 check "CMake find_package refuses $rejected" cmake_rejects
+
+# examples-c finds the package (no SESSION_LIB_DIR given) and its session-server target.
+examples_c() {
+    cmake -S examples-c -B "$tmp/examples-c" -DCMAKE_PREFIX_PATH="$prefix"
+    grep "^libsession_DIR:PATH=$prefix/lib/cmake/libsession\$" "$tmp/examples-c/CMakeCache.txt"
+    grep "^SESSION_SERVER:FILEPATH=$prefix/bin/session-server\$" "$tmp/examples-c/CMakeCache.txt"
+    cmake --build "$tmp/examples-c"
+    ctest --test-dir "$tmp/examples-c" -R '^connect_sync$' --output-on-failure
+}
+check "examples-c against the package" examples_c
 
 soname_links() {
     readelf -d "$prefix/lib/libsession.so" | grep 'SONAME.*libsession.so.0'

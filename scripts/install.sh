@@ -64,14 +64,16 @@ install_cmake_package() {
     dir="$LIBDIR/cmake/libsession"
     libdir_rel=$(realpath -m -s --relative-to="$dir" "$LIBDIR")
     includedir_rel=$(realpath -m -s --relative-to="$dir" "$INCLUDEDIR")
+    bindir_rel=$(realpath -m -s --relative-to="$dir" "$BINDIR")
     cmake_libs=$(for l in $NATIVE_STATIC_LIBS; do echo "$l"; done |
         sed -e 's/^-lpthread$/Threads::Threads/' -e 's/^-l//' | paste -sd ';' -)
     case $(readelf -h "$RELEASE/libsession.so" | sed -n 's/.*Class: *//p') in
         ELF64) pointer_size=8 ;;
         *) pointer_size=4 ;;
     esac
-    sed -e "s|@VERSION@|$VERSION|g" -e "s|@SONAME@|$soname|" -e "s|@LIBDIR_FROM_CONFIG@|$libdir_rel|" \
-        -e "s|@INCLUDEDIR_FROM_CONFIG@|$includedir_rel|" -e "s|@NATIVE_STATIC_LIBS@|$cmake_libs|" \
+    sed -e "s|@VERSION@|$VERSION|g" -e "s|@SONAME@|$soname|" -e "s|@NATIVE_STATIC_LIBS@|$cmake_libs|" \
+        -e "s|@LIBDIR_FROM_CONFIG@|$libdir_rel|" -e "s|@INCLUDEDIR_FROM_CONFIG@|$includedir_rel|" \
+        -e "s|@BINDIR_FROM_CONFIG@|$bindir_rel|" \
         cmake/libsessionConfig.cmake.in > "$DESTDIR$dir/libsessionConfig.cmake"
     sed -e "s|@VERSION@|$VERSION|" -e "s|@SIZEOF_VOID_P@|$pointer_size|g" \
         cmake/libsessionConfigVersion.cmake.in > "$DESTDIR$dir/libsessionConfigVersion.cmake"
