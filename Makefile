@@ -23,7 +23,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 RELEASE := target/release
 BUILD := build
 
-.PHONY: all build header deps bench fuzz test test-rust test-c test-c-valgrind test-c-asan test-install demo install uninstall clean
+.PHONY: all build header deps docs bench fuzz test test-rust test-c test-c-valgrind test-c-asan test-install test-docs demo install uninstall clean
 
 all: build
 
@@ -38,7 +38,7 @@ header:
 deps:
 	sh scripts/install-deps.sh
 
-test: deps build test-rust test-c test-install test-c-valgrind test-c-asan
+test: deps build test-rust test-c test-install test-docs test-c-valgrind test-c-asan
 
 # The session tests run twice: with the tuned runtime, and with LIBSESSION_RUNTIME=plain (no
 # poll windows, no parking; spin.rs measures the tuned mode's poll windows only).
@@ -67,6 +67,20 @@ test-c-asan: build
 
 test-install: build
 	sh scripts/check-install.sh
+
+# The API reference builds, and its main page and the header's page name session_create.
+test-docs: docs
+	grep -q session_create $(BUILD)/docs/html/index.html
+	grep -q session_create $(BUILD)/docs/html/session_8h.html
+	@echo "docs check: $(BUILD)/docs/html/index.html"
+
+# The HTML API reference in $(BUILD)/docs/html: include/session.h's doc comments, README.md as
+# the main page, docs/*.md as related pages (docs/Doxyfile; doxygen installed when missing).
+docs:
+	sh scripts/install-deps.sh docs
+	rm -rf $(BUILD)/docs/html
+	mkdir -p $(BUILD)/docs
+	(cat docs/Doxyfile; echo "PROJECT_NUMBER = $(VERSION)"; echo "OUTPUT_DIRECTORY = $(BUILD)/docs") | doxygen -
 
 # Benchmarks: libsession against raw TCP, raw tokio-tungstenite and libwebsockets; writes
 # docs/BENCHMARKS.md.
