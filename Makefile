@@ -2,7 +2,10 @@
 #   make demo                 build, start the bundled server, run a C example against it
 #   make test                 install missing test tools (as root, via apt-get), run every test,
 #                             the C tests also under valgrind and AddressSanitizer
-#   make install PREFIX=DIR   install the libraries, header and pkg-config file
+#   make install PREFIX=DIR   install the stripped libraries, header, session-server, pkg-config
+#                             file and CMake package (DESTDIR=DIR stages; README.md, Installing)
+#   make uninstall PREFIX=DIR remove what make install put there, listed in its manifest
+#   make docs                 HTML API reference in build/docs/html (doxygen)
 #   make header               regenerate include/session.h from src/ffi
 #   make bench                benchmarks, written to docs/BENCHMARKS.md
 #   make fuzz                 every fuzz target for FUZZ_SECONDS (default 600) each
