@@ -2,7 +2,10 @@
 #   make demo                 build, start the bundled server, run a C example against it
 #   make test                 install missing test tools (as root, via apt-get), run every test,
 #                             the C tests also under valgrind and AddressSanitizer
-#   make install PREFIX=DIR   install the libraries, header and pkg-config file
+#   make install PREFIX=DIR   install the stripped libraries, header, session-server, pkg-config
+#                             file and CMake package (DESTDIR=DIR stages; README.md, Installing)
+#   make uninstall PREFIX=DIR remove what make install put there, listed in its manifest
+#   make docs                 HTML API reference in build/docs/html (doxygen)
 #   make header               regenerate include/session.h from src/ffi
 #   make bench                benchmarks, written to docs/BENCHMARKS.md
 #   make fuzz                 every fuzz target for FUZZ_SECONDS (default 600) each
@@ -10,12 +13,20 @@
 PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
+BINDIR ?= $(PREFIX)/bin
+DATADIR ?= $(PREFIX)/share
+STRIP ?= strip
+# What a program linking libsession.a needs from the system, as
+# `cargo rustc --release --lib --crate-type staticlib -- --print native-static-libs` prints it
+# (Rust's standard library's needs; the dependencies add none). For session.pc's Libs.private and
+# the CMake package's libsession::static.
+NATIVE_STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 CARGO ?= cargo
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 RELEASE := target/release
 BUILD := build
 
-.PHONY: all build header deps bench fuzz test test-rust test-c test-c-valgrind test-c-asan test-install demo install clean
+.PHONY: all build header deps docs bench fuzz test test-rust test-c test-c-valgrind test-c-asan test-install test-docs demo install uninstall clean
 
 all: build
 
@@ -30,7 +41,7 @@ header:
 deps:
 	sh scripts/install-deps.sh
 
-test: deps build test-rust test-c test-install test-c-valgrind test-c-asan
+test: deps build test-rust test-c test-install test-docs test-c-valgrind test-c-asan
 
 # The session tests run twice: with the tuned runtime, and with LIBSESSION_RUNTIME=plain (no
 # poll windows, no parking; spin.rs measures the tuned mode's poll windows only).
@@ -60,6 +71,20 @@ test-c-asan: build
 test-install: build
 	sh scripts/check-install.sh
 
+# The API reference builds, and its main page and the header's page name session_create.
+test-docs: docs
+	grep -q session_create $(BUILD)/docs/html/index.html
+	grep -q session_create $(BUILD)/docs/html/session_8h.html
+	@echo "docs check: $(BUILD)/docs/html/index.html"
+
+# The HTML API reference in $(BUILD)/docs/html: include/session.h's doc comments, README.md as
+# the main page, docs/*.md as related pages (docs/Doxyfile; doxygen installed when missing).
+docs:
+	sh scripts/install-deps.sh docs
+	rm -rf $(BUILD)/docs/html
+	mkdir -p $(BUILD)/docs
+	(cat docs/Doxyfile; echo "PROJECT_NUMBER = $(VERSION)"; echo "OUTPUT_DIRECTORY = $(BUILD)/docs") | doxygen -
+
 # Benchmarks: libsession against raw TCP, raw tokio-tungstenite and libwebsockets; writes
 # docs/BENCHMARKS.md.
 bench: build
@@ -83,15 +108,16 @@ fuzz:
 demo: build
 	sh scripts/demo.sh $(RELEASE)
 
+# What goes where, and the manifest that uninstall reads: scripts/install.sh.
+INSTALL_ENV = PREFIX='$(PREFIX)' LIBDIR='$(LIBDIR)' INCLUDEDIR='$(INCLUDEDIR)' BINDIR='$(BINDIR)' \
+	DATADIR='$(DATADIR)' DESTDIR='$(DESTDIR)' VERSION='$(VERSION)' RELEASE='$(RELEASE)' STRIP='$(STRIP)' \
+	NATIVE_STATIC_LIBS='$(NATIVE_STATIC_LIBS)'
+
 install: build
-	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)
-	install -m 755 $(RELEASE)/libsession.so $(DESTDIR)$(LIBDIR)/libsession.so.$(VERSION)
-	ln -sf libsession.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libsession.so.0
-	ln -sf libsession.so.0 $(DESTDIR)$(LIBDIR)/libsession.so
-	install -m 644 $(RELEASE)/libsession.a $(DESTDIR)$(LIBDIR)/libsession.a
-	install -m 644 include/session.h $(DESTDIR)$(INCLUDEDIR)/session.h
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
-	    -e 's|@VERSION@|$(VERSION)|' session.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/session.pc
+	$(INSTALL_ENV) sh scripts/install.sh install
+
+uninstall:
+	$(INSTALL_ENV) sh scripts/install.sh uninstall
 
 clean:
 	$(CARGO) clean

@@ -3,8 +3,10 @@
 # otherwise it names what to install and fails.
 set -eu
 
-# command:package pairs (files for libraries). `install-deps.sh bench` adds the benchmarks' needs.
+# command:package pairs (files for libraries). `install-deps.sh bench` adds the benchmarks' needs;
+# `install-deps.sh docs` checks for doxygen only (`make docs`).
 needed="cmake:cmake valgrind:valgrind pkg-config:pkgconf cc:gcc openssl:openssl tinyproxy:tinyproxy squid:squid microsocks:microsocks htpasswd:apache2-utils haproxy:haproxy nginx:nginx"
+[ "${1:-}" = docs ] && needed="doxygen:doxygen"
 
 missing=""
 for pair in $needed; do
