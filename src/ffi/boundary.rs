@@ -51,9 +51,12 @@ pub(crate) fn malloc_string(text: &str) -> *mut c_char {
     }
 }
 
-/// A string for C, with any NUL turned into a space.
+/// A string for C, with any NUL turned into a space; one allocation.
 pub(crate) fn c_string(text: &str) -> std::ffi::CString {
-    std::ffi::CString::new(text.replace('\0', " ")).unwrap_or_default()
+    let mut bytes = Vec::with_capacity(text.len() + 1);
+    bytes.extend(text.bytes().map(|b| if b == 0 { b' ' } else { b }));
+    // SAFETY: every NUL was replaced above.
+    unsafe { std::ffi::CString::from_vec_unchecked(bytes) }
 }
 
 /// Fills `*out` (when not NULL) with `error`; the message is `malloc`ed.

@@ -559,7 +559,13 @@ impl<M: Retained + From<Message>, H> ClientSession<M, H> {
 
     /// The next event for the application.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if self.events.is_empty() && matches!(event, Some(Event::State { .. })) {
+            // State changes are rare (connected, recovering, closed), and after the first ones a
+            // session is often idle for long: its queue's buffer goes. Deliveries keep it.
+            self.events = VecDeque::new();
+        }
+        event
     }
 }
 
