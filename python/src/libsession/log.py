@@ -69,7 +69,7 @@ def set_log_callback(level: Union[LogLevel, int], callback: Optional[LogCallback
     """
     global _callback, _reset_at_exit
     if callback is None:
-        _native.lib.libsession_set_log_callback(int(level), None, None)
+        _native.lib.libsession_set_log_callback(int(level), _native.LOG_CB(), None)
         _callback = None
         return
     if not callable(callback):
