@@ -3,6 +3,8 @@
 #   make test                 install missing test tools (as root, via apt-get), run every test,
 #                             the C tests also under valgrind and AddressSanitizer
 #   make install PREFIX=DIR   install the libraries, header and pkg-config file
+#   make test-python          the Python package's tests (python/), in a venv in build/python-venv
+#   make python-wheel         a wheel of the Python package bundling the library, in build/python-dist
 #   make header               regenerate include/session.h from src/ffi
 #   make bench                benchmarks, written to docs/BENCHMARKS.md
 #   make fuzz                 every fuzz target for FUZZ_SECONDS (default 600) each
@@ -15,7 +17,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 RELEASE := target/release
 BUILD := build
 
-.PHONY: all build header deps bench fuzz test test-rust test-c test-c-valgrind test-c-asan test-install demo install clean
+.PHONY: all build header deps bench fuzz test test-rust test-c test-c-valgrind test-c-asan test-install test-python python-wheel demo install clean
 
 all: build
 
@@ -30,7 +32,7 @@ header:
 deps:
 	sh scripts/install-deps.sh
 
-test: deps build test-rust test-c test-install test-c-valgrind test-c-asan
+test: deps build test-rust test-c test-install test-python test-c-valgrind test-c-asan
 
 # The session tests run twice: with the tuned runtime, and with LIBSESSION_RUNTIME=plain (no
 # poll windows, no parking; spin.rs measures the tuned mode's poll windows only).
@@ -59,6 +61,24 @@ test-c-asan: build
 
 test-install: build
 	sh scripts/check-install.sh
+
+# The Python package: a virtual environment with pytest and hatchling (from PyPI), the package
+# used in place against the built library; its tests start the bundled server and tinyproxy,
+# and build the wheel and install it into a fresh virtual environment.
+PYTHON ?= python3
+PYTHON_VENV := $(BUILD)/python-venv
+$(PYTHON_VENV)/.ready:
+	$(PYTHON) -m venv $(PYTHON_VENV)
+	$(PYTHON_VENV)/bin/pip install --quiet pytest hatchling
+	touch $@
+
+test-python: build $(PYTHON_VENV)/.ready
+	cd python && LIBSESSION_LIBRARY=$(CURDIR)/$(RELEASE)/libsession.so ../$(PYTHON_VENV)/bin/python -m pytest -ra
+
+python-wheel: build $(PYTHON_VENV)/.ready
+	rm -rf $(BUILD)/python-dist
+	$(PYTHON_VENV)/bin/pip wheel --quiet --no-deps --no-build-isolation -w $(BUILD)/python-dist ./python
+	ls -l $(BUILD)/python-dist
 
 # Benchmarks: libsession against raw TCP, raw tokio-tungstenite and libwebsockets; writes
 # docs/BENCHMARKS.md.
