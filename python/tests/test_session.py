@@ -3,6 +3,7 @@ raise, threads."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import re
@@ -306,3 +307,16 @@ def test_connecting_lets_other_python_threads_run(unused_port: int) -> None:
         counter.join()
     assert ticks > 50
 
+
+
+def test_a_session_dropped_without_close_is_closed_and_freed(server: Server) -> None:
+    changes: List[Tuple[State, State]] = []
+    session = connect(server, on_state_change=lambda old, new: changes.append((old, new)))
+    session.subscribe("dropped", lambda path, data: None)
+    handlers = len(session_module._handlers)
+
+    del session
+    gc.collect()
+
+    assert changes[-1] == (State.CONNECTED_ACTIVE, State.CLOSED_BY_CLIENT)
+    assert len(session_module._handlers) == handlers - 1

@@ -71,10 +71,59 @@ _on_message_c = _native.MESSAGE_CB(_on_message)
 _free_handler_c = _native.FREE_CB(_free_handler)
 
 
-def _release(session: int, keepalive: Tuple[object, ...]) -> None:
-    """Frees the session; `keepalive` (the ctypes callbacks it was created with) lives until
-    session_free has returned, after which no callback of the session starts."""
-    _native.lib.session_free(session)
+class _Handle:
+    """A SESSION_T shared by the threads that use it. Each use is counted; once the handle is
+    retired no use starts, and the end of the last one frees the session. No lock is held across
+    a C call, since those may wait for a callback that itself uses the session."""
+
+    def __init__(self, pointer: int, keepalive: Tuple[object, ...]) -> None:
+        self._lock = threading.Lock()
+        self._pointer: Optional[int] = pointer  # None once retired
+        self._owned: Optional[int] = pointer  # None once freed
+        self._users = 0
+        # The ctypes callbacks the session was created with, alive until session_free has
+        # returned, after which no callback of the session starts.
+        self._keepalive: Optional[Tuple[object, ...]] = keepalive
+
+    def acquire(self) -> Optional[int]:
+        """The pointer, counted as in use until `release`; None once retired."""
+        with self._lock:
+            if self._pointer is None:
+                return None
+            self._users += 1
+            return self._pointer
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._pointer is not None or self._users > 0 or self._owned is None:
+                return
+            pointer, self._owned = self._owned, None
+        _native.lib.session_free(pointer)
+        self._keepalive = None
+
+    def retire(self) -> Optional[int]:
+        """Starts no more uses; returns the pointer counted as a last use (to close it), or None
+        when retired already."""
+        with self._lock:
+            if self._pointer is None:
+                return None
+            pointer, self._pointer = self._pointer, None
+            self._users += 1
+            return pointer
+
+    def discard(self) -> None:
+        """For the garbage collector and interpreter exit: frees the session, or, while another
+        thread still uses it, closes it (no callback starts afterwards) and leaves the free to the
+        end of that use."""
+        pointer = self.retire()
+        if pointer is None:
+            return
+        with self._lock:
+            busy = self._users > 1
+        if busy:
+            _native.lib.session_close(pointer, None)
+        self.release()
 
 
 def _id_string(session: int) -> Optional[str]:
@@ -88,74 +137,55 @@ class Session:
     """An open session, from `libsession.connect` or `SessionFactory.open`.
 
     A context manager: leaving the `with` block closes the session and frees it. Methods may be
-    called from any thread, inside the session's own callbacks too; `close` is the one way to
-    release it early, and a session that is garbage-collected is closed and freed then.
+    called from any thread, inside the session's own callbacks too; a session that is
+    garbage-collected, or still open at interpreter exit, is closed and freed then.
     """
 
-    def __init__(self, handle: int, keepalive: Tuple[object, ...]) -> None:
+    def __init__(self, pointer: int, keepalive: Tuple[object, ...]) -> None:
         """Takes ownership of a SESSION_T; use `libsession.connect` or `SessionFactory.open`."""
-        self._lock = threading.Lock()
-        self._handle: Optional[int] = handle
-        self._closing = False
-        self._users = 0
+        self._handle = _Handle(pointer, keepalive)
         self._final_state = State.CLOSED_BY_CLIENT
         self._final_id: Optional[str] = None
         self._final_error: Optional[SessionError] = None
-        self._release = weakref.finalize(self, _release, handle, keepalive)
-
-    # The handle is used by any thread while close may run on another: each use counts itself,
-    # and whichever of close and the last use ends last frees the session. No lock is held across
-    # a C call, since those may wait for a callback that itself calls into this object.
-    def _acquire(self) -> Optional[int]:
-        with self._lock:
-            if self._handle is not None:
-                self._users += 1
-            return self._handle
-
-    def _done(self) -> None:
-        with self._lock:
-            self._users -= 1
-            free_now = self._handle is None and self._users == 0
-        if free_now:
-            self._release()
+        weakref.finalize(self, self._handle.discard)
 
     @contextlib.contextmanager
     def _use(self, required: bool = False) -> Iterator[Optional[int]]:
-        """The handle, counted as in use for the block; None once closed, unless `required`."""
-        handle = self._acquire()
-        if handle is None and required:
+        """The pointer, counted as in use for the block; None once closed, unless `required`."""
+        pointer = self._handle.acquire()
+        if pointer is None and required:
             raise SessionError(ErrorCode.SESSION_CLOSED, "the session is closed (Session.close was called)")
         try:
-            yield handle
+            yield pointer
         finally:
-            if handle is not None:
-                self._done()
+            if pointer is not None:
+                self._handle.release()
 
     @property
     def state(self) -> State:
         """The current state; after `close`, the state it closed in."""
-        with self._use() as handle:
-            if handle is None:
+        with self._use() as pointer:
+            if pointer is None:
                 return self._final_state
-            return state_of(_native.lib.session_state_get(handle))
+            return state_of(_native.lib.session_state_get(pointer))
 
     @property
     def id(self) -> Optional[str]:
         """The session id as 32 hex digits, `server_instance-value`; None until the server has
         assigned one."""
-        with self._use() as handle:
-            if handle is None:
+        with self._use() as pointer:
+            if pointer is None:
                 return self._final_id
-            return _id_string(handle)
+            return _id_string(pointer)
 
     @property
     def error(self) -> Optional[SessionError]:
         """Why the session closed, when it failed (CLOSED_FAILED) or the server closed it
         (CLOSED_BY_SERVER); None otherwise."""
-        with self._use() as handle:
-            if handle is None:
+        with self._use() as pointer:
+            if pointer is None:
                 return self._final_error
-            return session_error(handle)
+            return session_error(pointer)
 
     def publish(self, path: str, data: BytesLike) -> None:
         """Sends `data` to every session subscribed to `path` (this one too, if subscribed).
@@ -165,8 +195,8 @@ class Session:
         payload = data if isinstance(data, bytes) else bytes(memoryview(data))
         c_path = _native.c_string(path, "path")
         error = _native.DiffusionError()
-        with self._use(required=True) as handle:
-            ok = _native.lib.session_publish(handle, c_path, payload, len(payload), ctypes.byref(error))
+        with self._use(required=True) as pointer:
+            ok = _native.lib.session_publish(pointer, c_path, payload, len(payload), ctypes.byref(error))
         if not ok:
             raise take_error(error)
 
@@ -185,8 +215,8 @@ class Session:
         handler = _native.MessageHandler(_on_message_c, key, _free_handler_c)
         error = _native.DiffusionError()
         try:
-            with self._use(required=True) as handle:
-                ok = _native.lib.session_subscribe(handle, c_path, ctypes.byref(handler), ctypes.byref(error))
+            with self._use(required=True) as pointer:
+                ok = _native.lib.session_subscribe(pointer, c_path, ctypes.byref(handler), ctypes.byref(error))
         except BaseException:
             _handlers.pop(key, None)
             raise
@@ -198,8 +228,8 @@ class Session:
         once no call to it is running."""
         c_path = _native.c_string(path, "path")
         error = _native.DiffusionError()
-        with self._use(required=True) as handle:
-            ok = _native.lib.session_unsubscribe(handle, c_path, ctypes.byref(error))
+        with self._use(required=True) as pointer:
+            ok = _native.lib.session_unsubscribe(pointer, c_path, ctypes.byref(error))
         if not ok:
             raise take_error(error)
 
@@ -207,21 +237,16 @@ class Session:
         """Closes the session and frees it. The state listener hears CLOSED_BY_CLIENT before this
         returns, and once it returns no callback of the session starts. Closing again does
         nothing."""
-        with self._lock:
-            if self._closing or self._handle is None:
-                return
-            self._closing = True
-            handle = self._handle
-            self._users += 1
+        pointer = self._handle.retire()
+        if pointer is None:
+            return
         try:
-            _native.lib.session_close(handle, None)
-            self._final_state = state_of(_native.lib.session_state_get(handle))
-            self._final_id = _id_string(handle)
-            self._final_error = session_error(handle)
-            with self._lock:
-                self._handle = None
+            self._final_id = _id_string(pointer)
+            _native.lib.session_close(pointer, None)
+            self._final_state = state_of(_native.lib.session_state_get(pointer))
+            self._final_error = session_error(pointer)
         finally:
-            self._done()
+            self._handle.release()
 
     def __enter__(self) -> "Session":
         return self
