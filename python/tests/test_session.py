@@ -320,3 +320,20 @@ def test_a_session_dropped_without_close_is_closed_and_freed(server: Server) -> 
 
     assert changes[-1] == (State.CONNECTED_ACTIVE, State.CLOSED_BY_CLIENT)
     assert len(session_module._handlers) == handlers - 1
+
+
+def test_connecting_inside_a_callback_raises_illegal_state(server: Server) -> None:
+    outcome: "queue.Queue[object]" = queue.Queue()
+
+    def connect_here(path: str, data: bytes) -> None:
+        try:
+            connect(server).close()
+            outcome.put("connected")
+        except SessionError as e:
+            outcome.put(e.code)
+
+    with connect(server) as session:
+        session.subscribe("nested", connect_here)
+        session.publish("nested", b"")
+
+        assert outcome.get(timeout=10) is ErrorCode.ILLEGAL_STATE
