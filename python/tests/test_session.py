@@ -38,8 +38,8 @@ def test_a_session_is_a_context_manager_that_closes_it(server: Server) -> None:
         opened_id = session.id
         assert re.fullmatch(r"[0-9a-f]{16}-[0-9a-f]{16}", opened_id or "")
 
-    assert opened_state is State.CONNECTED_ACTIVE
-    assert session.state is State.CLOSED_BY_CLIENT
+    assert opened_state is State.CONNECTED_ACTIVE and not opened_state.is_closed
+    assert session.state is State.CLOSED_BY_CLIENT and session.state.is_closed
     assert session.id == opened_id
     assert session.error is None
 

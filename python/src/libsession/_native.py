@@ -23,7 +23,7 @@ from ctypes import (
     c_void_p,
 )
 from pathlib import Path
-from typing import List, Mapping, Sequence, Tuple
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 ENV_LIBRARY = "LIBSESSION_LIBRARY"
 """Environment variable naming the shared library to load when the package bundles none."""
@@ -49,10 +49,11 @@ def system_candidates() -> List[str]:
 
 
 def load(
-    package_dir: Path, environ: Mapping[str, str], system: Sequence[str]
+    package_dir: Path, environ: Mapping[str, str], system: Optional[Sequence[str]] = None
 ) -> Tuple[ctypes.CDLL, str]:
     """Loads the library: the copy in `package_dir` (a wheel bundles one), else the file named by
-    LIBSESSION_LIBRARY, else the system's. Returns the library and what was loaded.
+    LIBSESSION_LIBRARY, else the system's (`system`, by default `system_candidates()`). Returns
+    the library and what was loaded.
 
     A bundled copy or a LIBSESSION_LIBRARY that exists but fails to load is an error rather than a
     reason to look further, so that a broken install never silently runs another version.
@@ -74,7 +75,7 @@ def load(
             raise ImportError(f"cannot load libsession from {ENV_LIBRARY}={explicit}: {e}") from e
     looked.append(f"{ENV_LIBRARY}: not set")
 
-    for candidate in system:
+    for candidate in system_candidates() if system is None else system:
         try:
             return _open(candidate), candidate
         except OSError as e:
@@ -87,7 +88,7 @@ def load(
     )
 
 
-lib, library_path = load(Path(__file__).parent, os.environ, system_candidates())
+lib, library_path = load(Path(__file__).parent, os.environ)
 
 # Strings the library allocates with malloc are released with the C library's free, found
 # through the library's own dependencies so that it is the allocator the library used.
