@@ -7,6 +7,7 @@ and says why; under CI=true it fails them instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -77,13 +78,13 @@ class Server:
 SERVER_USERS = ["alice:secret"]
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """session-server --listen 127.0.0.1:0 --allow-anonymous --user alice:secret."""
+@contextlib.contextmanager
+def running_server(directory: Path) -> Iterator[Server]:
+    """session-server --listen 127.0.0.1:0 --allow-anonymous --user alice:secret, until the block
+    ends."""
     binary = Path(os.environ.get("SESSION_SERVER", str(RELEASE / "session-server")))
     if not os.access(binary, os.X_OK):
         missing(f"{binary} not found: run `make build` first")
-    directory = tmp_path_factory.mktemp("server")
     port_file = directory / "port"
     log = directory / "server.log"
     users: List[str] = [arg for user in SERVER_USERS for arg in ("--user", user)]
@@ -105,6 +106,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield Server(int(port_file.read_text()), log)
     finally:
         stop(process)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The bundled server, shared by the tests."""
+    with running_server(tmp_path_factory.mktemp("server")) as running:
+        yield running
 
 
 @dataclass

@@ -9,10 +9,11 @@ import queue
 import re
 import threading
 import time
+from pathlib import Path
 from typing import Any, List, Tuple
 
 import pytest
-from conftest import Server
+from conftest import Server, running_server, wait_for
 
 import libsession
 from libsession import ErrorCode, Retry, SessionError, SessionFactory, State
@@ -337,3 +338,25 @@ def test_connecting_inside_a_callback_raises_illegal_state(server: Server) -> No
         session.publish("nested", b"")
 
         assert outcome.get(timeout=10) is ErrorCode.ILLEGAL_STATE
+
+
+def test_a_session_the_server_closes_says_why(tmp_path: Path) -> None:
+    changes: List[Tuple[State, State]] = []
+    with running_server(tmp_path) as own_server:
+        session = connect(own_server, reconnection=False, on_state_change=lambda old, new: changes.append((old, new)))
+    # The server has stopped (SIGTERM), closing its sessions with a reason.
+
+    wait_for(lambda: session.state.is_closed, 10, "the session to close")
+    assert changes[-1] == (State.CONNECTED_ACTIVE, session.state)
+    assert session.state is State.CLOSED_BY_SERVER
+    assert session.error is not None and session.error.code is ErrorCode.SESSION_CLOSED
+    assert "shutting down" in session.error.message
+    session.close()
+    assert session.error is not None and session.error.code is ErrorCode.SESSION_CLOSED
+
+
+def test_reconnection_settings_are_accepted(server: Server) -> None:
+    with connect(server, reconnection=libsession.Reconnection(3, 0.1, timeout=5)) as session:
+        assert session.state is State.CONNECTED_ACTIVE
+    with connect(server, reconnection=False) as session:
+        assert session.state is State.CONNECTED_ACTIVE
