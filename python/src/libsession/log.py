@@ -44,7 +44,7 @@ def _level(value: int) -> LogLevel:
     return LogLevel(min(max(value, LogLevel.ERROR), LogLevel.TRACE))
 
 
-def _on_log(level: int, target: bytes, message: bytes, context: int) -> None:
+def _on_log(level: int, target: bytes, message: bytes, context: Optional[int]) -> None:
     callback = _callback
     if callback is None:
         return

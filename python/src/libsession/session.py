@@ -52,19 +52,19 @@ _handlers: Dict[int, Tuple[MessageCallback, str]] = {}
 _handler_keys = itertools.count(1)
 
 
-def _on_message(session: int, path: bytes, data: int, length: int, context: int) -> int:
-    entry = _handlers.get(context)
+def _on_message(session: int, path: bytes, data: Optional[int], length: int, context: Optional[int]) -> int:
+    entry = _handlers.get(context or 0)
     if entry is not None:
         callback, subscribed = entry
         try:
-            callback(path.decode("utf-8", "replace"), ctypes.string_at(data, length) if length else b"")
+            callback(path.decode("utf-8", "replace"), ctypes.string_at(data, length) if data and length else b"")
         except BaseException:
             report_callback_exception(f"message handler subscribed to {subscribed!r}")
     return _native.HANDLER_SUCCESS
 
 
-def _free_handler(context: int) -> None:
-    _handlers.pop(context, None)
+def _free_handler(context: Optional[int]) -> None:
+    _handlers.pop(context or 0, None)
 
 
 _on_message_c = _native.MESSAGE_CB(_on_message)
