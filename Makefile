@@ -6,6 +6,8 @@
 #                             file and CMake package (DESTDIR=DIR stages; README.md, Installing)
 #   make uninstall PREFIX=DIR remove what make install put there, listed in its manifest
 #   make docs                 HTML API reference in build/docs/html (doxygen)
+#   make test-python          the Python package's tests (python/), in a venv in build/python-venv
+#   make python-wheel         a wheel of the Python package bundling the library, in build/python-dist
 #   make header               regenerate include/session.h from src/ffi
 #   make bench                benchmarks, written to docs/BENCHMARKS.md
 #   make fuzz                 every fuzz target for FUZZ_SECONDS (default 600) each
@@ -26,7 +28,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 RELEASE := target/release
 BUILD := build
 
-.PHONY: all build header deps docs bench fuzz test test-rust test-c test-c-valgrind test-c-asan test-install test-docs demo install uninstall clean
+.PHONY: all build header deps docs bench fuzz test test-rust test-c test-c-valgrind test-c-asan test-install test-docs test-python python-wheel demo install uninstall clean
 
 all: build
 
@@ -41,7 +43,7 @@ header:
 deps:
 	sh scripts/install-deps.sh
 
-test: deps build test-rust test-c test-install test-docs test-c-valgrind test-c-asan
+test: deps build test-rust test-c test-install test-docs test-python test-c-valgrind test-c-asan
 
 # The session tests run twice: with the tuned runtime, and with LIBSESSION_RUNTIME=plain (no
 # poll windows, no parking; spin.rs measures the tuned mode's poll windows only).
@@ -84,6 +86,24 @@ docs:
 	rm -rf $(BUILD)/docs/html
 	mkdir -p $(BUILD)/docs
 	(cat docs/Doxyfile; echo "PROJECT_NUMBER = $(VERSION)"; echo "OUTPUT_DIRECTORY = $(BUILD)/docs") | doxygen -
+
+# The Python package: a virtual environment with pytest and hatchling (from PyPI), the package
+# used in place against the built library; its tests start the bundled server and tinyproxy,
+# and build the wheel and install it into a fresh virtual environment.
+PYTHON ?= python3
+PYTHON_VENV := $(BUILD)/python-venv
+$(PYTHON_VENV)/.ready:
+	$(PYTHON) -m venv $(PYTHON_VENV)
+	$(PYTHON_VENV)/bin/pip install --quiet pytest hatchling
+	touch $@
+
+test-python: build $(PYTHON_VENV)/.ready
+	cd python && LIBSESSION_LIBRARY=$(CURDIR)/$(RELEASE)/libsession.so ../$(PYTHON_VENV)/bin/python -m pytest -ra
+
+python-wheel: build $(PYTHON_VENV)/.ready
+	rm -rf $(BUILD)/python-dist
+	$(PYTHON_VENV)/bin/pip wheel --quiet --no-deps --no-build-isolation -w $(BUILD)/python-dist ./python
+	ls -l $(BUILD)/python-dist
 
 # Benchmarks: libsession against raw TCP, raw tokio-tungstenite and libwebsockets; writes
 # docs/BENCHMARKS.md.
