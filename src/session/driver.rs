@@ -486,14 +486,20 @@ fn handle_frames(
     handled
 }
 
+/// How long [`fail_writing`] reads what has arrived at most.
+const DRAIN_AFTER_WRITE_ERROR: Duration = Duration::from_secs(2);
+
 /// A write failed. A server that ends a session sends its CLOSE and then closes the
 /// connection, so what it sent before may still wait unread here, the CLOSE among it: the core
 /// gets what has already arrived (without waiting for more), and a CLOSE there ends the session
 /// as the server said. Otherwise the write's error ends the connection.
 async fn fail_writing(shared: &Shared, conn: &mut Connection, e: Error) -> Ended {
     if e.is_transient() {
+        // A peer that keeps sending (one that stopped reading, say) is not read for ever.
+        let until = std::time::Instant::now() + DRAIN_AFTER_WRITE_ERROR;
         // A zero timeout polls the read once: what has arrived, and nothing more.
-        while let Ok(received) = timeout(Duration::ZERO, conn.next()).await {
+        while std::time::Instant::now() < until {
+            let Ok(received) = timeout(Duration::ZERO, conn.next()).await else { break };
             let handled = match received {
                 Ok(Received::Frame(frame)) => handle_frames(shared, conn, std::time::Instant::now(), frame),
                 Ok(Received::PongDue) => Ok(()),
