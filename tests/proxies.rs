@@ -61,18 +61,19 @@ fn tinyproxy_without_authentication() {
 #[test]
 fn a_session_opens_through_tinyproxy_without_waiting_for_a_delayed_ack() {
     // The server's 101 and its CONNECT_RESPONSE must reach tinyproxy as one segment: split, the
-    // second part waits in tinyproxy (Nagle) for the client's delayed ACK, 40 ms or more.
+    // second part waits in tinyproxy (Nagle) for the client's delayed ACK, 40 ms or more, on
+    // every connect. The fastest of ten shows it, whatever else loads the machine meanwhile.
     let server = start_server();
     let Some(proxy) = tinyproxy(server.addr().port(), None) else { return };
-    let mut times: Vec<Duration> = (0..5)
+    let fastest = (0..10)
         .map(|_| {
             let start = Instant::now();
             connects(via(&server.url(), http(proxy.port, None)));
             start.elapsed()
         })
-        .collect();
-    times.sort();
-    assert!(times[2] < Duration::from_millis(30), "median connect through tinyproxy {:?}", times[2]);
+        .min()
+        .unwrap();
+    assert!(fastest < Duration::from_millis(40), "fastest connect through tinyproxy {fastest:?}");
 }
 
 #[test]
