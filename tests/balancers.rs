@@ -172,3 +172,21 @@ fn a_balancer_dropping_the_connect_header_costs_only_a_round_trip() {
     assert_eq!(landed_on(&s), 3);
     assert_eq!(server.sessions()[0].principal, USER);
 }
+
+#[test]
+fn a_stopped_nginx_leaves_no_worker_behind() {
+    let server = start_server();
+    let Some(balancer) = nginx(&nginx_location("/", &format!("http://127.0.0.1:{}/", server.addr().port()))) else {
+        return;
+    };
+    let children = |pid: u32| {
+        let out = std::process::Command::new("pgrep").args(["-P", &pid.to_string()]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect::<Vec<_>>()
+    };
+    let workers = children(balancer.pid());
+    assert!(!workers.is_empty(), "nginx runs a worker process");
+    drop(balancer);
+    let alive =
+        |pid: &String| std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "));
+    assert!(wait_until(Duration::from_secs(5), || !workers.iter().any(alive)), "workers left: {workers:?}");
+}

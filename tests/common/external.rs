@@ -49,6 +49,11 @@ pub struct External {
 }
 
 impl External {
+    /// The process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Runs `program args` and waits until it listens on `port`; `dir` holds its files.
     pub fn start(name: &str, program: &Path, args: &[&str], port: u16, dir: tempfile::TempDir) -> External {
         let log = std::fs::File::create(dir.path().join("output.log")).unwrap();
@@ -92,7 +97,17 @@ impl External {
 }
 
 impl Drop for External {
+    /// SIGTERM first, so that a master process (nginx, squid) ends its workers too (SIGKILL
+    /// would leave them running, listening); SIGKILL after 5 s.
     fn drop(&mut self) {
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
