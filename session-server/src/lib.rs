@@ -7,6 +7,7 @@
 //! library's tests embed it with [`spawn`].
 
 mod auth;
+pub mod config;
 mod connection;
 mod conversation;
 mod frames;
@@ -15,6 +16,7 @@ pub mod fuzzing;
 mod http;
 mod log;
 mod poll;
+pub mod policy;
 pub mod refusals;
 mod sessions;
 
