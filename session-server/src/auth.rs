@@ -1,5 +1,11 @@
 //! The server's decision on a connect request, without I/O.
+//!
+//! The command line's users (`--user`) and custom credentials are compared as bytes at once. The
+//! configuration file's users are verified against their argon2 hashes, which takes milliseconds
+//! by design: [`check`] hands that part back as a [`PasswordCheck`] for the caller to run off
+//! the async executor's threads.
 
+use super::policy::{PasswordHash, Policy};
 use super::sessions::same_secret;
 use super::ServerConfig;
 use session::protocol::{
@@ -67,24 +73,73 @@ impl Decision {
     }
 }
 
-/// Decides on a connect request: version first, then principal and credentials.
-pub fn authenticate(config: &ServerConfig, request: &ConnectRequest) -> Decision {
+/// A connect request's decision, or the password verification it waits for.
+pub(crate) enum Check {
+    /// Decided.
+    Done(Decision),
+    /// Decided by an argon2 verification.
+    Password(PasswordCheck),
+}
+
+/// A password to verify against a configuration file user's argon2 hash.
+pub(crate) struct PasswordCheck {
+    version: u8,
+    hash: PasswordHash,
+    password: Vec<u8>,
+    /// Whether the hash is the user's, not a decoy for a principal the file does not have.
+    known: bool,
+}
+
+impl PasswordCheck {
+    /// Verifies the password: CPU-bound for milliseconds.
+    pub(crate) fn run(self) -> Decision {
+        // The decoy is verified too, so that an unknown principal's refusal takes as long.
+        let verified = self.hash.verify(&self.password);
+        decide(self.version, verified && self.known, false)
+    }
+}
+
+/// Decides on a connect request: version first, then principal and credentials, with the
+/// command line's users and custom credentials in `config` and the file's users in `policy`.
+pub(crate) fn check(config: &ServerConfig, policy: &Policy, request: &ConnectRequest) -> Check {
     if request.min_version > request.max_version
         || request.max_version < MIN_VERSION
         || request.min_version > MAX_VERSION
     {
-        return Decision::rejected(ResponseCode::Error, "no protocol version in common");
+        return Check::Done(Decision::rejected(ResponseCode::Error, "no protocol version in common"));
     }
     let version = request.max_version.min(MAX_VERSION);
+    let anonymous = request.principal.is_empty() && request.credentials == Credentials::None;
     let known = match (&request.credentials, request.principal.is_empty()) {
-        (Credentials::None, true) => config.allow_anonymous,
-        (Credentials::Password(given), false) => matches(config.users.get(&request.principal), given),
+        (Credentials::None, true) => policy.admits_anonymous(),
+        (Credentials::Password(given), false) => match config.users.get(&request.principal) {
+            Some(expected) => same_secret(expected, given),
+            None => match policy.password_hash(&request.principal) {
+                Some((hash, known)) => {
+                    let (hash, password) = (hash.clone(), given.clone());
+                    return Check::Password(PasswordCheck { version, hash, password, known });
+                }
+                None => false,
+            },
+        },
         (Credentials::Custom(given), false) => matches(config.custom_credentials.get(&request.principal), given),
         _ => false,
     };
+    Check::Done(decide(version, known, anonymous))
+}
+
+/// [`check`], with any password verification on the calling thread.
+pub fn authenticate(config: &ServerConfig, policy: &Policy, request: &ConnectRequest) -> Decision {
+    match check(config, policy, request) {
+        Check::Done(decision) => decision,
+        Check::Password(check) => check.run(),
+    }
+}
+
+fn decide(version: u8, known: bool, anonymous: bool) -> Decision {
     if known {
         Decision::accepted_with(version)
-    } else if request.principal.is_empty() && request.credentials == Credentials::None {
+    } else if anonymous {
         Decision::rejected(ResponseCode::AuthenticationFailed, "anonymous sessions are not allowed")
     } else {
         Decision::rejected(ResponseCode::AuthenticationFailed, "unknown principal or wrong credentials")
@@ -107,6 +162,27 @@ mod tests {
         c
     }
 
+    /// The decision of a server with `config`, its file users verified on this thread.
+    fn auth(config: &ServerConfig, request: &ConnectRequest) -> Decision {
+        authenticate(config, &config.policy(), request)
+    }
+
+    /// A server with `config()`'s users and a configuration file's user "carol" (password
+    /// "file-pw") and anonymous roles.
+    fn with_file() -> ServerConfig {
+        let mut c = config();
+        c.access.users.insert(
+            "carol".into(),
+            crate::policy::User { password_hash: crate::policy::cheap_hash("file-pw"), roles: vec![] },
+        );
+        c.access.anonymous = Some(vec![]);
+        c
+    }
+
+    fn password(principal: &str, password: &str) -> ConnectRequest {
+        request(principal, Credentials::Password(password.as_bytes().to_vec()))
+    }
+
     fn request(principal: &str, credentials: Credentials) -> ConnectRequest {
         ConnectRequest {
             min_version: 1,
@@ -119,7 +195,7 @@ mod tests {
 
     #[test]
     fn right_password_is_accepted() {
-        assert!(authenticate(&config(), &request("alice", Credentials::Password(b"secret".to_vec()))).accepted());
+        assert!(auth(&config(), &request("alice", Credentials::Password(b"secret".to_vec()))).accepted());
     }
 
     #[test]
@@ -130,23 +206,23 @@ mod tests {
             request("alice", Credentials::None),
             request("alice", Credentials::Custom(b"secret".to_vec())),
         ] {
-            assert_eq!(authenticate(&config(), &r).code(), ResponseCode::AuthenticationFailed);
+            assert_eq!(auth(&config(), &r).code(), ResponseCode::AuthenticationFailed);
         }
     }
 
     #[test]
     fn custom_credentials_are_compared_as_bytes() {
-        assert!(authenticate(&config(), &request("svc", Credentials::Custom(vec![1, 2, 3]))).accepted());
-        assert!(!authenticate(&config(), &request("svc", Credentials::Custom(vec![1, 2]))).accepted());
+        assert!(auth(&config(), &request("svc", Credentials::Custom(vec![1, 2, 3]))).accepted());
+        assert!(!auth(&config(), &request("svc", Credentials::Custom(vec![1, 2]))).accepted());
     }
 
     #[test]
     fn anonymous_only_when_allowed() {
         let anonymous = request("", Credentials::None);
-        assert!(!authenticate(&config(), &anonymous).accepted());
+        assert!(!auth(&config(), &anonymous).accepted());
         let mut open = config();
         open.allow_anonymous = true;
-        assert!(authenticate(&open, &anonymous).accepted());
+        assert!(auth(&open, &anonymous).accepted());
     }
 
     #[test]
@@ -154,16 +230,60 @@ mod tests {
         let mut r = request("alice", Credentials::Password(b"secret".to_vec()));
         r.min_version = 7;
         r.max_version = 9;
-        let d = authenticate(&config(), &r);
+        let d = auth(&config(), &r);
         assert_eq!(d.code(), ResponseCode::Error);
         assert_eq!(d.refusal(&config()).version, MAX_VERSION);
     }
 
     #[test]
     fn refusals_carry_no_session_id_or_token() {
-        let d = authenticate(&config(), &request("bob", Credentials::None));
+        let d = auth(&config(), &request("bob", Credentials::None));
         let r = d.refusal(&config());
         assert_eq!(r.session_id, SessionId::default());
         assert!(r.token.is_empty());
+    }
+
+    #[test]
+    fn a_file_user_is_accepted_with_the_password_its_hash_verifies() {
+        assert!(auth(&with_file(), &password("carol", "file-pw")).accepted());
+        for r in [password("carol", "wrong"), password("carol", ""), request("carol", Credentials::None)] {
+            assert_eq!(auth(&with_file(), &r).code(), ResponseCode::AuthenticationFailed);
+        }
+    }
+
+    #[test]
+    fn a_file_users_password_is_checked_apart_from_the_decision() {
+        let c = with_file();
+        let Check::Password(check) = check(&c, &c.policy(), &password("carol", "file-pw")) else {
+            panic!("a file user's password is verified apart");
+        };
+        assert!(check.run().accepted());
+        assert!(matches!(check_of(&c, &password("alice", "secret")), Check::Done(d) if d.accepted()));
+    }
+
+    fn check_of(c: &ServerConfig, r: &ConnectRequest) -> Check {
+        check(c, &c.policy(), r)
+    }
+
+    #[test]
+    fn an_unknown_principal_is_refused_after_a_decoy_verification_when_the_file_has_users() {
+        let c = with_file();
+        let Check::Password(check) = check_of(&c, &password("mallory", "file-pw")) else {
+            panic!("an unknown principal's password is verified against a decoy");
+        };
+        assert_eq!(check.run().reason(), "unknown principal or wrong credentials");
+    }
+
+    #[test]
+    fn the_command_line_user_of_a_name_takes_the_place_of_the_file_user() {
+        let mut c = with_file();
+        c.users.insert("carol".into(), b"cli-pw".to_vec());
+        assert!(auth(&c, &password("carol", "cli-pw")).accepted());
+        assert!(!auth(&c, &password("carol", "file-pw")).accepted());
+    }
+
+    #[test]
+    fn an_anonymous_table_admits_anonymous_sessions() {
+        assert!(auth(&with_file(), &request("", Credentials::None)).accepted());
     }
 }

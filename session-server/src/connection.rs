@@ -9,11 +9,12 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{interval_at, Instant};
 
+use super::auth::{self, Check};
 use super::frames::{Event, FrameError, ServerWs, BINARY};
 use super::log::{Properties, Untrusted};
 use super::poll::PollChannel;
 use super::sessions::{Identity, Recovery};
-use super::{authenticate, SessionInfo, Shared, Shutdown};
+use super::{Decision, SessionInfo, Shared, Shutdown};
 use session::protocol::{self, CloseReason, ConnectRequest, DecodeError, Frame, ResponseCode, SessionId};
 use session::runtime::Alarm;
 
@@ -22,27 +23,42 @@ pub(crate) use super::conversation::{Attached, Ending};
 /// Answers the connect request: the frames to send first (the CONNECT_RESPONSE, then for a
 /// resumed session what the client missed), and the session taken, unless refused. A failed
 /// authentication is answered after the delay [`super::refusals`] sets for the client's address.
+/// A configuration file user's password is verified on a blocking thread.
 pub(super) async fn attach(
     shared: &Arc<Shared>,
     request: &ConnectRequest,
     peer: SocketAddr,
 ) -> (Vec<Frame>, Option<Attached>) {
-    let (frames, attached, failed_authentication) = attach_now(shared, request, peer);
+    let decision = match auth::check(&shared.config, &shared.policy(), request) {
+        Check::Done(decision) => decision,
+        Check::Password(check) => shared.verify_password(check).await,
+    };
+    let (frames, attached, failed_authentication) = attach_decided(shared, request, peer, decision);
     if failed_authentication {
         tokio::time::sleep(shared.refusals.failed_authentication(peer.ip(), Instant::now())).await;
     }
     (frames, attached)
 }
 
-/// [`attach`] without the delay: also says whether the answer is a failed authentication, which
-/// the caller delays.
+/// [`attach`] without the delay, on the calling thread: also says whether the answer is a failed
+/// authentication, which the caller delays.
 pub(super) fn attach_now(
     shared: &Arc<Shared>,
     request: &ConnectRequest,
     peer: SocketAddr,
 ) -> (Vec<Frame>, Option<Attached>, bool) {
+    let decision = auth::authenticate(&shared.config, &shared.policy(), request);
+    attach_decided(shared, request, peer, decision)
+}
+
+/// [`attach_now`] once the credentials are decided on.
+fn attach_decided(
+    shared: &Arc<Shared>,
+    request: &ConnectRequest,
+    peer: SocketAddr,
+    decision: Decision,
+) -> (Vec<Frame>, Option<Attached>, bool) {
     let config = &shared.config;
-    let decision = authenticate(config, request);
     let refuse = |code: ResponseCode, reason: &str| super::Decision::rejected(code, reason).refusal(config);
     if !decision.accepted() {
         if let Some(unlogged) = shared.log_refusal(peer) {

@@ -7,6 +7,7 @@
 //! library's tests embed it with [`spawn`].
 
 mod auth;
+pub mod config;
 mod connection;
 mod conversation;
 mod frames;
@@ -14,6 +15,7 @@ mod frames;
 pub mod fuzzing;
 mod http;
 mod log;
+pub mod policy;
 mod poll;
 pub mod refusals;
 mod sessions;
@@ -25,6 +27,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::{timeout, Instant};
@@ -32,6 +35,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 pub use auth::{authenticate, Decision};
 use frames::{Event, FrameError, ServerWs};
+use policy::{Access, Policy};
 
 use session::net::Stream;
 use session::protocol::{
@@ -45,12 +49,15 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Request paths that accept sessions.
     pub paths: Vec<String>,
-    /// Principals and their passwords.
+    /// Principals and their passwords (`--user`); they get all permissions.
     pub users: HashMap<String, Vec<u8>>,
-    /// Principals and the custom credentials they must present.
+    /// Principals and the custom credentials they must present; they get all permissions.
     pub custom_credentials: HashMap<String, Vec<u8>>,
-    /// Whether sessions without principal and credentials are accepted.
+    /// Whether sessions without principal and credentials are accepted, with all permissions.
     pub allow_anonymous: bool,
+    /// The configuration file's users (with argon2 password hashes), roles and anonymous roles;
+    /// replaced while serving with [`AccessSwitch::replace`].
+    pub access: Access,
     /// Interval between the server's PINGs.
     pub ping_interval: Duration,
     /// Largest frame the server accepts.
@@ -88,6 +95,7 @@ impl Default for ServerConfig {
             users: HashMap::new(),
             custom_credentials: HashMap::new(),
             allow_anonymous: false,
+            access: Access::default(),
             ping_interval: Duration::from_secs(10),
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             handshake_timeout: Duration::from_secs(10),
@@ -99,6 +107,18 @@ impl Default for ServerConfig {
             session_retained_bytes: DEFAULT_SESSION_RETAINED_BYTES,
             retained_bytes: DEFAULT_RETAINED_BYTES,
         }
+    }
+}
+
+impl ServerConfig {
+    /// The [`Policy`] of this configuration: the file's users and roles, with the command
+    /// line's users and custom credentials given all permissions.
+    pub fn policy(&self) -> Policy {
+        self.policy_with(&self.access, self.allow_anonymous)
+    }
+
+    fn policy_with(&self, access: &Access, allow_anonymous: bool) -> Policy {
+        Policy::new(access, self.users.keys().chain(self.custom_credentials.keys()), allow_anonymous)
     }
 }
 
@@ -130,6 +150,10 @@ struct Shared {
     shutdown: watch::Sender<Shutdown>,
     /// Set once the server stops accepting: ends the [`Acceptor`]s too.
     stopped: watch::Sender<bool>,
+    /// Who may connect and what they may do; replaced as a whole on reload.
+    policy: ArcSwap<Policy>,
+    /// Argon2 verifications running at once: each takes a core and 19 MiB for milliseconds.
+    password_checks: tokio::sync::Semaphore,
 }
 
 impl Shared {
@@ -139,6 +163,8 @@ impl Shared {
             session_bytes: config.session_retained_bytes.max(config.max_frame_size as usize),
             total_bytes: config.retained_bytes,
         };
+        let policy = ArcSwap::from_pointee(config.policy());
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Arc::new(Shared {
             config,
             next_session: AtomicU64::new(1),
@@ -148,7 +174,24 @@ impl Shared {
             attached: AtomicUsize::new(0),
             shutdown: watch::channel(None).0,
             stopped: watch::channel(false).0,
+            policy,
+            password_checks: tokio::sync::Semaphore::new(cores),
         })
+    }
+
+    /// The policy in force: who may connect and what they may do.
+    fn policy(&self) -> Arc<Policy> {
+        self.policy.load_full()
+    }
+
+    /// Verifies a configuration file user's password on a blocking thread, so that the
+    /// milliseconds it takes do not hold up the sessions this thread serves.
+    async fn verify_password(&self, check: auth::PasswordCheck) -> Decision {
+        let refused = || Decision::rejected(protocol::ResponseCode::Error, "the server cannot check passwords now");
+        let Ok(_permit) = self.password_checks.acquire().await else {
+            return refused();
+        };
+        tokio::task::spawn_blocking(move || check.run()).await.unwrap_or_else(|_| refused())
     }
 
     /// A refusal of `peer`: `Some(n)` when it is to be logged, `n` being the refusals of that
@@ -212,6 +255,11 @@ impl Server {
     /// A handle that closes every session with a reason.
     pub fn closer(&self) -> Closer {
         Closer(self.shared.clone())
+    }
+
+    /// A handle that replaces the users and roles while the server runs.
+    pub fn access(&self) -> AccessSwitch {
+        AccessSwitch(self.shared.clone())
     }
 
     /// Another acceptor for this server, to run on a thread (and runtime) of its own. Acceptors
@@ -317,6 +365,25 @@ impl Closer {
     /// [`ServerConfig::retained_bytes`]).
     pub fn retained_bytes(&self) -> usize {
         self.0.registry.retained_bytes()
+    }
+}
+
+/// Replaces who may connect and what they may do, without touching the sessions (see
+/// [`Server::access`]).
+#[derive(Clone)]
+pub struct AccessSwitch(Arc<Shared>);
+
+impl AccessSwitch {
+    /// From now on, new sessions authenticate with the users of `access`, and the policy is
+    /// `access`'s roles (anonymous sessions allowed with all permissions if `allow_anonymous`).
+    /// The command line's users and custom credentials stay as they were.
+    pub fn replace(&self, access: &Access, allow_anonymous: bool) {
+        self.0.policy.store(Arc::new(self.0.config.policy_with(access, allow_anonymous)));
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.0.policy()
     }
 }
 

@@ -2,29 +2,42 @@
 //!
 //! ```text
 //! session-server --listen 127.0.0.1:8080 --user alice:secret --allow-anonymous
+//! session-server --config server.toml
+//! session-server hash-password < password.txt
 //! ```
+
+mod hash_password;
+mod reload;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use session_server::{Server, ServerConfig};
 
-/// Serves libsession protocol v1 sessions over WebSocket.
+/// Serves libsession protocol v1 sessions over WebSocket and HTTP long polling.
 #[derive(Parser, Debug)]
-#[command(name = "session-server", version)]
+#[command(name = "session-server", version, args_conflicts_with_subcommands = true)]
 struct Args {
+    /// Read options, users and roles from this TOML file (keys named as the options, e.g.
+    /// ping_interval_ms; [[user]], [[role]], [anonymous]); options given here override it.
+    /// SIGHUP reads it again: users and roles change at once, other options need a restart.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Address to listen on; port 0 picks a free port (see --port-file).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Accept this principal with this password (repeatable).
+    /// Accept this principal with this password and all permissions (repeatable; for tests
+    /// and demos: other local users see it in the process list, see --config for hashes).
     #[arg(long = "user", value_name = "NAME:PASSWORD", value_parser = split_pair)]
     users: Vec<(String, String)>,
-    /// Accept this principal with these custom credentials (repeatable).
+    /// Accept this principal with these custom credentials and all permissions (repeatable).
     #[arg(long = "custom", value_name = "NAME:VALUE", value_parser = split_pair)]
     custom: Vec<(String, String)>,
-    /// Accept sessions with no principal and no credentials.
+    /// Accept sessions with no principal and no credentials, with all permissions.
     #[arg(long)]
     allow_anonymous: bool,
     /// Request path that accepts sessions (repeatable; default /diffusion).
@@ -73,6 +86,13 @@ struct Args {
     port_file: Option<PathBuf>,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Read a password from standard input (without echo from a terminal) and print its
+    /// argon2id hash, for a user's password_hash in the --config file.
+    HashPassword,
+}
+
 fn split_pair(text: &str) -> Result<(String, String), String> {
     match text.split_once(':') {
         Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
@@ -105,7 +125,21 @@ fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
-    let args = Args::parse();
+    let matches = Args::command().get_matches();
+    let mut args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Some(Command::HashPassword) = args.command {
+        return hash_password::run();
+    }
+    let file = match reload::apply_file(&mut args, &matches) {
+        Ok(file) => file,
+        Err(e) => {
+            eprintln!("session-server: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    if !args.users.is_empty() {
+        tracing::warn!("--user puts passwords where other local users see them (ps, /proc); give users password hashes in a --config file instead");
+    }
     for path in &args.paths {
         if let Err(e) = session::http::url::validate_request_path(path) {
             eprintln!("session-server: {e}");
@@ -141,6 +175,9 @@ fn main() -> std::process::ExitCode {
     }
     config.users = args.users.into_iter().map(|(n, p)| (n, p.into_bytes())).collect();
     config.custom_credentials = args.custom.into_iter().map(|(n, v)| (n, v.into_bytes())).collect();
+    if let Some(file) = &file {
+        config.access = file.access().clone();
+    }
 
     // One single-thread runtime per thread: a connection is served on the thread that accepted
     // it, so serving it never wakes another thread.
@@ -169,6 +206,12 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         };
+        if let Some(file) = file {
+            if let Err(e) = file.reload_on_hangup(server.access()) {
+                eprintln!("session-server: cannot handle SIGHUP: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
         if let Some(file) = &args.port_file {
             // Write then rename, so a reader never sees a half-written port.
             let tmp = file.with_extension("tmp");
