@@ -168,7 +168,7 @@ fn a_balancer_dropping_the_connect_header_costs_only_a_round_trip() {
     let mut c = config(&format!("ws://127.0.0.1:{}/diffusion", balancer.port));
     c.options.principal = USER.into();
     c.options.credentials = session::protocol::Credentials::Password(PASSWORD.into());
-    let s = Session::connect(c, None).unwrap();
+    let s = Session::connect(c, None).unwrap_or_else(|e| panic!("{e}\nnginx:\n{}", balancer.output()));
     assert_eq!(landed_on(&s), 3);
     assert_eq!(server.sessions()[0].principal, USER);
 }
