@@ -11,23 +11,26 @@ use tokio::time::{interval_at, Instant};
 
 use super::frames::{Event, FrameError, ServerWs, BINARY};
 use super::log::{Properties, Untrusted};
+use super::metrics::{FailedRecovery, Refusal};
 use super::poll::PollChannel;
-use super::sessions::{Identity, Recovery};
+use super::sessions::{Identity, Recovery, Transport};
 use super::{authenticate, SessionInfo, Shared, Shutdown};
 use session::protocol::{self, CloseReason, ConnectRequest, DecodeError, Frame, ResponseCode, SessionId};
 use session::runtime::Alarm;
 
 pub(crate) use super::conversation::{Attached, Ending};
 
-/// Answers the connect request: the frames to send first (the CONNECT_RESPONSE, then for a
-/// resumed session what the client missed), and the session taken, unless refused. A failed
-/// authentication is answered after the delay [`super::refusals`] sets for the client's address.
+/// Answers the connect request that came over `transport`: the frames to send first (the
+/// CONNECT_RESPONSE, then for a resumed session what the client missed), and the session taken,
+/// unless refused. A failed authentication is answered after the delay [`super::refusals`] sets
+/// for the client's address.
 pub(super) async fn attach(
     shared: &Arc<Shared>,
     request: &ConnectRequest,
     peer: SocketAddr,
+    transport: Transport,
 ) -> (Vec<Frame>, Option<Attached>) {
-    let (frames, attached, failed_authentication) = attach_now(shared, request, peer);
+    let (frames, attached, failed_authentication) = attach_now(shared, request, peer, transport);
     if failed_authentication {
         tokio::time::sleep(shared.refusals.failed_authentication(peer.ip(), Instant::now())).await;
     }
@@ -40,6 +43,7 @@ pub(super) fn attach_now(
     shared: &Arc<Shared>,
     request: &ConnectRequest,
     peer: SocketAddr,
+    transport: Transport,
 ) -> (Vec<Frame>, Option<Attached>, bool) {
     let config = &shared.config;
     let decision = authenticate(config, request);
@@ -50,6 +54,11 @@ pub(super) fn attach_now(
             tracing::info!(%peer, unlogged, %principal, reason = decision.reason(), "session refused");
         }
         let failed_authentication = decision.code() == ResponseCode::AuthenticationFailed;
+        if failed_authentication {
+            shared.metrics.authentication_failed();
+        } else {
+            shared.metrics.refused(Refusal::BadHandshake);
+        }
         return (vec![Frame::ConnectResponse(decision.refusal(config))], None, failed_authentication);
     }
     let identity = Identity::of(&request.principal, &request.credentials);
@@ -59,7 +68,8 @@ pub(super) fn attach_now(
             value: shared.next_session.fetch_add(1, Ordering::SeqCst),
         };
         let info = SessionInfo { id, principal: request.principal.clone(), properties: request.properties.clone() };
-        let Some((session, token)) = shared.registry.create(info, identity, config.max_sessions) else {
+        let Some((session, token)) = shared.registry.create(info, identity, transport, config.max_sessions) else {
+            shared.metrics.refused(Refusal::MaxSessions);
             return (
                 vec![Frame::ConnectResponse(refuse(ResponseCode::Rejected, "server is at its session limit"))],
                 None,
@@ -74,6 +84,10 @@ pub(super) fn attach_now(
     let (session, token) = match shared.registry.recover(&request.reconnect_token, &identity) {
         Recovery::Found(session, token) => (session, token),
         unknown => {
+            shared.metrics.recovery_failed(match unknown {
+                Recovery::NotOwner => FailedRecovery::OtherIdentity,
+                _ => FailedRecovery::UnknownSession,
+            });
             match (shared.log_refusal(peer), unknown) {
                 (Some(unlogged), Recovery::NotOwner) => {
                     let principal = Untrusted(&request.principal);
@@ -96,12 +110,14 @@ pub(super) fn attach_now(
             let _ = state.out.on_ack(request.last_received);
             state.generation += 1;
             state.detached_since = None;
+            state.transport = transport;
             (resend, state.generation, state.incoming.last(), state.out.last_sent())
         })
     };
     let (resend, generation, last_received, sent_upto) = match resumed {
         Ok(resumed) => resumed,
         Err(loss) => {
+            shared.metrics.recovery_failed(FailedRecovery::MessageLoss);
             tracing::info!(session = %id, %peer, missing_from = loss.missing_from, "session cannot be recovered: messages lost");
             shared.registry.remove(id.value);
             let refusal = refuse(
@@ -115,6 +131,8 @@ pub(super) fn attach_now(
     session.owner.send_replace(generation);
     let response = decision.response(config, ResponseCode::Reconnected, id, token, last_received);
     tracing::info!(session = %id, %peer, resent = resend.len(), "session resumed");
+    shared.metrics.recovered();
+    shared.metrics.deliveries_sent(resend.len());
     let mut frames = vec![Frame::ConnectResponse(response)];
     frames.extend(resend);
     (frames, Some(Attached::new(session, generation, sent_upto, true, shared)), false)

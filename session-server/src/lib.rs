@@ -14,6 +14,7 @@ mod frames;
 pub mod fuzzing;
 mod http;
 mod log;
+pub mod metrics;
 mod poll;
 pub mod refusals;
 mod sessions;
@@ -32,6 +33,8 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 pub use auth::{authenticate, Decision};
 use frames::{Event, FrameError, ServerWs};
+use metrics::Refusal;
+use sessions::Transport;
 
 use session::net::Stream;
 use session::protocol::{
@@ -130,6 +133,7 @@ struct Shared {
     shutdown: watch::Sender<Shutdown>,
     /// Set once the server stops accepting: ends the [`Acceptor`]s too.
     stopped: watch::Sender<bool>,
+    metrics: metrics::Counters,
 }
 
 impl Shared {
@@ -148,6 +152,7 @@ impl Shared {
             attached: AtomicUsize::new(0),
             shutdown: watch::channel(None).0,
             stopped: watch::channel(false).0,
+            metrics: metrics::Counters::default(),
         })
     }
 
@@ -176,7 +181,8 @@ impl Node {
     /// Answers a CONNECT_REQUEST: the frames to send first and, unless refused, the session
     /// taken (a failed authentication is answered at once).
     pub fn attach(&self, request: &ConnectRequest) -> (Vec<Frame>, Option<Attached>) {
-        let (frames, attached, _) = connection::attach_now(&self.0, request, ([127, 0, 0, 1], 0).into());
+        let peer = ([127, 0, 0, 1], 0).into();
+        let (frames, attached, _) = connection::attach_now(&self.0, request, peer, Transport::WebSocket);
         (frames, attached)
     }
 
@@ -406,7 +412,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
     let config = &shared.config;
     // As in the library: no write may raise SIGPIPE in a process that keeps its default action.
-    let tcp = session::net::QuietTcp(tcp);
+    let tcp = metrics::Metered::new(session::net::QuietTcp(tcp), &shared);
     let stream: Stream = match &config.tls {
         None => Box::new(tcp),
         Some(tls) => {
@@ -416,10 +422,12 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
                 Ok(Ok(tls)) => Box::new(tls),
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    shared.metrics.refused(Refusal::BadHandshake);
                     return;
                 }
                 Err(_) => {
                     tracing::debug!(%peer, "TLS handshake timed out");
+                    shared.metrics.refused(Refusal::BadHandshake);
                     return;
                 }
             }
@@ -436,6 +444,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             }
             Ok(http::Read::Closed) => return,
             Ok(http::Read::Bad(why)) => {
+                shared.metrics.refused(Refusal::BadHandshake);
                 if let Some(unlogged) = shared.log_refusal(peer) {
                     tracing::debug!(%peer, unlogged, why = %log::Untrusted(&why), "bad request");
                 }
@@ -444,6 +453,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             }
             Err(_) => {
                 tracing::debug!(%peer, "no request within the handshake timeout");
+                shared.metrics.refused(Refusal::BadHandshake);
                 return;
             }
         };
@@ -451,6 +461,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
         Ok(accepted) => accepted,
         Err((status, reason, body)) => {
             tracing::debug!(%peer, status, "WebSocket upgrade refused");
+            shared.metrics.refused(if status == 503 { Refusal::MaxSessions } else { Refusal::BadHandshake });
             let retry = [("Retry-After", "1".to_string())];
             let headers: &[(&str, String)] = if status == 503 { &retry } else { &[] };
             let _ = http::write_response(&mut stream, status, reason, headers, body.as_bytes()).await;
@@ -482,6 +493,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let request = match request {
         Ok(Ok(request)) => request,
         Ok(Err(reason)) => {
+            shared.metrics.refused(Refusal::BadHandshake);
             if let Some(unlogged) = shared.log_refusal(peer) {
                 tracing::info!(%peer, unlogged, reason = %log::Untrusted(&reason), "bad connect request");
             }
@@ -491,6 +503,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             return;
         }
         Err(_) => {
+            shared.metrics.refused(Refusal::BadHandshake);
             if let Some(unlogged) = shared.log_refusal(peer) {
                 tracing::info!(%peer, unlogged, "no connect request within the handshake timeout");
             }
@@ -500,7 +513,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     };
     // Subscribe before the client learns it is connected, so no close_all can slip in between.
     let shutdown = shared.shutdown.subscribe();
-    let (first, attached) = connection::attach(&shared, &request, peer).await;
+    let (first, attached) = connection::attach(&shared, &request, peer, Transport::WebSocket).await;
     let mut link = connection::Link::Ws(Box::new(ws));
     let sent = link.send_first(&first).await;
     match (attached, sent) {
