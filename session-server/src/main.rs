@@ -71,6 +71,8 @@ struct Args {
     /// Write the bound port to this file once listening.
     #[arg(long, value_name = "FILE")]
     port_file: Option<PathBuf>,
+    #[command(flatten)]
+    metrics: session_server::metrics::MetricsOptions,
 }
 
 fn split_pair(text: &str) -> Result<(String, String), String> {
@@ -169,6 +171,10 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         };
+        if let Err(e) = args.metrics.start(&server) {
+            eprintln!("session-server: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
         if let Some(file) = &args.port_file {
             // Write then rename, so a reader never sees a half-written port.
             let tmp = file.with_extension("tmp");

@@ -1,10 +1,11 @@
 //! What the server counts, and its rendering in the Prometheus text exposition format 0.0.4
-//! (`text.rs`).
+//! (`text.rs`), which `--metrics ADDR` serves at `/metrics` (`listener.rs`).
 //!
 //! Events (connections, publications, deliveries, bytes, refusals, recoveries) are counted where
 //! they happen by a relaxed atomic addition; what the sessions hold (their states and retained
 //! bytes) is read from the registry when the metrics are rendered.
 
+mod listener;
 mod text;
 
 use std::io;
@@ -15,6 +16,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+pub use listener::MetricsOptions;
 use text::{Exposition, Kind};
 
 use super::sessions::Transport;
@@ -321,14 +323,14 @@ fn render(shared: &Shared) -> String {
 }
 
 impl Closer {
-    /// The server's metrics in the Prometheus text exposition format, as a scrape gets them.
+    /// The server's metrics in the Prometheus text exposition format, as `/metrics` serves them.
     pub fn metrics_text(&self) -> String {
         render(&self.0)
     }
 }
 
 impl ServerHandle {
-    /// The server's metrics in the Prometheus text exposition format, as a scrape gets them.
+    /// The server's metrics in the Prometheus text exposition format, as `/metrics` serves them.
     pub fn metrics_text(&self) -> String {
         self.closer.metrics_text()
     }
