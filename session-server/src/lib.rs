@@ -133,6 +133,7 @@ struct Shared {
     shutdown: watch::Sender<Shutdown>,
     /// Set once the server stops accepting: ends the [`Acceptor`]s too.
     stopped: watch::Sender<bool>,
+    /// What happened so far, for the metrics.
     metrics: metrics::Counters,
 }
 
