@@ -12,28 +12,31 @@ use tokio::time::{interval_at, Instant};
 use super::auth::{self, Check};
 use super::frames::{Event, FrameError, ServerWs, BINARY};
 use super::log::{Properties, Untrusted};
+use super::metrics::{FailedRecovery, Refusal};
 use super::poll::PollChannel;
-use super::sessions::{Identity, Recovery};
+use super::sessions::{Identity, Recovery, Transport};
 use super::{Decision, SessionInfo, Shared, Shutdown};
 use session::protocol::{self, CloseReason, ConnectRequest, DecodeError, Frame, ResponseCode, SessionId};
 use session::runtime::Alarm;
 
 pub(crate) use super::conversation::{Attached, Ending};
 
-/// Answers the connect request: the frames to send first (the CONNECT_RESPONSE, then for a
-/// resumed session what the client missed), and the session taken, unless refused. A failed
-/// authentication is answered after the delay [`super::refusals`] sets for the client's address.
-/// A configuration file user's password is verified on a blocking thread.
+/// Answers the connect request that came over `transport`: the frames to send first (the
+/// CONNECT_RESPONSE, then for a resumed session what the client missed), and the session taken,
+/// unless refused. A failed authentication is answered after the delay [`super::refusals`] sets
+/// for the client's address. A configuration file user's password is verified on a blocking
+/// thread.
 pub(super) async fn attach(
     shared: &Arc<Shared>,
     request: &ConnectRequest,
     peer: SocketAddr,
+    transport: Transport,
 ) -> (Vec<Frame>, Option<Attached>) {
     let decision = match auth::check(&shared.config, &shared.policy(), request) {
         Check::Done(decision) => decision,
         Check::Password(check) => shared.verify_password(check).await,
     };
-    let (frames, attached, failed_authentication) = attach_decided(shared, request, peer, decision);
+    let (frames, attached, failed_authentication) = attach_decided(shared, request, peer, transport, decision);
     if failed_authentication {
         tokio::time::sleep(shared.refusals.failed_authentication(peer.ip(), Instant::now())).await;
     }
@@ -46,9 +49,10 @@ pub(super) fn attach_now(
     shared: &Arc<Shared>,
     request: &ConnectRequest,
     peer: SocketAddr,
+    transport: Transport,
 ) -> (Vec<Frame>, Option<Attached>, bool) {
     let decision = auth::authenticate(&shared.config, &shared.policy(), request);
-    attach_decided(shared, request, peer, decision)
+    attach_decided(shared, request, peer, transport, decision)
 }
 
 /// [`attach_now`] once the credentials are decided on.
@@ -56,6 +60,7 @@ fn attach_decided(
     shared: &Arc<Shared>,
     request: &ConnectRequest,
     peer: SocketAddr,
+    transport: Transport,
     decision: Decision,
 ) -> (Vec<Frame>, Option<Attached>, bool) {
     let config = &shared.config;
@@ -66,6 +71,11 @@ fn attach_decided(
             tracing::info!(%peer, unlogged, %principal, reason = decision.reason(), "session refused");
         }
         let failed_authentication = decision.code() == ResponseCode::AuthenticationFailed;
+        if failed_authentication {
+            shared.metrics.authentication_failed();
+        } else {
+            shared.metrics.refused(Refusal::BadHandshake);
+        }
         return (vec![Frame::ConnectResponse(decision.refusal(config))], None, failed_authentication);
     }
     let identity = Identity::of(&request.principal, &request.credentials);
@@ -75,7 +85,8 @@ fn attach_decided(
             value: shared.next_session.fetch_add(1, Ordering::SeqCst),
         };
         let info = SessionInfo { id, principal: request.principal.clone(), properties: request.properties.clone() };
-        let Some((session, token)) = shared.registry.create(info, identity, config.max_sessions) else {
+        let Some((session, token)) = shared.registry.create(info, identity, transport, config.max_sessions) else {
+            shared.metrics.refused(Refusal::MaxSessions);
             return (
                 vec![Frame::ConnectResponse(refuse(ResponseCode::Rejected, "server is at its session limit"))],
                 None,
@@ -90,6 +101,10 @@ fn attach_decided(
     let (session, token) = match shared.registry.recover(&request.reconnect_token, &identity) {
         Recovery::Found(session, token) => (session, token),
         unknown => {
+            shared.metrics.recovery_failed(match unknown {
+                Recovery::NotOwner => FailedRecovery::OtherIdentity,
+                _ => FailedRecovery::UnknownSession,
+            });
             match (shared.log_refusal(peer), unknown) {
                 (Some(unlogged), Recovery::NotOwner) => {
                     let principal = Untrusted(&request.principal);
@@ -112,12 +127,14 @@ fn attach_decided(
             let _ = state.out.on_ack(request.last_received);
             state.generation += 1;
             state.detached_since = None;
+            state.transport = transport;
             (resend, state.generation, state.incoming.last(), state.out.last_sent())
         })
     };
     let (resend, generation, last_received, sent_upto) = match resumed {
         Ok(resumed) => resumed,
         Err(loss) => {
+            shared.metrics.recovery_failed(FailedRecovery::MessageLoss);
             tracing::info!(session = %id, %peer, missing_from = loss.missing_from, "session cannot be recovered: messages lost");
             shared.registry.remove(id.value);
             let refusal = refuse(
@@ -131,6 +148,8 @@ fn attach_decided(
     session.owner.send_replace(generation);
     let response = decision.response(config, ResponseCode::Reconnected, id, token, last_received);
     tracing::info!(session = %id, %peer, resent = resend.len(), "session resumed");
+    shared.metrics.recovered();
+    shared.metrics.deliveries_sent(resend.len());
     let mut frames = vec![Frame::ConnectResponse(response)];
     frames.extend(resend);
     (frames, Some(Attached::new(session, generation, sent_upto, true, shared)), false)

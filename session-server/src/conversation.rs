@@ -112,10 +112,14 @@ impl Attached {
         };
         match pending {
             Ok(mut frames) => {
+                if !frames.is_empty() {
+                    self.counted.0.metrics.deliveries_sent(frames.len());
+                }
                 frames.extend(self.ack_due.take());
                 Ok(frames)
             }
             Err(_) => {
+                self.counted.0.metrics.overflowed();
                 let reason = "the session's recovery buffer overflowed: a slow or absent client";
                 Err(Ending::Closed { reason: reason.into(), close: Some(close(CloseReason::MessageLoss, reason)) })
             }
@@ -173,6 +177,7 @@ impl Attached {
                     Ok(Receipt::New) => {
                         match body {
                             Message::Publish { path, data } => {
+                                self.counted.0.metrics.publication_received();
                                 registry.publish(&path, &data);
                             }
                             Message::Subscribe { path } => registry.subscribe(id, &path),

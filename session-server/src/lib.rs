@@ -15,6 +15,7 @@ mod frames;
 pub mod fuzzing;
 mod http;
 mod log;
+pub mod metrics;
 pub mod policy;
 mod poll;
 pub mod refusals;
@@ -35,7 +36,9 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 pub use auth::{authenticate, Decision};
 use frames::{Event, FrameError, ServerWs};
+use metrics::Refusal;
 use policy::{Access, Policy};
+use sessions::Transport;
 
 use session::net::Stream;
 use session::protocol::{
@@ -154,6 +157,8 @@ struct Shared {
     policy: ArcSwap<Policy>,
     /// Argon2 verifications running at once: each takes a core and 19 MiB for milliseconds.
     password_checks: tokio::sync::Semaphore,
+    /// What happened so far, for the metrics.
+    metrics: metrics::Counters,
 }
 
 impl Shared {
@@ -176,6 +181,7 @@ impl Shared {
             stopped: watch::channel(false).0,
             policy,
             password_checks: tokio::sync::Semaphore::new(cores),
+            metrics: metrics::Counters::default(),
         })
     }
 
@@ -219,7 +225,8 @@ impl Node {
     /// Answers a CONNECT_REQUEST: the frames to send first and, unless refused, the session
     /// taken (a failed authentication is answered at once).
     pub fn attach(&self, request: &ConnectRequest) -> (Vec<Frame>, Option<Attached>) {
-        let (frames, attached, _) = connection::attach_now(&self.0, request, ([127, 0, 0, 1], 0).into());
+        let peer = ([127, 0, 0, 1], 0).into();
+        let (frames, attached, _) = connection::attach_now(&self.0, request, peer, Transport::WebSocket);
         (frames, attached)
     }
 
@@ -473,7 +480,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
     let config = &shared.config;
     // As in the library: no write may raise SIGPIPE in a process that keeps its default action.
-    let tcp = session::net::QuietTcp(tcp);
+    let tcp = metrics::Metered::new(session::net::QuietTcp(tcp), &shared);
     let stream: Stream = match &config.tls {
         None => Box::new(tcp),
         Some(tls) => {
@@ -483,10 +490,12 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
                 Ok(Ok(tls)) => Box::new(tls),
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    shared.metrics.refused(Refusal::BadHandshake);
                     return;
                 }
                 Err(_) => {
                     tracing::debug!(%peer, "TLS handshake timed out");
+                    shared.metrics.refused(Refusal::BadHandshake);
                     return;
                 }
             }
@@ -503,6 +512,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             }
             Ok(http::Read::Closed) => return,
             Ok(http::Read::Bad(why)) => {
+                shared.metrics.refused(Refusal::BadHandshake);
                 if let Some(unlogged) = shared.log_refusal(peer) {
                     tracing::debug!(%peer, unlogged, why = %log::Untrusted(&why), "bad request");
                 }
@@ -511,6 +521,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             }
             Err(_) => {
                 tracing::debug!(%peer, "no request within the handshake timeout");
+                shared.metrics.refused(Refusal::BadHandshake);
                 return;
             }
         };
@@ -518,6 +529,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
         Ok(accepted) => accepted,
         Err((status, reason, body)) => {
             tracing::debug!(%peer, status, "WebSocket upgrade refused");
+            shared.metrics.refused(if status == 503 { Refusal::MaxSessions } else { Refusal::BadHandshake });
             let retry = [("Retry-After", "1".to_string())];
             let headers: &[(&str, String)] = if status == 503 { &retry } else { &[] };
             let _ = http::write_response(&mut stream, status, reason, headers, body.as_bytes()).await;
@@ -549,6 +561,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let request = match request {
         Ok(Ok(request)) => request,
         Ok(Err(reason)) => {
+            shared.metrics.refused(Refusal::BadHandshake);
             if let Some(unlogged) = shared.log_refusal(peer) {
                 tracing::info!(%peer, unlogged, reason = %log::Untrusted(&reason), "bad connect request");
             }
@@ -558,6 +571,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             return;
         }
         Err(_) => {
+            shared.metrics.refused(Refusal::BadHandshake);
             if let Some(unlogged) = shared.log_refusal(peer) {
                 tracing::info!(%peer, unlogged, "no connect request within the handshake timeout");
             }
@@ -567,7 +581,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     };
     // Subscribe before the client learns it is connected, so no close_all can slip in between.
     let shutdown = shared.shutdown.subscribe();
-    let (first, attached) = connection::attach(&shared, &request, peer).await;
+    let (first, attached) = connection::attach(&shared, &request, peer, Transport::WebSocket).await;
     let mut link = connection::Link::Ws(Box::new(ws));
     let sent = link.send_first(&first).await;
     match (attached, sent) {

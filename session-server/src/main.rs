@@ -84,6 +84,8 @@ struct Args {
     /// Write the bound port to this file once listening.
     #[arg(long, value_name = "FILE")]
     port_file: Option<PathBuf>,
+    #[command(flatten)]
+    metrics: session_server::metrics::MetricsOptions,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -211,6 +213,10 @@ fn main() -> std::process::ExitCode {
                 eprintln!("session-server: cannot handle SIGHUP: {e}");
                 return std::process::ExitCode::FAILURE;
             }
+        }
+        if let Err(e) = args.metrics.start(&server) {
+            eprintln!("session-server: {e}");
+            return std::process::ExitCode::FAILURE;
         }
         if let Some(file) = &args.port_file {
             // Write then rename, so a reader never sees a half-written port.

@@ -16,6 +16,8 @@ use tokio::sync::{mpsc, Notify};
 
 use super::connection::{self, Link};
 use super::http::{read_request, write_response, HttpRequest, Read};
+use super::metrics::Refusal;
+use super::sessions::Transport;
 use super::Shared;
 use session::net::Stream;
 use session::protocol::{self, Frame};
@@ -166,6 +168,7 @@ fn text(status: u16, reason: &'static str, body: &str) -> Answer {
 
 async fn answer(shared: &Arc<Shared>, request: HttpRequest, peer: SocketAddr) -> Answer {
     if !shared.config.paths.contains(&request.path) {
+        shared.metrics.refused(Refusal::BadHandshake);
         return text(404, "Not Found", "no session endpoint at this path");
     }
     let number = request.query.get("r").and_then(|r| r.parse::<u64>().ok());
@@ -185,29 +188,40 @@ async fn answer(shared: &Arc<Shared>, request: HttpRequest, peer: SocketAddr) ->
             Some(channel) => poll(shared, id, &channel, r).await,
             None => text(410, "Gone", "no such polling connection"),
         },
-        ("GET", None, _) => text(400, "Bad Request", "a WebSocket upgrade or a polling request was expected"),
+        ("GET", None, _) => {
+            shared.metrics.refused(Refusal::BadHandshake);
+            text(400, "Bad Request", "a WebSocket upgrade or a polling request was expected")
+        }
         ("GET" | "POST", _, None) => text(400, "Bad Request", "missing or invalid request number r"),
-        _ => text(405, "Method Not Allowed", "use GET or POST"),
+        _ => {
+            shared.metrics.refused(Refusal::BadHandshake);
+            text(405, "Method Not Allowed", "use GET or POST")
+        }
     }
 }
 
 /// Opens a virtual connection and starts serving its session.
 async fn open(shared: &Arc<Shared>, body: &[u8], peer: SocketAddr) -> Answer {
     if shared.registry.len() >= shared.config.max_sessions {
+        shared.metrics.refused(Refusal::MaxSessions);
         let mut refusal = text(503, "Service Unavailable", "server is at its session limit; try later");
         refusal.2.push(("Retry-After", "1".into()));
         return refusal;
     }
+    let bad = |why: &str| {
+        shared.metrics.refused(Refusal::BadHandshake);
+        text(400, "Bad Request", why)
+    };
     let request = match protocol::decode_all(body, shared.config.max_frame_size) {
         Ok(frames) if frames.len() == 1 => match frames.into_iter().next() {
             Some(Frame::ConnectRequest(r)) => r,
-            _ => return text(400, "Bad Request", "the open request must carry one CONNECT_REQUEST frame"),
+            _ => return bad("the open request must carry one CONNECT_REQUEST frame"),
         },
-        Ok(_) => return text(400, "Bad Request", "the open request must carry one CONNECT_REQUEST frame"),
-        Err(e) => return text(400, "Bad Request", &e.to_string()),
+        Ok(_) => return bad("the open request must carry one CONNECT_REQUEST frame"),
+        Err(e) => return bad(&e.to_string()),
     };
     let shutdown = shared.shutdown.subscribe();
-    let (first, attached) = connection::attach(shared, &request, peer).await;
+    let (first, attached) = connection::attach(shared, &request, peer, Transport::Polling).await;
     let body: Vec<u8> = first.iter().flat_map(protocol::encode).collect();
     let Some(attached) = attached else {
         return (200, "OK", Vec::new(), body);

@@ -83,6 +83,16 @@ pub(crate) struct RecoveryState {
     pub(crate) incoming: Incoming,
     pub(crate) generation: u64,
     pub(crate) detached_since: Option<Instant>,
+    /// How the connection that took the session last reaches the server.
+    pub(crate) transport: Transport,
+}
+
+/// What carries a session's frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    WebSocket,
+    /// HTTP long polling.
+    Polling,
 }
 
 /// The digests of the tokens that recover a session: the one last handed out and, until the
@@ -159,12 +169,18 @@ impl Registry {
         self.index.lock().sessions.values().map(|s| s.info.clone()).collect()
     }
 
-    /// Registers a new session opened by `identity` unless `limit` sessions exist; it starts
-    /// attached (generation 1). Returns it with its token.
+    /// The sessions held now, to look at without holding up the registry.
+    pub(crate) fn snapshot(&self) -> Vec<Arc<ServerSession>> {
+        self.index.lock().sessions.values().cloned().collect()
+    }
+
+    /// Registers a new session opened by `identity` over `transport` unless `limit` sessions
+    /// exist; it starts attached (generation 1). Returns it with its token.
     pub(crate) fn create(
         &self,
         info: SessionInfo,
         identity: Identity,
+        transport: Transport,
         limit: usize,
     ) -> Option<(Arc<ServerSession>, Vec<u8>)> {
         let mut index = self.index.lock();
@@ -185,6 +201,7 @@ impl Registry {
                 incoming: Incoming::default(),
                 generation: 1,
                 detached_since: None,
+                transport,
             }),
             wake: Notify::new(),
             owner: watch::channel(1).0,
@@ -366,7 +383,7 @@ mod tests {
     }
 
     fn open(registry: &Registry, value: u64) -> (Arc<ServerSession>, Vec<u8>) {
-        registry.create(info(value), alice(), 10).unwrap()
+        registry.create(info(value), alice(), Transport::WebSocket, 10).unwrap()
     }
 
     fn delivered(session: &ServerSession) -> Vec<String> {
@@ -422,8 +439,8 @@ mod tests {
     #[test]
     fn the_session_limit_is_enforced() {
         let registry = registry();
-        assert!(registry.create(info(1), alice(), 1).is_some());
-        assert!(registry.create(info(2), alice(), 1).is_none());
+        assert!(registry.create(info(1), alice(), Transport::WebSocket, 1).is_some());
+        assert!(registry.create(info(2), alice(), Transport::WebSocket, 1).is_none());
     }
 
     #[test]
