@@ -47,8 +47,9 @@ pub extern "C" fn libsession_version() -> *const c_char {
 /// nothing otherwise. While a callback is set, nothing goes to standard error.
 ///
 /// Callable at any time from any thread. Once it returns, the previous callback is not running
-/// and is never called again, so its `context` may be freed. Called from inside the callback
-/// it does nothing.
+/// and is never called again, so its `context` may be freed: it waits for calls of the previous
+/// callback in progress, so do not call it while holding a lock that callback takes. Called
+/// from inside the callback it does nothing.
 ///
 /// The callback runs on the thread that logs (the application's thread inside a libsession
 /// call, or an I/O thread), on several threads at once at times: it must be thread-safe, and
