@@ -167,6 +167,9 @@ impl Attached {
                 if matches!(body, Message::Deliver { .. }) {
                     return Err(refuse(CloseReason::ProtocolError, "clients do not send DELIVER"));
                 }
+                if matches!(body, Message::Refused { .. }) {
+                    return Err(refuse(CloseReason::ProtocolError, "clients do not send REFUSED"));
+                }
                 if let Err(why) = validate_path(body.path()) {
                     return Err(refuse(CloseReason::ProtocolError, &why));
                 }
@@ -182,7 +185,7 @@ impl Attached {
                             }
                             Message::Subscribe { path } => registry.subscribe(id, &path),
                             Message::Unsubscribe { path } => registry.unsubscribe(id, &path),
-                            Message::Deliver { .. } => unreachable!("refused above"),
+                            Message::Deliver { .. } | Message::Refused { .. } => unreachable!("refused above"),
                         }
                         Ok(())
                     }

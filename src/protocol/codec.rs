@@ -4,7 +4,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::{
     frame_type as ft, CloseReason, ConnectRequest, ConnectResponse, Credentials, DecodeError, Frame, Message,
-    ResponseCode, SessionId,
+    RefusedAction, ResponseCode, SessionId,
 };
 
 const CREDENTIALS_NONE: u8 = 0;
@@ -126,6 +126,11 @@ pub fn encode_leaving_out(frame: &Frame, out: &mut Vec<u8>, least: usize) -> Opt
                 }
                 Message::Subscribe { .. } => ft::SUBSCRIBE,
                 Message::Unsubscribe { .. } => ft::UNSUBSCRIBE,
+                Message::Refused { action, message, .. } => {
+                    body.put_u8(action.to_wire());
+                    put_reason(body, message);
+                    ft::REFUSED
+                }
             }
         }
         Frame::Ack(seq) => {
@@ -276,6 +281,13 @@ fn decode_body(kind: u8, b: &mut Bytes) -> Result<Frame, DecodeError> {
                 _ => Message::Deliver { path, data: get_shared32(b)? },
             };
             Frame::Message { seq, body }
+        }
+        ft::REFUSED => {
+            let seq = get_u64(b)?;
+            let path = get_str16(b)?;
+            let action =
+                RefusedAction::from_wire(get_u8(b)?).ok_or(DecodeError::Malformed("unknown refused action"))?;
+            Frame::Message { seq, body: Message::Refused { action, path, message: get_str16(b)? } }
         }
         ft::ACK => Frame::Ack(get_u64(b)?),
         other => return Err(DecodeError::UnknownType(other)),
@@ -452,7 +464,55 @@ mod tests {
             Frame::Message { seq: 3, body: Message::Unsubscribe { path: "a/".into() } },
             Frame::Message { seq: u64::MAX, body: Message::Deliver { path: "x".into(), data: Default::default() } },
             Frame::Ack(42),
+            Frame::Message {
+                seq: 4,
+                body: Message::Refused {
+                    action: RefusedAction::Withdrawn,
+                    path: "a/".into(),
+                    message: "subscribing to a/ is not permitted for alice".into(),
+                },
+            },
         ]
+    }
+
+    #[test]
+    fn every_refused_action_round_trips() {
+        for action in [RefusedAction::Publish, RefusedAction::Subscribe, RefusedAction::Withdrawn] {
+            let frame = Frame::Message {
+                seq: 9,
+                body: Message::Refused { action, path: "p/q".into(), message: "not permitted".into() },
+            };
+            assert_eq!(decode_all(&encode(&frame), 1024).unwrap(), vec![frame]);
+        }
+    }
+
+    #[test]
+    fn a_refused_with_an_unknown_action_is_malformed() {
+        let frame = Frame::Message {
+            seq: 1,
+            body: Message::Refused { action: RefusedAction::Publish, path: "p".into(), message: "m".into() },
+        };
+        let mut bytes = encode(&frame);
+        // length, type, seq, path (2 + 1): the action follows.
+        bytes[4 + 1 + 8 + 3] = 0;
+        assert_eq!(decode_all(&bytes, 1024), Err(DecodeError::Malformed("unknown refused action")));
+        bytes[4 + 1 + 8 + 3] = 4;
+        assert_eq!(decode_all(&bytes, 1024), Err(DecodeError::Malformed("unknown refused action")));
+    }
+
+    #[test]
+    fn a_truncated_refused_is_malformed_not_a_panic() {
+        let frame = Frame::Message {
+            seq: 1,
+            body: Message::Refused { action: RefusedAction::Subscribe, path: "p".into(), message: "why".into() },
+        };
+        let whole = encode(&frame);
+        for cut in 1..whole.len() - 5 {
+            let mut bytes = whole[..whole.len() - cut].to_vec();
+            let length = (bytes.len() - 4) as u32;
+            bytes[..4].copy_from_slice(&length.to_be_bytes());
+            assert!(matches!(decode_all(&bytes, 1024), Err(DecodeError::Malformed(_))), "cut {cut}");
+        }
     }
 
     #[test]

@@ -140,6 +140,7 @@ pub fn frame_name(frame: &Frame) -> &'static str {
         Frame::Message { body: super::Message::Subscribe { .. }, .. } => "SUBSCRIBE",
         Frame::Message { body: super::Message::Unsubscribe { .. }, .. } => "UNSUBSCRIBE",
         Frame::Message { body: super::Message::Deliver { .. }, .. } => "DELIVER",
+        Frame::Message { body: super::Message::Refused { .. }, .. } => "REFUSED",
         Frame::Ack(_) => "ACK",
     }
 }

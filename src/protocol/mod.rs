@@ -235,7 +235,7 @@ pub enum Frame {
         message: String,
     },
     /// A numbered message (client to server: publish, subscribe, unsubscribe; server to client:
-    /// deliver). Numbers start at 1 in each direction and survive reconnection.
+    /// deliver, refused). Numbers start at 1 in each direction and survive reconnection.
     Message {
         seq: u64,
         body: Message,
@@ -255,6 +255,39 @@ pub enum Message {
     Unsubscribe { path: String },
     /// Server: `data` was published on `path`. Shared, not copied, between subscribers.
     Deliver { path: String, data: bytes::Bytes },
+    /// Server: the client may not do `action` on `path` (or no longer may, for a subscription);
+    /// `message` says why, for people.
+    Refused { action: RefusedAction, path: String, message: String },
+}
+
+/// What a [`Message::Refused`] refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusedAction {
+    /// A PUBLISH was not published.
+    Publish,
+    /// A SUBSCRIBE was not registered.
+    Subscribe,
+    /// A subscription was removed because the client no longer may subscribe to its path.
+    Withdrawn,
+}
+
+impl RefusedAction {
+    pub(crate) fn to_wire(self) -> u8 {
+        match self {
+            RefusedAction::Publish => 1,
+            RefusedAction::Subscribe => 2,
+            RefusedAction::Withdrawn => 3,
+        }
+    }
+
+    pub(crate) fn from_wire(value: u8) -> Option<Self> {
+        match value {
+            1 => Some(RefusedAction::Publish),
+            2 => Some(RefusedAction::Subscribe),
+            3 => Some(RefusedAction::Withdrawn),
+            _ => None,
+        }
+    }
 }
 
 impl Message {
@@ -264,7 +297,8 @@ impl Message {
             Message::Publish { path, .. }
             | Message::Subscribe { path }
             | Message::Unsubscribe { path }
-            | Message::Deliver { path, .. } => path,
+            | Message::Deliver { path, .. }
+            | Message::Refused { path, .. } => path,
         }
     }
 
@@ -273,6 +307,7 @@ impl Message {
         match self {
             Message::Publish { path, data } | Message::Deliver { path, data } => path.len() + data.len(),
             Message::Subscribe { path } | Message::Unsubscribe { path } => path.len(),
+            Message::Refused { path, message, .. } => path.len() + message.len(),
         }
     }
 }
@@ -309,6 +344,7 @@ pub(crate) mod frame_type {
     pub const UNSUBSCRIBE: u8 = 8;
     pub const DELIVER: u8 = 9;
     pub const ACK: u8 = 10;
+    pub const REFUSED: u8 = 11;
 }
 
 /// Why bytes could not be decoded into a frame.
