@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use session::protocol::reliable::Receipt;
-use session::protocol::{self, validate_path, CloseReason, Frame, Message, SessionId};
+use session::protocol::{self, validate_path, CloseReason, Frame, Message, RefusedAction, SessionId};
+
+use super::log::Untrusted;
 
 use super::sessions::ServerSession;
 use super::Shared;
@@ -56,7 +58,40 @@ pub struct Attached {
     ack_at: Option<Instant>,
     /// An ACK due now, sent with the deliveries it may have caused (one write, deliveries first).
     ack_due: Option<Frame>,
+    denials: DenialLog,
     counted: Counted,
+}
+
+/// Denial lines logged per connection per [`DENIAL_WINDOW`]: a client that keeps asking for
+/// what it may not have does not fill the log.
+const DENIALS_LOGGED_PER_WINDOW: u32 = 10;
+const DENIAL_WINDOW: Duration = Duration::from_secs(60);
+
+/// What a connection has logged of its denials in the current window (no I/O: the caller passes
+/// the time).
+#[derive(Debug, Default)]
+struct DenialLog {
+    window_start: Option<Instant>,
+    logged: u32,
+    unlogged: u32,
+}
+
+impl DenialLog {
+    /// `Some(n)` when a denial at `now` is to be logged, `n` being the denials left out of the
+    /// log before it.
+    fn log(&mut self, now: Instant) -> Option<u32> {
+        if self.window_start.is_none_or(|start| now.duration_since(start) >= DENIAL_WINDOW) {
+            self.window_start = Some(now);
+            self.logged = 0;
+        }
+        if self.logged < DENIALS_LOGGED_PER_WINDOW {
+            self.logged += 1;
+            Some(std::mem::take(&mut self.unlogged))
+        } else {
+            self.unlogged += 1;
+            None
+        }
+    }
 }
 
 impl Attached {
@@ -74,6 +109,7 @@ impl Attached {
             recovered,
             ack_at: None,
             ack_due: None,
+            denials: DenialLog::default(),
             counted: Counted::new(shared),
         }
     }
@@ -133,7 +169,7 @@ impl Attached {
         }
         let mut replies = Vec::new();
         for frame in frames {
-            self.on_frame(frame, &mut replies)?;
+            self.on_frame(frame, now, &mut replies)?;
         }
         let mut state = self.session.state.lock();
         if state.incoming.ack_now() {
@@ -159,8 +195,9 @@ impl Attached {
         Some(self.session.state.lock().incoming.take_ack())
     }
 
-    fn on_frame(&mut self, frame: Frame, replies: &mut Vec<Frame>) -> Result<(), Ending> {
-        let registry = &self.counted.0.registry;
+    fn on_frame(&mut self, frame: Frame, now: Instant, replies: &mut Vec<Frame>) -> Result<(), Ending> {
+        let shared = self.counted.0.clone();
+        let registry = &shared.registry;
         let id = self.session.info.id.value;
         match frame {
             Frame::Message { seq, body } => {
@@ -180,10 +217,20 @@ impl Attached {
                     Ok(Receipt::New) => {
                         match body {
                             Message::Publish { path, data } => {
-                                self.counted.0.metrics.publication_received();
-                                registry.publish(&path, &data);
+                                shared.metrics.publication_received();
+                                if shared.policy().may_publish(Some(&self.session.info.principal), &path) {
+                                    registry.publish(&path, &data);
+                                } else {
+                                    self.deny(RefusedAction::Publish, path, now);
+                                }
                             }
-                            Message::Subscribe { path } => registry.subscribe(id, &path),
+                            Message::Subscribe { path } => {
+                                if shared.policy().may_subscribe(Some(&self.session.info.principal), &path) {
+                                    registry.subscribe(id, &path);
+                                } else {
+                                    self.deny(RefusedAction::Subscribe, path, now);
+                                }
+                            }
                             Message::Unsubscribe { path } => registry.unsubscribe(id, &path),
                             Message::Deliver { .. } | Message::Refused { .. } => unreachable!("refused above"),
                         }
@@ -210,6 +257,39 @@ impl Attached {
     }
 }
 
+impl Attached {
+    /// Answers a message the policy does not permit with REFUSED, counts and logs it; the
+    /// session goes on.
+    fn deny(&mut self, action: RefusedAction, path: String, now: Instant) {
+        let principal = &self.session.info.principal;
+        let (verb, label) = match action {
+            RefusedAction::Publish => ("publishing on", "publish"),
+            _ => ("subscribing to", "subscribe"),
+        };
+        self.counted.0.metrics.denied(action);
+        if let Some(unlogged) = self.denials.log(now) {
+            tracing::info!(
+                session = %self.session.info.id,
+                principal = %Untrusted(principal),
+                path = %Untrusted(&path),
+                unlogged,
+                "{label} denied"
+            );
+        }
+        let message = format!("{verb} {path} is not permitted for {}", shown_principal(principal));
+        self.session.state.lock().out.push(Message::Refused { action, path, message });
+    }
+}
+
+/// A principal as named to its client: anonymous sessions have none.
+pub(crate) fn shown_principal(principal: &str) -> &str {
+    if principal.is_empty() {
+        "anonymous sessions"
+    } else {
+        principal
+    }
+}
+
 fn close(reason: CloseReason, message: &str) -> Frame {
     Frame::Close { reason, message: message.to_string() }
 }
@@ -217,4 +297,21 @@ fn close(reason: CloseReason, message: &str) -> Frame {
 /// Ends the session for a protocol violation, telling the client why.
 fn refuse(reason: CloseReason, message: &str) -> Ending {
     Ending::Closed { reason: format!("client broke the protocol: {message}"), close: Some(close(reason, message)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn denials_are_logged_ten_a_minute_per_connection_and_the_next_line_counts_those_left_out() {
+        let mut log = DenialLog::default();
+        let start = Instant::now();
+        for _ in 0..DENIALS_LOGGED_PER_WINDOW {
+            assert_eq!(log.log(start), Some(0));
+        }
+        assert_eq!(log.log(start + Duration::from_secs(1)), None);
+        assert_eq!(log.log(start + Duration::from_secs(2)), None);
+        assert_eq!(log.log(start + DENIAL_WINDOW), Some(2));
+    }
 }

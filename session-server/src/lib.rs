@@ -230,6 +230,11 @@ impl Node {
         (frames, attached)
     }
 
+    /// The server's metrics in the Prometheus text exposition format.
+    pub fn metrics_text(&self) -> String {
+        metrics::render_text(&self.0)
+    }
+
     /// Sessions the server keeps.
     pub fn session_count(&self) -> usize {
         self.0.registry.len()

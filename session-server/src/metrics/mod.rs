@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use session::protocol::RefusedAction;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 pub use listener::MetricsOptions;
@@ -68,8 +69,13 @@ pub(crate) struct Counters {
     failed_recoveries: [AtomicU64; FAILED_RECOVERIES.len()],
     authentication_failures: AtomicU64,
     refusals: [AtomicU64; REFUSALS.len()],
+    /// Denied subscriptions (refused and withdrawn) and publications.
+    denials: [AtomicU64; DENIALS.len()],
     overflows: AtomicU64,
 }
+
+/// The `action` label of `session_server_denials_total`, by index.
+const DENIALS: [&str; 2] = ["subscribe", "publish"];
 
 fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Relaxed);
@@ -102,6 +108,16 @@ impl Counters {
 
     pub(crate) fn refused(&self, why: Refusal) {
         add(&self.refusals[why as usize], 1);
+    }
+
+    /// A subscription or publication the policy does not permit (a withdrawn subscription counts
+    /// as a denied one).
+    pub(crate) fn denied(&self, action: RefusedAction) {
+        let index = match action {
+            RefusedAction::Subscribe | RefusedAction::Withdrawn => 0,
+            RefusedAction::Publish => 1,
+        };
+        add(&self.denials[index], 1);
     }
 
     /// A session closed because its recovery buffer overflowed.
@@ -290,11 +306,14 @@ fn render(shared: &Shared) -> String {
         "Connect requests refused for an unknown principal, wrong credentials or anonymity not allowed.",
     )
     .sample(&[], load(&counters.authentication_failures));
-    // Registered so that the name is stable: 0 until subscriptions and publications are checked
-    // against permissions.
-    out.family(family::DENIALS, Kind::Counter, "Subscriptions and publications denied by permissions, by action.");
-    for action in ["subscribe", "publish"] {
-        out.sample(&[("action", action)], 0);
+    out.family(
+        family::DENIALS,
+        Kind::Counter,
+        "Subscriptions and publications denied by permissions, by action (a subscription withdrawn by a \
+         reload counts as subscribe).",
+    );
+    for (action, counter) in DENIALS.iter().zip(&counters.denials) {
+        out.sample(&[("action", action)], load(counter));
     }
     out.family(
         family::REFUSED,
@@ -320,6 +339,10 @@ fn render(shared: &Shared) -> String {
     )
     .sample(&[], load(&counters.overflows));
     out.into_text()
+}
+
+pub(crate) fn render_text(shared: &Shared) -> String {
+    render(shared)
 }
 
 impl Closer {
