@@ -80,6 +80,9 @@ pub enum ErrorCode {
     QueueFull,
     /// A message is larger than the maximum message size.
     MessageTooLarge,
+    /// The server's permissions do not allow a subscription or publication (or no longer allow a
+    /// subscription).
+    AccessDenied,
 }
 
 /// A failure reported by the library.

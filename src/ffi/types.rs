@@ -149,6 +149,7 @@ impl From<ErrorCode> for ERROR_CODE_T {
             ErrorCode::TlsCertificateRejected => DIFF_ERR_TLS_CERTIFICATE_REJECTED,
             ErrorCode::QueueFull => DIFF_ERR_QUEUE_FULL,
             ErrorCode::MessageTooLarge => DIFF_ERR_MESSAGE_TOO_LARGE,
+            ErrorCode::AccessDenied => DIFF_ERR_ACCESS_DENIED,
         }
     }
 }

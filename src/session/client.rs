@@ -21,7 +21,7 @@ use crate::protocol::reliable::{Incoming, Limits, Outgoing, Receipt, Retained};
 use crate::protocol::untrusted::Untrusted;
 use crate::protocol::{
     self, path_matches, validate_path, ClientHandshake, CloseReason, ConnectRequest, Established, Frame, Message,
-    SessionId, FRAME_HEADER_LEN,
+    RefusedAction, SessionId, FRAME_HEADER_LEN,
 };
 
 use super::State;
@@ -52,13 +52,18 @@ pub struct CoreOptions {
     pub reconnection_timeout: Option<Duration>,
 }
 
-/// What the application hears about.
+/// What the application hears about; `H` is a subscription's handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub enum Event<H = ()> {
     /// The session moved from one state to another (closed states carry their error).
     State { from: State, to: State, error: Option<Error> },
     /// A message delivered on `path`, to the handlers covering it ([`ClientSession::handlers_for`]).
     Deliver { path: String, data: bytes::Bytes },
+    /// The server refused a publication or subscription on `path`, or withdrew the subscription
+    /// to `path`: `error` (AccessDenied) says so. A refused or withdrawn subscription is gone, and
+    /// `handler` is its handler (`None` for a publication, or when the application had already
+    /// unsubscribed).
+    Refused { action: RefusedAction, path: String, error: Error, handler: Option<H> },
 }
 
 /// Whether sending waits for room in the recovery buffer.
@@ -111,7 +116,7 @@ pub struct ClientSession<M: Retained = Message, H = ()> {
     server_limit: u32,
     /// Frames to send before anything else (answers to PING, resends).
     control: VecDeque<Frame>,
-    events: VecDeque<Event>,
+    events: VecDeque<Event<H>>,
     subscriptions: Vec<(String, H)>,
     /// While recovering: when to give up, and the error to give up with.
     recover_by: Option<Instant>,
@@ -282,23 +287,44 @@ impl<M: Retained + From<Message>, H> ClientSession<M, H> {
                     format!("server {server} delivered a message on an invalid path"),
                 ))
             }
-            Frame::Message { seq, body: Message::Deliver { path, data } } => match self.incoming.receive(seq) {
-                Ok(Receipt::New) => {
-                    self.events.push_back(Event::Deliver { path, data });
-                    if self.incoming.ack_now() {
-                        // Due: it rides with the next outgoing message, or goes alone shortly.
-                        let soon = now + ACK_RIDE;
-                        *ack_at = Some(ack_at.map_or(soon, |at| at.min(soon)));
-                    } else if ack_at.is_none() {
-                        *ack_at = Some(now + ACK_DELAY);
+            Frame::Message { seq, body: body @ (Message::Deliver { .. } | Message::Refused { .. }) } => {
+                match self.incoming.receive(seq) {
+                    Ok(Receipt::New) => {
+                        let event = match body {
+                            Message::Refused { action, path, message } => {
+                                let handler = match action {
+                                    RefusedAction::Publish => None,
+                                    RefusedAction::Subscribe | RefusedAction::Withdrawn => self
+                                        .subscriptions
+                                        .iter()
+                                        .position(|(p, _)| *p == path)
+                                        .map(|index| self.subscriptions.remove(index).1),
+                                };
+                                let error = Error::new(
+                                    ErrorCode::AccessDenied,
+                                    format!("server {server}: {}", Untrusted(&message)),
+                                );
+                                Event::Refused { action, path, error, handler }
+                            }
+                            Message::Deliver { path, data } => Event::Deliver { path, data },
+                            _ => unreachable!("matched above"),
+                        };
+                        self.events.push_back(event);
+                        if self.incoming.ack_now() {
+                            // Due: it rides with the next outgoing message, or goes alone shortly.
+                            let soon = now + ACK_RIDE;
+                            *ack_at = Some(ack_at.map_or(soon, |at| at.min(soon)));
+                        } else if ack_at.is_none() {
+                            *ack_at = Some(now + ACK_DELAY);
+                        }
+                        return Ok(());
                     }
-                    return Ok(());
+                    Ok(Receipt::Duplicate) => return Ok(()),
+                    Err(why) => {
+                        Ended::Failed(Error::new(ErrorCode::ConnectionProtocolError, format!("server {server}: {why}")))
+                    }
                 }
-                Ok(Receipt::Duplicate) => return Ok(()),
-                Err(why) => {
-                    Ended::Failed(Error::new(ErrorCode::ConnectionProtocolError, format!("server {server}: {why}")))
-                }
-            },
+            }
             Frame::Ack(seq) => match self.out.on_ack(seq) {
                 Ok(()) => return Ok(()),
                 Err(why) => {
@@ -558,7 +584,7 @@ impl<M: Retained + From<Message>, H> ClientSession<M, H> {
     }
 
     /// The next event for the application.
-    pub fn poll_event(&mut self) -> Option<Event> {
+    pub fn poll_event(&mut self) -> Option<Event<H>> {
         let event = self.events.pop_front();
         if self.events.is_empty() && matches!(event, Some(Event::State { .. })) {
             // State changes are rare (connected, recovering, closed), and after the first ones a
@@ -737,5 +763,73 @@ mod tests {
         core.publish("a", &[1]).unwrap();
         assert_eq!(sent(core.poll_transmit(now, usize::MAX, Window::Kept)), vec![Frame::Ack(2), publish(1)]);
         assert_eq!(core.poll_timeout(), Some(now + keep_alive_limit(Duration::from_secs(1))));
+    }
+
+    fn refused(seq: u64, action: RefusedAction, path: &str) -> Frame {
+        let message = format!("{path} is not permitted for alice");
+        Frame::Message { seq, body: Message::Refused { action, path: path.into(), message } }
+    }
+
+    /// The events after the handshake's state changes.
+    fn events(core: &mut Core) -> Vec<Event<u32>> {
+        std::iter::from_fn(|| core.poll_event()).filter(|e| !matches!(e, Event::State { .. })).collect()
+    }
+
+    #[test]
+    fn a_refused_subscription_loses_exactly_its_own_handler_which_the_event_carries() {
+        let now = Instant::now();
+        let mut core = Core::new(options());
+        core.start();
+        accept(&mut core, now, false, 0).unwrap();
+        core.subscribe("a/", 1).unwrap();
+        core.subscribe("a/b", 2).unwrap();
+        core.handle_frame(now, refused(1, RefusedAction::Subscribe, "a/")).unwrap();
+        let [Event::Refused { action: RefusedAction::Subscribe, path, error, handler: Some(1) }] =
+            &events(&mut core)[..]
+        else {
+            panic!("one refusal carrying the handler of a/")
+        };
+        assert_eq!(path, "a/");
+        assert_eq!(error.code(), ErrorCode::AccessDenied);
+        assert!(error.message().contains("a/ is not permitted for alice"), "{error}");
+        assert_eq!(core.handlers_for("a/b").collect::<Vec<_>>(), vec![&2]);
+        core.handle_frame(now, refused(2, RefusedAction::Withdrawn, "a/b")).unwrap();
+        assert!(matches!(
+            &events(&mut core)[..],
+            [Event::Refused { action: RefusedAction::Withdrawn, handler: Some(2), .. }]
+        ));
+        assert_eq!(core.handlers_for("a/b").count(), 0);
+    }
+
+    #[test]
+    fn a_refused_publication_carries_no_handler_and_leaves_subscriptions_alone() {
+        let now = Instant::now();
+        let mut core = Core::new(options());
+        core.start();
+        accept(&mut core, now, false, 0).unwrap();
+        core.subscribe("a", 1).unwrap();
+        core.handle_frame(now, refused(1, RefusedAction::Publish, "a")).unwrap();
+        let [Event::Refused { action: RefusedAction::Publish, handler: None, error, .. }] = &events(&mut core)[..]
+        else {
+            panic!("one refusal without a handler")
+        };
+        assert_eq!(error.code(), ErrorCode::AccessDenied);
+        assert_eq!(core.handlers_for("a").collect::<Vec<_>>(), vec![&1]);
+    }
+
+    #[test]
+    fn a_refusal_is_numbered_acknowledged_and_ignored_when_sent_again() {
+        let now = Instant::now();
+        let mut core = Core::new(options());
+        core.start();
+        accept(&mut core, now, false, 0).unwrap();
+        core.subscribe("a", 1).unwrap();
+        let _ = core.poll_transmit(now, usize::MAX, Window::Kept);
+        core.handle_frame(now, refused(1, RefusedAction::Subscribe, "a")).unwrap();
+        core.handle_frame(now, refused(1, RefusedAction::Subscribe, "a")).unwrap();
+        assert_eq!(events(&mut core).len(), 1, "the duplicate is ignored");
+        assert_eq!(sent(core.poll_transmit(now + ACK_DELAY, usize::MAX, Window::Kept)), vec![Frame::Ack(1)]);
+        let skipped = refused(3, RefusedAction::Subscribe, "a");
+        assert!(matches!(core.handle_frame(now, skipped), Err(Ended::Failed(_))), "a gap breaks the protocol");
     }
 }

@@ -16,7 +16,7 @@ use super::client::{Event, Window};
 use super::messaging::{handlers_for, MessageHandler};
 use super::{Command, Shared, State};
 use crate::error::{Error, ErrorCode, Result};
-use crate::protocol::{self, CloseReason, Frame};
+use crate::protocol::{self, CloseReason, Frame, RefusedAction};
 use crate::reconnect::ReconnectPolicy;
 use crate::runtime::Alarm;
 use crate::transport::{Connection, Received, Transport};
@@ -45,7 +45,7 @@ pub(crate) struct Opened {
 fn relay(shared: &Shared) -> bool {
     loop {
         // The events so far and the handlers of each delivery, under one lock.
-        let events: Vec<(Event, Vec<Weak<dyn MessageHandler>>)> = {
+        let events: Vec<(Event<Arc<dyn MessageHandler>>, Vec<Weak<dyn MessageHandler>>)> = {
             let mut core = shared.mailbox.core.lock();
             std::iter::from_fn(|| core.poll_event())
                 .collect::<Vec<_>>()
@@ -53,7 +53,7 @@ fn relay(shared: &Shared) -> bool {
                 .map(|event| {
                     let handlers = match &event {
                         Event::Deliver { path, .. } => handlers_for(&core, path),
-                        Event::State { .. } => Vec::new(),
+                        Event::State { .. } | Event::Refused { .. } => Vec::new(),
                     };
                     (event, handlers)
                 })
@@ -72,7 +72,7 @@ fn relay(shared: &Shared) -> bool {
 }
 
 /// Passes one event on; false when a state change was refused (the session is closed).
-fn relay_one(shared: &Shared, event: Event, handlers: Vec<Weak<dyn MessageHandler>>) -> bool {
+fn relay_one(shared: &Shared, event: Event<Arc<dyn MessageHandler>>, handlers: Vec<Weak<dyn MessageHandler>>) -> bool {
     match event {
         Event::State { to, error, .. } if to.is_closed() => {
             let error = error.unwrap_or_else(|| Error::new(ErrorCode::SessionClosed, "the session was closed"));
@@ -104,6 +104,19 @@ fn relay_one(shared: &Shared, event: Event, handlers: Vec<Weak<dyn MessageHandle
                 shared.callback(|| handler.upgrade().map(|handler| handler.on_message(&path, &data)));
             }
         }
+        Event::Refused { path, error, handler: Some(handler), .. } => {
+            tracing::info!(%error, "subscription refused");
+            // Released under the callbacks lock, so that `close` waits for that too.
+            shared.callback(move || handler.on_error(&path, &error));
+        }
+        Event::Refused { action: RefusedAction::Publish, path, error, .. } => {
+            tracing::info!(%error, "publication refused");
+            if let Some(handler) = shared.error_handler() {
+                shared.callback(move || handler(&path, &error));
+            }
+        }
+        // A subscription the application had already ended.
+        Event::Refused { .. } => {}
     }
     true
 }

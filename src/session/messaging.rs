@@ -24,6 +24,14 @@ use crate::transport::{Loan, Outbound, Transport};
 pub trait MessageHandler: Send + Sync {
     /// A message published on `path` (which the subscription covers).
     fn on_message(&self, path: &str, data: &[u8]);
+
+    /// The server refused the subscription to `path`, or withdrew it when its permissions
+    /// changed (`error` is [`crate::ErrorCode::AccessDenied`]). Called at most once, on a
+    /// library I/O thread after the subscription's last message; the subscription is gone and
+    /// the handler is dropped after this returns.
+    fn on_error(&self, path: &str, error: &crate::Error) {
+        let _ = (path, error);
+    }
 }
 
 impl<F: Fn(&str, &[u8]) + Send + Sync> MessageHandler for F {

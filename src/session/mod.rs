@@ -44,6 +44,8 @@ use crate::runtime;
 pub type StateListener = Box<dyn Fn(State, State) + Send + Sync>;
 /// Called once when creation ends: `Ok` when connected, `Err` when it failed or was closed first.
 pub type CreationCallback = Box<dyn FnOnce(Result<()>) + Send>;
+/// Hears of the publications the server refused: the path and the error (AccessDenied).
+pub type ErrorHandler = Box<dyn Fn(&str, &Error) + Send + Sync>;
 
 /// What the application wants to hear about.
 #[derive(Default)]
@@ -94,6 +96,8 @@ pub(crate) struct Shared {
     mailbox: messaging::Mailbox,
     /// Cookies set by balancers, sent on every later request of this session.
     cookies: Arc<cookies::CookieJar>,
+    /// Hears of refused publications ([`Session::set_error_handler`]).
+    error_handler: Mutex<Option<Arc<ErrorHandler>>>,
 }
 
 impl Session {
@@ -117,6 +121,7 @@ impl Session {
             shared: Arc::new(Shared {
                 mailbox,
                 cookies: Arc::default(),
+                error_handler: Mutex::new(None),
                 config,
                 state: Mutex::new(State::Unknown),
                 reported: Mutex::new(State::Unknown),
@@ -270,6 +275,15 @@ impl Session {
         published
     }
 
+    /// Sets the handler told of publications the server refused (its permissions do not allow
+    /// them: the error is [`ErrorCode::AccessDenied`]), replacing any earlier one; `None` removes
+    /// it. It runs on a library I/O thread, in order with the session's other callbacks.
+    pub fn set_error_handler(&self, handler: Option<ErrorHandler>) {
+        let old = std::mem::replace(&mut *self.shared.error_handler.lock(), handler.map(Arc::new));
+        // Dropped outside the lock: dropping it may run application code.
+        drop(old);
+    }
+
     /// Subscribes to `path` (everything below it when it ends with `/`); `handler` receives the
     /// messages, in order, on a library I/O thread. Replaces an earlier handler of the same path.
     /// Subscriptions survive reconnection.
@@ -395,8 +409,14 @@ impl Shared {
         true
     }
 
+    /// The handler of refused publications, if one is set.
+    pub(crate) fn error_handler(&self) -> Option<Arc<ErrorHandler>> {
+        self.error_handler.lock().clone()
+    }
+
     /// Runs an application callback of this session, one at a time, unless the session is
     /// closed. What `f` holds is released under the lock too, so that `close` also waits for it.
+
     pub(crate) fn callback<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
         let _callbacks = self.callbacks.lock();
         if self.state().is_closed() {
