@@ -232,6 +232,9 @@ impl World {
                     let n = u32::from_be_bytes(data[..4].try_into().unwrap());
                     self.clients[c].received[publisher].push(n);
                 }
+                Event::Refused { error, .. } => {
+                    return Err(format!("client {c}: refused although anonymous sessions may do anything: {error}"));
+                }
             }
         }
         Ok(())
