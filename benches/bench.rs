@@ -889,6 +889,7 @@ fn subscribe_with<T>(session: *mut SESSION_T, path: &CString, on_message: OnMess
         on_message: Some(on_message),
         context: context as *const T as *mut c_void,
         free_context: None,
+        on_error: None,
     };
     unsafe { assert_eq!(session_subscribe(session, path.as_ptr(), &handler, null_mut()), 1) };
 }

@@ -17,7 +17,8 @@
  * Callbacks of one session run one at a time, in order, on one of those threads (a blocking
  * create runs the first ones on its calling thread; the reconnection function runs on a thread
  * where it may block). The callbacks of a session are: the state listener, on_connected /
- * on_error, message handlers and their free_context, the reconnection functions, and the proxy
+ * on_error, message handlers (on_message, on_error) and their free_context, the session error
+ * handler (session_set_error_handler), the reconnection functions, and the proxy
  * challenge handler and certificate validation callback while they serve that session's
  * connection. session_close and session_free wait for a callback of the session running on
  * another thread; after they return, none starts.
@@ -447,8 +448,10 @@ typedef void (*LIBSESSION_LOG_CB)(LIBSESSION_LOG_LEVEL_T level,
                                   void *context);
 
 /**
- * Receives the messages of a subscription. The struct is copied. Calls allowed inside
- * `on_message` and `free_context`: see "Calls inside callbacks" at the top of this header.
+ * Receives the messages of a subscription. The struct is copied. Zero-initialise it (`= { 0 }`
+ * or designated initialisers) and set the members you use, so that code written before a member
+ * was added (such as `on_error`) keeps working. Calls allowed inside `on_message`, `on_error`
+ * and `free_context`: see "Calls inside callbacks" at the top of this header.
  */
 typedef struct {
   /**
@@ -471,9 +474,23 @@ typedef struct {
    * or free, or at once when `session_subscribe` fails; always after the last call to
    * `on_message` has returned, and before session_free returns (when session_free is called
    * inside this handler's own `on_message`, right after that call returns). It runs on the
-   * thread of the call that released the handler.
+   * thread of the call that released the handler. After a refusal (`on_error`) it runs on the
+   * libsession I/O thread right after `on_error` returns.
    */
   void (*free_context)(void *context);
+  /**
+   * Optional: called at most once, on a libsession I/O thread (one callback of the session at
+   * a time), when the server refuses the subscription or later withdraws it because its
+   * permissions changed: `error->code` is DIFF_ERR_ACCESS_DENIED and `error->message` names
+   * the path. `path` is the subscription's path. `path` and `error` are valid during the call
+   * only; the library frees the message. The subscription is then gone (`session_unsubscribe`
+   * of it fails) and `free_context` runs after this returns. NULL: refusals are not reported
+   * to the handler (`free_context` still runs).
+   */
+  void (*on_error)(SESSION_T *session,
+                   const char *path,
+                   const DIFFUSION_ERROR_T *error,
+                   void *context);
 } SESSION_MESSAGE_HANDLER_T;
 
 /**
@@ -985,6 +1002,26 @@ int session_publish(SESSION_T *session,
                     const void *data,
                     size_t len,
                     DIFFUSION_ERROR_T *error);
+
+/**
+ * Sets the function told of the session's publications that the server refused (its
+ * permissions do not allow publishing on the path): `on_error` is called with the path, an
+ * error whose code is DIFF_ERR_ACCESS_DENIED and whose message names the path, and `context`,
+ * on a libsession I/O thread, in order with the session's other callbacks. `path` and `error`
+ * are valid during the call only; the library frees the message. It replaces an earlier
+ * function; NULL `on_error` removes it. Refused subscriptions go to their handler's `on_error`
+ * instead.
+ *
+ * `context` stays the caller's: the library never dereferences or frees it, and passes it until
+ * the function is replaced or removed or the session is freed. Thread: any; allowed inside
+ * callbacks.
+ *
+ * Returns 1, or 0 when `session` is NULL.
+ */
+int session_set_error_handler(SESSION_T *session, void (*on_error)(SESSION_T *session,
+                                                                   const char *path,
+                                                                   const DIFFUSION_ERROR_T *error,
+                                                                   void *context), void *context);
 
 /**
  * Basic authentication, sent with the first CONNECT (to the proxy only, never to the server).

@@ -20,10 +20,9 @@ fn restricted_server() -> session_server::ServerHandle {
     start_server_with(|c| {
         c.allow_anonymous = false;
         let mut access = Access::default();
-        access.roles.insert(
-            "allowed".into(),
-            Role { subscribe: vec!["allowed/".into()], publish: vec!["allowed/".into()] },
-        );
+        access
+            .roles
+            .insert("allowed".into(), Role { subscribe: vec!["allowed/".into()], publish: vec!["allowed/".into()] });
         access.anonymous = Some(vec!["allowed".into()]);
         c.access = access;
     })

@@ -229,6 +229,7 @@ fn every_handler_context_is_released_before_session_free_returns() {
         on_message: Some(ignore_message),
         context: null_mut(),
         free_context: Some(count_free),
+        on_error: None,
     };
     for path in ["handles/a", "handles/", "handles/a/b"] {
         let path = CString::new(path).unwrap();

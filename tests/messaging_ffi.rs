@@ -64,6 +64,7 @@ fn publish_subscribe_unsubscribe_and_the_context_life_cycle() {
             on_message: Some(on_message),
             context: context as *mut c_void,
             free_context: Some(free_context),
+            on_error: None,
         };
         let mut e = error();
         assert_eq!(session_subscribe(session, c("news/").as_ptr(), &handler(1), &mut e), 1);

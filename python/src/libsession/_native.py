@@ -124,7 +124,13 @@ class SessionListener(Structure):
 class MessageHandler(Structure):
     """SESSION_MESSAGE_HANDLER_T."""
 
-    _fields_ = [("on_message", MESSAGE_CB), ("context", c_void_p), ("free_context", FREE_CB)]
+    # on_error (a C function pointer) stays NULL: refusals are not reported to Python handlers yet.
+    _fields_ = [
+        ("on_message", MESSAGE_CB),
+        ("context", c_void_p),
+        ("free_context", FREE_CB),
+        ("on_error", c_void_p),
+    ]
 
 
 ERROR_P = POINTER(DiffusionError)
