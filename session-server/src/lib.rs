@@ -42,7 +42,8 @@ use sessions::Transport;
 
 use session::net::Stream;
 use session::protocol::{
-    self, CloseReason, ConnectRequest, Frame, SessionId, DEFAULT_MAX_FRAME_SIZE, FRAME_HEADER_LEN,
+    self, CloseReason, ConnectRequest, Frame, Message, RefusedAction, SessionId, DEFAULT_MAX_FRAME_SIZE,
+    FRAME_HEADER_LEN,
 };
 
 /// How the server behaves.
@@ -389,8 +390,30 @@ impl AccessSwitch {
     /// From now on, new sessions authenticate with the users of `access`, and the policy is
     /// `access`'s roles (anonymous sessions allowed with all permissions if `allow_anonymous`).
     /// The command line's users and custom credentials stay as they were.
+    /// Subscriptions the new policy does not allow are withdrawn: removed, and each session told
+    /// with REFUSED(WITHDRAWN), whether attached or waiting for its client.
     pub fn replace(&self, access: &Access, allow_anonymous: bool) {
-        self.0.policy.store(Arc::new(self.0.config.policy_with(access, allow_anonymous)));
+        let policy = Arc::new(self.0.config.policy_with(access, allow_anonymous));
+        self.0.policy.store(policy.clone());
+        let withdrawn = self.0.registry.withdraw(|principal, path| policy.may_subscribe(Some(principal), path));
+        if withdrawn.is_empty() {
+            return;
+        }
+        let sessions: std::collections::HashSet<u64> = withdrawn.iter().map(|(s, _)| s.info.id.value).collect();
+        tracing::info!(
+            subscriptions = withdrawn.len(),
+            sessions = sessions.len(),
+            "subscriptions withdrawn by the new permissions"
+        );
+        for (session, path) in withdrawn {
+            self.0.metrics.denied(RefusedAction::Withdrawn);
+            let message = format!(
+                "subscribing to {path} is no longer permitted for {}",
+                conversation::shown_principal(&session.info.principal)
+            );
+            session.state.lock().out.push(Message::Refused { action: RefusedAction::Withdrawn, path, message });
+            session.wake.notify_one();
+        }
     }
 
     /// The policy in force.

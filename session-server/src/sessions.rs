@@ -276,6 +276,28 @@ impl Registry {
         remove_from(&mut index, path, id);
     }
 
+    /// Removes every subscription that `allowed(principal, path)` no longer allows, from
+    /// attached and detached sessions alike; returns each session with the path withdrawn.
+    pub(crate) fn withdraw(&self, allowed: impl Fn(&str, &str) -> bool) -> Vec<(Arc<ServerSession>, String)> {
+        let mut index = self.index.lock();
+        let mut withdrawn = Vec::new();
+        let ids: Vec<u64> = index.subscriptions.keys().copied().collect();
+        for id in ids {
+            let Some(session) = index.sessions.get(&id).cloned() else { continue };
+            let Some(paths) = index.subscriptions.get_mut(&id) else { continue };
+            let refused: Vec<String> =
+                paths.iter().filter(|path| !allowed(&session.info.principal, path)).cloned().collect();
+            for path in &refused {
+                paths.remove(path);
+            }
+            for path in refused {
+                remove_from(&mut index, &path, id);
+                withdrawn.push((session.clone(), path));
+            }
+        }
+        withdrawn
+    }
+
     /// Queues `data` for every session subscribed to `path` (once per session, however many of
     /// its subscriptions match) and wakes their connections. Returns how many sessions get it.
     pub(crate) fn publish(&self, path: &str, data: &bytes::Bytes) -> usize {

@@ -328,3 +328,54 @@ fn a_missing_file_is_an_error_naming_it() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.starts_with("session-server: /nonexistent/session-server.toml: cannot read: "), "{stderr}");
 }
+
+/// Tells of every `on_error` and of its own release.
+struct Watcher(std::sync::mpsc::Sender<String>);
+
+impl session::session::MessageHandler for Watcher {
+    fn on_message(&self, _path: &str, _data: &[u8]) {}
+
+    fn on_error(&self, path: &str, error: &session::Error) {
+        let _ = self.0.send(format!("error {path} {:?} {}", error.code(), error.message()));
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.0.send("dropped".into());
+    }
+}
+
+#[test]
+fn sighup_that_shrinks_a_role_withdraws_the_subscriptions_it_no_longer_allows() {
+    let dir = Dir::new("withdraw");
+    dir.write_config(&format!("{}{ROLES}", user("alice", "alice-pw", "\"trader\"")));
+    let server = Server::start(&dir);
+    let alice = login(&server.url(), "alice", "alice-pw").expect("alice logs in");
+    let (kept_tx, kept) = std::sync::mpsc::channel();
+    let (withdrawn_tx, withdrawn) = std::sync::mpsc::channel();
+    alice.subscribe("prices/", Arc::new(Watcher(kept_tx))).unwrap();
+    alice.subscribe("alice/", Arc::new(Watcher(withdrawn_tx))).unwrap();
+    // Both subscriptions are registered before the reload: a publication on them is not refused.
+    let (errors_tx, errors) = std::sync::mpsc::channel();
+    let errors_tx = Mutex::new(errors_tx);
+    alice.set_error_handler(Some(Box::new(move |path: &str, _: &session::Error| {
+        let _ = errors_tx.lock().unwrap().send(path.to_string());
+    })));
+    alice.publish("prices/eur", b"1").unwrap();
+    assert_eq!(errors.recv_timeout(Duration::from_secs(5)).unwrap(), "prices/eur", "trader may not publish there");
+
+    let shrunk = "[[role]]\nname = \"trader\"\nsubscribe = [\"prices/\"]\npublish = [\"orders/\"]\n";
+    dir.write_config(&format!("{}{shrunk}", user("alice", "alice-pw", "\"trader\"")));
+    server.reload();
+    let told = withdrawn.recv_timeout(Duration::from_secs(10)).expect("on_error for alice/");
+    assert!(told.starts_with("error alice/ AccessDenied") && told.contains("no longer permitted for alice"), "{told}");
+    assert_eq!(withdrawn.recv_timeout(Duration::from_secs(5)).unwrap(), "dropped");
+    assert!(server.wait_log("subscriptions withdrawn").contains("subscriptions=1"));
+    assert_eq!(alice.state(), State::ConnectedActive);
+    assert!(kept.try_recv().is_err(), "prices/ is still allowed");
+    assert_eq!(alice.unsubscribe("alice/").unwrap_err().code(), ErrorCode::IllegalArgument);
+    alice.unsubscribe("prices/").unwrap();
+    assert_eq!(kept.recv_timeout(Duration::from_secs(5)).unwrap(), "dropped");
+    alice.close();
+}
