@@ -225,10 +225,19 @@ impl Attached {
                                 }
                             }
                             Message::Subscribe { path } => {
-                                if shared.policy().may_subscribe(Some(&self.session.info.principal), &path) {
-                                    registry.subscribe(id, &path);
-                                } else {
+                                let principal = Some(self.session.info.principal.as_str());
+                                let policy = shared.policy();
+                                if !policy.may_subscribe(principal, &path) {
                                     self.deny(RefusedAction::Subscribe, path, now);
+                                } else {
+                                    registry.subscribe(id, &path);
+                                    // A reload between the check and the registration withdrew
+                                    // subscriptions without this one: check it against the new policy.
+                                    let current = shared.policy();
+                                    if !Arc::ptr_eq(&policy, &current) && !current.may_subscribe(principal, &path) {
+                                        registry.unsubscribe(id, &path);
+                                        self.deny(RefusedAction::Subscribe, path, now);
+                                    }
                                 }
                             }
                             Message::Unsubscribe { path } => registry.unsubscribe(id, &path),
