@@ -39,13 +39,16 @@ pub(crate) struct Opened {
     conn: Connection,
 }
 
+/// An event of the session's core, with the application's handlers.
+type AppEvent = Event<Arc<dyn MessageHandler>>;
+
 /// Passes the core's events on to the application: state changes to the listener (and the
 /// creation callback, the reconnection handler), deliveries to the handlers. Returns false once
 /// the session is closed, by the core or by the application.
 fn relay(shared: &Shared) -> bool {
     loop {
         // The events so far and the handlers of each delivery, under one lock.
-        let events: Vec<(Event<Arc<dyn MessageHandler>>, Vec<Weak<dyn MessageHandler>>)> = {
+        let events: Vec<(AppEvent, Vec<Weak<dyn MessageHandler>>)> = {
             let mut core = shared.mailbox.core.lock();
             std::iter::from_fn(|| core.poll_event())
                 .collect::<Vec<_>>()

@@ -416,7 +416,6 @@ impl Shared {
 
     /// Runs an application callback of this session, one at a time, unless the session is
     /// closed. What `f` holds is released under the lock too, so that `close` also waits for it.
-
     pub(crate) fn callback<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
         let _callbacks = self.callbacks.lock();
         if self.state().is_closed() {
