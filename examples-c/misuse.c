@@ -169,7 +169,7 @@ static void perform(SESSION_T *session)
                 check_error(ok, &error, "session_publish", DIFF_ERR_SESSION_CLOSED, DIFF_ERR_SESSION_CLOSED);
                 break;
         case DO_SUBSCRIBE: {
-                SESSION_MESSAGE_HANDLER_T handler = { noop_message, NULL, count_free };
+                SESSION_MESSAGE_HANDLER_T handler = { .on_message = noop_message, .free_context = count_free };
                 atomic_fetch_add(&contexts_made, 1);
                 ok = session_subscribe(session, "misuse/subscribed", &handler, &error);
                 check_error(ok, &error, "session_subscribe", DIFF_ERR_SESSION_CLOSED, DIFF_ERR_SESSION_CLOSED);
@@ -333,12 +333,12 @@ static void wait_settled(SESSION_T *session)
 static void trigger(SESSION_T *session)
 {
         if (cell.where == IN_MESSAGE) {
-                SESSION_MESSAGE_HANDLER_T handler = { on_message, NULL, count_free };
+                SESSION_MESSAGE_HANDLER_T handler = { .on_message = on_message, .free_context = count_free };
                 atomic_fetch_add(&contexts_made, 1);
                 session_subscribe(session, "misuse/message", &handler, NULL);
                 session_publish(session, "misuse/message", "m", 1, NULL);
         } else if (cell.where == IN_FREE_CONTEXT_UNSUBSCRIBE || cell.where == IN_FREE_CONTEXT_CLOSE) {
-                SESSION_MESSAGE_HANDLER_T handler = { noop_message, NULL, target_free_context };
+                SESSION_MESSAGE_HANDLER_T handler = { .on_message = noop_message, .free_context = target_free_context };
                 atomic_fetch_add(&contexts_made, 1);
                 session_subscribe(session, "misuse/context", &handler, NULL);
                 if (cell.where == IN_FREE_CONTEXT_UNSUBSCRIBE) {

@@ -216,7 +216,7 @@ static void free_during(enum target target)
                 session = session_create_with_user_context(suite.url, NULL, NULL, NULL, NULL, context, &error);
                 if (session != NULL) {
                         // The handler's free_context, too, must run before session_free returns.
-                        SESSION_MESSAGE_HANDLER_T handler = { on_message, context, on_free_context };
+                        SESSION_MESSAGE_HANDLER_T handler = { .on_message = on_message, .context = context, .free_context = on_free_context };
                         session_subscribe(session, "races/self", &handler, NULL);
                         for (int i = 0; i < 20; i++) {
                                 session_publish(session, "races/self", "m", 1, NULL);
