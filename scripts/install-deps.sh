@@ -5,7 +5,7 @@ set -eu
 
 # command:package pairs (files for libraries). `install-deps.sh bench` adds the benchmarks' needs;
 # `install-deps.sh docs` checks for doxygen only (`make docs`).
-needed="cmake:cmake valgrind:valgrind pkg-config:pkgconf cc:gcc openssl:openssl tinyproxy:tinyproxy squid:squid microsocks:microsocks htpasswd:apache2-utils haproxy:haproxy nginx:nginx promtool:prometheus"
+needed="cmake:cmake valgrind:valgrind pkg-config:pkgconf cc:gcc openssl:openssl tinyproxy:tinyproxy squid:squid microsocks:microsocks htpasswd:apache2-utils haproxy:haproxy nginx:nginx nats-server:nats-server promtool:prometheus"
 [ "${1:-}" = docs ] && needed="doxygen:doxygen"
 
 missing=""
