@@ -437,6 +437,19 @@ fn the_harness_starts_a_three_node_jetstream_cluster() {
     for nats in &rig.nats {
         assert_eq!(nats.meta_leader().as_deref(), Some(leader.as_str()), "{} agrees on the leader", nats.name);
     }
+    // A replicated stream has a leader, as the monitoring endpoint tells.
+    let answer = rig.nats[0].create_stream("HARNESS", "harness.>", 3);
+    assert!(answer.contains("stream_create_response") && !answer.contains("\"error\""), "{answer}");
+    let deadline = Instant::now() + harness::NATS_READY;
+    let stream_leader = loop {
+        if let Some(leader) = rig.nats.iter().find_map(|n| n.stream_leader()) {
+            break leader;
+        }
+        assert!(Instant::now() < deadline, "no stream leader reported");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    rig.progress(&format!("streams: {:?}", rig.nats.iter().map(|n| n.streams()).collect::<Vec<_>>()));
+    assert!(rig.nats.iter().any(|n| n.name == stream_leader), "the stream leader {stream_leader} is one of the three");
     // A SIGKILLed leader is replaced by one of the two others.
     let index = rig.nats.iter().position(|n| n.name == leader).unwrap();
     rig.nats[index].kill();

@@ -322,13 +322,71 @@ impl NatsServer {
         json_string_after(&body, "\"meta_cluster\"", "leader").filter(|leader| !leader.is_empty())
     }
 
-    /// The leader of the first replicated stream this server reports (from /jsz), if any.
-    pub fn stream_leader(&self) -> Option<String> {
-        let (status, body) = http_get(self.monitor_port, "/jsz?accounts=true&streams=true")?;
-        if status != 200 {
-            return None;
+    /// The replicated streams this server reports (from /jsz), as (name, leader).
+    pub fn streams(&self) -> Vec<(String, String)> {
+        let Some((200, body)) = http_get(self.monitor_port, "/jsz?accounts=true&streams=true") else {
+            return Vec::new();
+        };
+        let Some(details) = body.find("\"stream_detail\"") else { return Vec::new() };
+        let body = &body[details..];
+        // Each stream's object begins with its name, followed by "created", and has a "cluster"
+        // object with the leader.
+        let mut streams = Vec::new();
+        let mut from = 0;
+        while let Some(at) = body[from..].find("\"created\"") {
+            let created = from + at;
+            let name = body[..created].rfind("\"name\"").and_then(|n| json_string_after(&body[n..], "", "name"));
+            let leader = json_string_after(&body[created..], "", "leader");
+            if let (Some(name), Some(leader)) = (name, leader) {
+                if !leader.is_empty() {
+                    streams.push((name, leader));
+                }
+            }
+            from = created + 1;
         }
-        json_string_after(&body, "\"stream_detail\"", "leader").filter(|leader| !leader.is_empty())
+        streams
+    }
+
+    /// The leader of the replicated stream this server reports (from /jsz), a key-value bucket's
+    /// (KV_...) only if there is no other stream.
+    pub fn stream_leader(&self) -> Option<String> {
+        let streams = self.streams();
+        streams
+            .iter()
+            .find(|(name, _)| !name.starts_with("KV_") && !name.starts_with("OBJ_"))
+            .or(streams.first())
+            .map(|(_, leader)| leader.clone())
+    }
+
+    /// Creates a file stream `name` on `subjects` with `replicas` replicas through the JetStream
+    /// API, over the NATS protocol; the API's answer.
+    pub fn create_stream(&self, name: &str, subjects: &str, replicas: u32) -> String {
+        use std::io::BufRead;
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert!(line.starts_with("INFO"), "{}: {line}", self.name);
+        let config = format!(r#"{{"name":"{name}","subjects":["{subjects}"],"num_replicas":{replicas}}}"#);
+        let request = format!(
+            "CONNECT {{\"verbose\":false}}\r\nSUB _INBOX.harness 1\r\nPUB $JS.API.STREAM.CREATE.{name} _INBOX.harness {}\r\n{config}\r\n",
+            config.len()
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        loop {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            if line.starts_with("MSG") {
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+                return line.trim().to_string();
+            }
+            if line.starts_with("PING") {
+                stream.write_all(b"PONG\r\n").unwrap();
+            }
+            assert!(!line.is_empty() && !line.starts_with("-ERR"), "{}: {line}", self.name);
+        }
     }
 
     /// SIGKILL.
