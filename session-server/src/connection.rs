@@ -10,12 +10,15 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{interval_at, Instant};
 
 use super::auth::{self, Check};
+use super::cluster::entry::Entry;
+use super::cluster::{Cluster, Recovered, WriteError};
 use super::frames::{Event, FrameError, ServerWs, BINARY};
 use super::log::{Properties, Untrusted};
 use super::metrics::{FailedRecovery, Refusal};
 use super::poll::PollChannel;
-use super::sessions::{Identity, Recovery, Transport};
+use super::sessions::{Identity, Recovery, ServerSession, Transport};
 use super::{Decision, SessionInfo, Shared, Shutdown};
+use session::protocol::reliable::Incoming;
 use session::protocol::{self, CloseReason, ConnectRequest, DecodeError, Frame, ResponseCode, SessionId};
 use session::runtime::Alarm;
 
@@ -36,6 +39,9 @@ pub(super) async fn attach(
         Check::Done(decision) => decision,
         Check::Password(check) => shared.verify_password(check).await,
     };
+    if let (Some(cluster), true) = (&shared.cluster, decision.accepted()) {
+        return attach_clustered(shared, cluster, request, peer, transport, decision).await;
+    }
     let (frames, attached, failed_authentication) = attach_decided(shared, request, peer, transport, decision);
     if failed_authentication {
         tokio::time::sleep(shared.refusals.failed_authentication(peer.ip(), Instant::now())).await;
@@ -119,12 +125,106 @@ fn attach_decided(
             return (vec![Frame::ConnectResponse(refusal)], None, false);
         }
     };
+    resume(shared, request, peer, transport, decision, session, token)
+}
+
+/// [`attach`] for a node of a cluster, once the credentials are accepted: the session is created
+/// in, or recovered from, the cluster's bucket. While JetStream cannot be reached, a recovery
+/// gets no answer (the connection closes and the client tries again) and a new session is
+/// refused with the reason.
+async fn attach_clustered(
+    shared: &Arc<Shared>,
+    cluster: &Arc<Cluster>,
+    request: &ConnectRequest,
+    peer: SocketAddr,
+    transport: Transport,
+    decision: Decision,
+) -> (Vec<Frame>, Option<Attached>) {
+    let config = &shared.config;
+    let refuse = |code: ResponseCode, reason: &str| super::Decision::rejected(code, reason).refusal(config);
+    if request.reconnect_token.is_empty() {
+        return match cluster.create(shared, request, transport).await {
+            Ok((session, token)) => {
+                let id = session.info.id;
+                let response = decision.response(config, ResponseCode::Ok, id, token, 0);
+                let (principal, properties) = (Untrusted(&request.principal), Properties(&request.properties));
+                tracing::info!(session = %id, %peer, %principal, %properties, "session opened");
+                (vec![Frame::ConnectResponse(response)], Some(Attached::new(session, 1, 0, false, shared)))
+            }
+            Err(why) => {
+                shared.metrics.refused(Refusal::MaxSessions);
+                tracing::warn!(%peer, %why, "session refused");
+                (vec![Frame::ConnectResponse(refuse(ResponseCode::Rejected, &why))], None)
+            }
+        };
+    }
+    let identity = Identity::of(&request.principal, &request.credentials);
+    let (session, token) = match cluster.recover(shared, &request.reconnect_token, &identity, transport).await {
+        Recovered::Found(session, token) => (session, token),
+        Recovered::Unavailable(why) => {
+            tracing::warn!(%peer, %why, "recovery put off: the client will try again");
+            return (Vec::new(), None);
+        }
+        Recovered::Lost => {
+            shared.metrics.recovery_failed(FailedRecovery::MessageLoss);
+            let why = "the messages since the session's last checkpoint are no longer in the cluster's stream";
+            tracing::info!(%peer, why, "session cannot be recovered: messages lost");
+            return (vec![Frame::ConnectResponse(refuse(ResponseCode::ReconnectionFailedMessageLoss, why))], None);
+        }
+        Recovered::Full => {
+            shared.metrics.refused(Refusal::MaxSessions);
+            return (
+                vec![Frame::ConnectResponse(refuse(ResponseCode::Rejected, "server is at its session limit"))],
+                None,
+            );
+        }
+        unknown @ (Recovered::Unknown | Recovered::NotOwner) => {
+            let other = matches!(unknown, Recovered::NotOwner);
+            shared.metrics.recovery_failed(if other {
+                FailedRecovery::OtherIdentity
+            } else {
+                FailedRecovery::UnknownSession
+            });
+            if let Some(unlogged) = shared.log_refusal(peer) {
+                tracing::info!(%peer, unlogged, other_identity = other, "reconnection for an unknown or expired session");
+            }
+            let refusal = refuse(ResponseCode::UnknownSession, "the session is unknown or expired");
+            return (vec![Frame::ConnectResponse(refusal)], None);
+        }
+    };
+    let (frames, attached, _) = resume(shared, request, peer, transport, decision, session, token);
+    (frames, attached)
+}
+
+/// Answers the recovery of `session`, found with the token presented and given `token` in its
+/// place: what the client missed, from the number it last received.
+fn resume(
+    shared: &Arc<Shared>,
+    request: &ConnectRequest,
+    peer: SocketAddr,
+    transport: Transport,
+    decision: Decision,
+    session: Arc<ServerSession>,
+    token: Vec<u8>,
+) -> (Vec<Frame>, Option<Attached>, bool) {
+    let config = &shared.config;
+    let refuse = |code: ResponseCode, reason: &str| super::Decision::rejected(code, reason).refusal(config);
     let id = session.info.id;
     let resumed = {
         let mut state = session.state.lock();
+        let state = &mut *state;
+        if let Some(cluster) = state.cluster.as_mut() {
+            // Messages received but not yet stored were not acknowledged: the client sends
+            // them again (the stream drops what it already has).
+            state.incoming = Incoming::resuming_at(cluster.stored);
+        }
         state.out.resend_after(request.last_received).map(|resend| {
             // The client claims no more than it was sent: a larger number acknowledges nothing.
-            let _ = state.out.on_ack(request.last_received);
+            if state.out.on_ack(request.last_received).is_ok() {
+                if let Some(cluster) = state.cluster.as_mut() {
+                    cluster.acknowledged(request.last_received);
+                }
+            }
             state.generation += 1;
             state.detached_since = None;
             state.transport = transport;
@@ -318,6 +418,8 @@ enum End {
     Detached(String),
     /// A reconnection took the session over.
     TakenOver,
+    /// Another node of the cluster serves the session now.
+    Lost,
 }
 
 /// Serves the attached session until the connection ends.
@@ -335,13 +437,27 @@ pub(super) async fn serve(
     match end {
         End::Closed(reason) => {
             shared.registry.remove(id.value);
+            if let Some(cluster) = &shared.cluster {
+                cluster.forget(id);
+            }
             tracing::info!(session = %id, %peer, reason = %Untrusted(&reason), "session closed");
         }
         End::Detached(reason) => {
             let reason = Untrusted(&reason);
             tracing::info!(session = %id, %peer, %reason, "connection lost; session kept for its client to reconnect");
+            if let Some(cluster) = &shared.cluster {
+                // The record has the session now: any node recovers it. A copy kept here
+                // would only go stale.
+                if cluster.write_last(&session).await.is_ok() {
+                    shared.registry.remove_if(&session);
+                }
+            }
         }
         End::TakenOver => tracing::debug!(session = %id, %peer, "connection replaced by a reconnection"),
+        End::Lost => {
+            shared.registry.remove_if(&session);
+            tracing::info!(session = %id, %peer, "session taken over by another node");
+        }
     }
     ws.close(over).await;
 }
@@ -365,7 +481,14 @@ async fn run(
         conversation.detach();
         End::Detached(why)
     };
+    let mut clustered =
+        shared.cluster.clone().map(|cluster| Clustered::new(cluster, session.clone(), config.session_keep));
     loop {
+        if let Some(clustered) = clustered.as_mut() {
+            for (seq, entry) in conversation.take_stores() {
+                clustered.send(seq, entry).await;
+            }
+        }
         // Deliver what publications queued for this session, with a due ACK.
         match conversation.poll_transmit() {
             Ok(frames) if frames.is_empty() => {}
@@ -408,6 +531,11 @@ async fn run(
                 }
             }
             _ = session.wake.notified() => {}
+            event = next_cluster_event(&mut clustered) => match event {
+                ClusterEvent::Stored(seq, entry, failure) => conversation.stored(seq, &entry, failure, std::time::Instant::now()),
+                ClusterEvent::Lost => return End::Lost,
+                ClusterEvent::Nothing => {}
+            },
             _ = &mut ack_timer, if ack_at.is_some() => {
                 if let Some(ack) = conversation.handle_timeout(std::time::Instant::now()) {
                     if ws.send(&ack).await.is_err() {
@@ -436,6 +564,173 @@ async fn run(
                 let _ = ws.send(&close(reason, &message)).await;
                 return End::Closed(format!("closed by the server: {message}"));
             }
+        }
+    }
+}
+
+/// What happened to a cluster node's connection's stores and record.
+enum ClusterEvent {
+    /// The client's message `seq` is stored, or was given up on (why).
+    Stored(u64, Entry, Option<String>),
+    /// Another node wrote the session's record: it serves the session now.
+    Lost,
+    Nothing,
+}
+
+/// A client's message on its way into the stream: its number, itself, when it was first sent,
+/// and why it last failed to be stored.
+type Store = (u64, Entry, Instant, String);
+type StoreFuture = futures_util::future::BoxFuture<'static, (Store, Result<(), String>)>;
+
+/// How long a client's message is sent again while the stream cannot take it, before its client
+/// is told it is refused: while connected to NATS (a stream leader being elected after one
+/// failed, which NATS does within 4 to 9 s)...
+const STORE_TRIES_FOR: Duration = Duration::from_secs(15);
+/// ... and while not connected to any NATS server (reconnecting to another server takes
+/// milliseconds when there is one).
+const STORE_TRIES_UNCONNECTED_FOR: Duration = Duration::from_secs(5);
+/// Pause between two rounds of sending messages again.
+const STORE_RETRY: Duration = Duration::from_millis(250);
+
+/// A cluster node's connection's part: the client's messages on their way into the stream, in
+/// order, and the session's record, written when the checkpoint moves (at most every
+/// [`RECORD_EVERY`]) and at least every third of the session keep time (so that the bucket does
+/// not expire it).
+///
+/// Messages are sent without waiting for each other. When one fails, it and every message after
+/// it are sent again, in order, once all in flight have settled: the stream drops the ones it
+/// already has (same message id), so the order holds and none is stored twice.
+struct Clustered {
+    cluster: Arc<Cluster>,
+    session: Arc<super::sessions::ServerSession>,
+    in_flight: futures_util::stream::FuturesOrdered<StoreFuture>,
+    /// Messages to send again, in order, from the first that failed.
+    redo: std::collections::VecDeque<Store>,
+    /// When to send them again (once nothing is in flight).
+    retry_at: Instant,
+    write: Option<tokio::task::JoinHandle<Result<(), WriteError>>>,
+    written_at: Instant,
+    refresh: Duration,
+}
+
+/// Shortest interval between two writes of a session's record.
+const RECORD_EVERY: Duration = Duration::from_millis(50);
+
+impl Clustered {
+    fn new(cluster: Arc<Cluster>, session: Arc<super::sessions::ServerSession>, keep: Duration) -> Clustered {
+        Clustered {
+            cluster,
+            session,
+            in_flight: futures_util::stream::FuturesOrdered::new(),
+            redo: std::collections::VecDeque::new(),
+            retry_at: Instant::now(),
+            write: None,
+            written_at: Instant::now(),
+            refresh: keep / 3,
+        }
+    }
+
+    /// Sends the client's message `seq` to the stream (in the order of the calls), or queues it
+    /// behind messages to send again.
+    async fn send(&mut self, seq: u64, entry: Entry) {
+        let store = (seq, entry, Instant::now(), String::new());
+        if self.redo.is_empty() {
+            self.launch(store).await;
+        } else {
+            self.redo.push_back(store);
+        }
+    }
+
+    async fn launch(&mut self, store: Store) {
+        let future: StoreFuture = match self.cluster.store(self.session.info.id, store.0, &store.1).await {
+            Ok(ack) => Box::pin(async move {
+                let stored = ack.await.map(|_| ()).map_err(|e| e.to_string());
+                (store, stored)
+            }),
+            Err(why) => Box::pin(std::future::ready((store, Err(why)))),
+        };
+        self.in_flight.push_back(future);
+    }
+
+    /// Whether a message first sent at `first` has been tried long enough.
+    fn given_up(&self, first: Instant) -> bool {
+        let budget = if self.cluster.connected() { STORE_TRIES_FOR } else { STORE_TRIES_UNCONNECTED_FOR };
+        first.elapsed() >= budget
+    }
+
+    /// A message settled: stored, or to be sent again (with those after it), or given up on.
+    fn settled(&mut self, mut store: Store, stored: Result<(), String>) -> ClusterEvent {
+        match stored {
+            Ok(()) if self.redo.is_empty() => ClusterEvent::Stored(store.0, store.1, None),
+            Err(why) if self.redo.is_empty() && self.given_up(store.2) => {
+                ClusterEvent::Stored(store.0, store.1, Some(why))
+            }
+            Err(why) => {
+                if self.redo.is_empty() {
+                    tracing::debug!(session = %self.session.info.id, %why, "the cluster's stream did not take a message; sending it again");
+                    self.retry_at = Instant::now() + STORE_RETRY;
+                }
+                store.3 = why;
+                self.redo.push_back(store);
+                ClusterEvent::Nothing
+            }
+            Ok(()) => {
+                self.redo.push_back(store);
+                ClusterEvent::Nothing
+            }
+        }
+    }
+
+    /// Once nothing is in flight: gives up on the first messages to send again that have been
+    /// tried for long enough (one event per call), then sends the others again.
+    async fn retry(&mut self) -> ClusterEvent {
+        if self.redo.front().is_some_and(|first| self.given_up(first.2)) {
+            let (seq, entry, _, why) = self.redo.pop_front().expect("checked");
+            return ClusterEvent::Stored(seq, entry, Some(why));
+        }
+        self.retry_at = Instant::now() + STORE_RETRY;
+        for store in std::mem::take(&mut self.redo) {
+            self.launch(store).await;
+        }
+        ClusterEvent::Nothing
+    }
+}
+
+async fn next_cluster_event(clustered: &mut Option<Clustered>) -> ClusterEvent {
+    use futures_util::StreamExt;
+    let Some(c) = clustered else { return std::future::pending().await };
+    let dirty = c.session.state.lock().cluster.as_ref().is_some_and(|s| s.dirty);
+    let due = c.written_at + if dirty { RECORD_EVERY } else { c.refresh };
+    let retrying = c.in_flight.is_empty() && !c.redo.is_empty();
+    enum Woke {
+        Settled(Store, Result<(), String>),
+        Written(Result<(), WriteError>),
+        Retry,
+        Due,
+    }
+    let woke = tokio::select! {
+        Some((store, stored)) = c.in_flight.next(), if !c.in_flight.is_empty() => Woke::Settled(store, stored),
+        written = async { c.write.as_mut().expect("checked").await }, if c.write.is_some() => {
+            Woke::Written(written.unwrap_or(Err(WriteError::Unavailable)))
+        }
+        _ = tokio::time::sleep_until(c.retry_at), if retrying => Woke::Retry,
+        _ = tokio::time::sleep_until(due), if c.write.is_none() => Woke::Due,
+    };
+    match woke {
+        Woke::Settled(store, stored) => c.settled(store, stored),
+        Woke::Retry => c.retry().await,
+        Woke::Written(result) => {
+            c.write = None;
+            match result {
+                Err(WriteError::Lost) => ClusterEvent::Lost,
+                _ => ClusterEvent::Nothing,
+            }
+        }
+        Woke::Due => {
+            let (cluster, session) = (c.cluster.clone(), c.session.clone());
+            c.written_at = Instant::now();
+            c.write = Some(tokio::spawn(async move { cluster.write(&session).await }));
+            ClusterEvent::Nothing
         }
     }
 }

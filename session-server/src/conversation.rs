@@ -7,9 +7,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use session::protocol::reliable::Receipt;
+use session::protocol::reliable::{Incoming, Receipt};
 use session::protocol::{self, validate_path, CloseReason, Frame, Message, RefusedAction, SessionId};
 
+use super::cluster::entry::Entry;
 use super::log::Untrusted;
 
 use super::sessions::ServerSession;
@@ -60,6 +61,13 @@ pub struct Attached {
     ack_due: Option<Frame>,
     denials: DenialLog,
     counted: Counted,
+    /// In a cluster: the client's messages to store in the stream, in order
+    /// ([`Attached::take_stores`]).
+    stores: Vec<(u64, Entry)>,
+    /// In a cluster: messages stored since the last ACK.
+    stored_unacknowledged: u32,
+    /// In a cluster: the session was resumed and the client has not sent a message since.
+    resumed_in_cluster: bool,
 }
 
 /// Denial lines logged per connection per [`DENIAL_WINDOW`]: a client that keeps asking for
@@ -111,6 +119,9 @@ impl Attached {
             ack_due: None,
             denials: DenialLog::default(),
             counted: Counted::new(shared),
+            stores: Vec::new(),
+            stored_unacknowledged: 0,
+            resumed_in_cluster: recovered && shared.cluster.is_some(),
         }
     }
 
@@ -166,13 +177,20 @@ impl Attached {
     pub fn handle_frames(&mut self, frames: Vec<Frame>, now: Instant) -> Result<Vec<Frame>, Ending> {
         if std::mem::take(&mut self.recovered) {
             self.counted.0.registry.confirm_token(self.session.info.id.value);
+            if let Some(cluster) = self.session.state.lock().cluster.as_mut() {
+                cluster.record.previous_token = None;
+                cluster.dirty = true;
+            }
         }
         let mut replies = Vec::new();
         for frame in frames {
             self.on_frame(frame, now, &mut replies)?;
         }
         let mut state = self.session.state.lock();
-        if state.incoming.ack_now() {
+        if state.cluster.is_some() {
+            // Acknowledged once stored: see `stored`.
+            let _ = state.incoming.take_ack();
+        } else if state.incoming.ack_now() {
             self.ack_due = Some(state.incoming.take_ack());
             self.ack_at = None;
         } else if state.incoming.ack_pending() && self.ack_at.is_none() {
@@ -192,7 +210,62 @@ impl Attached {
             return None;
         }
         self.ack_at = None;
-        Some(self.session.state.lock().incoming.take_ack())
+        let mut state = self.session.state.lock();
+        if let Some(cluster) = &state.cluster {
+            self.stored_unacknowledged = 0;
+            return Some(Frame::Ack(cluster.stored));
+        }
+        Some(state.incoming.take_ack())
+    }
+
+    /// In a cluster: the client's messages to send to the stream, in order, each with its
+    /// sequence number.
+    pub(crate) fn take_stores(&mut self) -> Vec<(u64, Entry)> {
+        std::mem::take(&mut self.stores)
+    }
+
+    /// In a cluster: the stream stored the client's message `seq` (`entry`), or could not
+    /// (`failure`): then the client is told with REFUSED. Either way the message is handled and
+    /// is acknowledged.
+    pub(crate) fn stored(&mut self, seq: u64, entry: &Entry, failure: Option<String>, now: Instant) {
+        if let Some(cluster) = self.session.state.lock().cluster.as_mut() {
+            cluster.stored = cluster.stored.max(seq);
+        }
+        if let Some(why) = failure {
+            let refusal = match entry {
+                Entry::Publish { path, .. } => Some((
+                    RefusedAction::Publish,
+                    path,
+                    format!("publishing on {path} failed: the cluster cannot store it now ({why})"),
+                )),
+                Entry::Subscribe { path, .. } => Some((
+                    RefusedAction::Subscribe,
+                    path,
+                    format!("subscribing to {path} failed: the cluster cannot store it now ({why})"),
+                )),
+                Entry::Unsubscribe { path, .. } => Some((
+                    RefusedAction::Subscribe,
+                    path,
+                    format!("unsubscribing from {path} failed: the cluster cannot store it now ({why}); the subscription stays"),
+                )),
+                Entry::Refuse { action, path, message, .. } => Some((*action, path, message.clone())),
+            };
+            if let (Some((action, path, message)), Some(cluster)) = (refusal, &self.counted.0.cluster) {
+                tracing::info!(session = %self.session.info.id, path = %Untrusted(path), %why, "message refused: the cluster cannot store it");
+                let applied = cluster.applied.lock();
+                super::cluster::push_local(
+                    &self.session,
+                    *applied,
+                    Message::Refused { action, path: path.clone(), message },
+                );
+            }
+        }
+        self.stored_unacknowledged += 1;
+        if self.stored_unacknowledged >= protocol::reliable::ACK_EVERY {
+            self.ack_at = Some(now);
+        } else if self.ack_at.is_none() {
+            self.ack_at = Some(now + ACK_DELAY);
+        }
     }
 
     fn on_frame(&mut self, frame: Frame, now: Instant, replies: &mut Vec<Frame>) -> Result<(), Ending> {
@@ -210,10 +283,25 @@ impl Attached {
                 if let Err(why) = validate_path(body.path()) {
                     return Err(refuse(CloseReason::ProtocolError, &why));
                 }
-                let receipt = self.session.state.lock().incoming.receive(seq);
+                let receipt = {
+                    let mut state = self.session.state.lock();
+                    let state = &mut *state;
+                    if std::mem::take(&mut self.resumed_in_cluster) && seq > state.incoming.last() + 1 {
+                        // The client sends again from its first unacknowledged message: the ones
+                        // before it were acknowledged, so the cluster stored or refused them,
+                        // though the record this node resumed from predates that.
+                        state.incoming = Incoming::resuming_at(seq - 1);
+                    }
+                    state.incoming.receive(seq)
+                };
                 match receipt {
                     Ok(Receipt::Duplicate) => Ok(()),
                     Err(why) => Err(refuse(CloseReason::ProtocolError, &why)),
+                    Ok(Receipt::New) if shared.cluster.is_some() => {
+                        let entry = self.to_store(body, now);
+                        self.stores.push((seq, entry));
+                        Ok(())
+                    }
                     Ok(Receipt::New) => {
                         match body {
                             Message::Publish { path, data } => {
@@ -248,7 +336,11 @@ impl Attached {
                 }
             }
             Frame::Ack(seq) => {
-                let acked = self.session.state.lock().out.on_ack(seq);
+                let mut state = self.session.state.lock();
+                let acked = state.out.on_ack(seq);
+                if let (Ok(()), Some(cluster)) = (&acked, state.cluster.as_mut()) {
+                    cluster.acknowledged(seq);
+                }
                 acked.map_err(|why| refuse(CloseReason::ProtocolError, &why))
             }
             Frame::Ping(n) => {
@@ -267,9 +359,42 @@ impl Attached {
 }
 
 impl Attached {
+    /// In a cluster: what the stream is to store for the client's message `body`: itself, or
+    /// the refusal of what the policy does not permit.
+    fn to_store(&mut self, body: Message, now: Instant) -> Entry {
+        let shared = self.counted.0.clone();
+        let session = self.session.info.id;
+        let principal = Some(self.session.info.principal.as_str());
+        let policy = shared.policy();
+        let refuse = |this: &mut Attached, action: RefusedAction, path: String| {
+            let Message::Refused { message, .. } = this.denial(action, path.clone(), now) else { unreachable!() };
+            Entry::Refuse { session, action, path, message }
+        };
+        match body {
+            Message::Publish { path, data } => {
+                shared.metrics.publication_received();
+                if policy.may_publish(principal, &path) {
+                    Entry::Publish { path, data }
+                } else {
+                    refuse(self, RefusedAction::Publish, path)
+                }
+            }
+            Message::Subscribe { path } if policy.may_subscribe(principal, &path) => Entry::Subscribe { session, path },
+            Message::Subscribe { path } => refuse(self, RefusedAction::Subscribe, path),
+            Message::Unsubscribe { path } => Entry::Unsubscribe { session, path },
+            Message::Deliver { .. } | Message::Refused { .. } => unreachable!("refused before"),
+        }
+    }
+
     /// Answers a message the policy does not permit with REFUSED, counts and logs it; the
     /// session goes on.
     fn deny(&mut self, action: RefusedAction, path: String, now: Instant) {
+        let refusal = self.denial(action, path, now);
+        self.session.state.lock().out.push(refusal);
+    }
+
+    /// Counts and logs a denial; returns the REFUSED message that tells the client.
+    fn denial(&mut self, action: RefusedAction, path: String, now: Instant) -> Message {
         let principal = &self.session.info.principal;
         let (verb, label) = match action {
             RefusedAction::Publish => ("publishing on", "publish"),
@@ -286,7 +411,7 @@ impl Attached {
             );
         }
         let message = format!("{verb} {path} is not permitted for {}", shown_principal(principal));
-        self.session.state.lock().out.push(Message::Refused { action, path, message });
+        Message::Refused { action, path, message }
     }
 }
 

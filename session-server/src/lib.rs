@@ -7,6 +7,7 @@
 //! library's tests embed it with [`spawn`].
 
 mod auth;
+pub mod cluster;
 pub mod config;
 mod connection;
 mod conversation;
@@ -84,6 +85,9 @@ pub struct ServerConfig {
     /// Bytes kept for recovery over all sessions. Over it the sessions detached longest are
     /// dropped (their recovery gets UNKNOWN_SESSION); attached sessions count but are not dropped.
     pub retained_bytes: usize,
+    /// Join a cluster through NATS JetStream ([`cluster`]); `None`: sessions and topics stay in
+    /// this process.
+    pub cluster: Option<cluster::ClusterOptions>,
 }
 
 /// Default of [`ServerConfig::session_retained_bytes`]: 32 MiB.
@@ -110,6 +114,7 @@ impl Default for ServerConfig {
             recovery_buffer: 100_000,
             session_retained_bytes: DEFAULT_SESSION_RETAINED_BYTES,
             retained_bytes: DEFAULT_RETAINED_BYTES,
+            cluster: None,
         }
     }
 }
@@ -160,10 +165,12 @@ struct Shared {
     password_checks: tokio::sync::Semaphore,
     /// What happened so far, for the metrics.
     metrics: metrics::Counters,
+    /// The cluster this server is a node of, if any.
+    cluster: Option<Arc<cluster::Cluster>>,
 }
 
 impl Shared {
-    fn new(config: ServerConfig) -> Arc<Shared> {
+    fn new(config: ServerConfig, cluster: Option<Arc<cluster::Cluster>>) -> Arc<Shared> {
         let retention = sessions::RetentionLimits {
             messages: config.recovery_buffer,
             session_bytes: config.session_retained_bytes.max(config.max_frame_size as usize),
@@ -183,6 +190,7 @@ impl Shared {
             policy,
             password_checks: tokio::sync::Semaphore::new(cores),
             metrics: metrics::Counters::default(),
+            cluster,
         })
     }
 
@@ -220,7 +228,7 @@ pub struct Node(Arc<Shared>);
 impl Node {
     /// A server's sessions with `config` (its listening address is not used).
     pub fn new(config: ServerConfig) -> Node {
-        Node(Shared::new(config))
+        Node(Shared::new(config, None))
     }
 
     /// Answers a CONNECT_REQUEST: the frames to send first and, unless refused, the session
@@ -255,9 +263,16 @@ pub struct Server {
 
 impl Server {
     /// Binds the listening socket.
+    /// With [`ServerConfig::cluster`], first joins the cluster: an error names what failed.
     pub async fn bind(config: ServerConfig) -> std::io::Result<Server> {
+        let cluster = match &config.cluster {
+            Some(options) => {
+                Some(cluster::Cluster::join(options, config.session_keep).await.map_err(std::io::Error::other)?)
+            }
+            None => None,
+        };
         let listener = TcpListener::bind(config.listen).await?;
-        Ok(Server { listener, shared: Shared::new(config) })
+        Ok(Server { listener, shared: Shared::new(config, cluster) })
     }
 
     /// The address actually bound.
@@ -289,6 +304,9 @@ impl Server {
         tokio::pin!(stop);
         let keep = self.shared.config.session_keep;
         let mut reaper = tokio::time::interval((keep / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)));
+        if let Some(cluster) = &self.shared.cluster {
+            tokio::spawn(cluster.clone().pump(self.shared.clone(), self.shared.stopped.subscribe()));
+        }
         loop {
             tokio::select! {
                 _ = reaper.tick() => self.shared.registry.reap(keep),
@@ -395,6 +413,9 @@ impl AccessSwitch {
     pub fn replace(&self, access: &Access, allow_anonymous: bool) {
         let policy = Arc::new(self.0.config.policy_with(access, allow_anonymous));
         self.0.policy.store(policy.clone());
+        if let Some(cluster) = &self.0.cluster {
+            return self.withdraw_through(cluster, &policy);
+        }
         let withdrawn = self.0.registry.withdraw(|principal, path| policy.may_subscribe(Some(principal), path));
         if withdrawn.is_empty() {
             return;
@@ -414,6 +435,30 @@ impl AccessSwitch {
             session.state.lock().out.push(Message::Refused { action: RefusedAction::Withdrawn, path, message });
             session.wake.notify_one();
         }
+    }
+
+    /// In a cluster, subscriptions are withdrawn through the stream, so that every node numbers
+    /// the session's messages alike: the subscription ends, and the client is told, where the
+    /// withdrawal entry stands in the stream.
+    fn withdraw_through(&self, cluster: &Arc<cluster::Cluster>, policy: &Policy) {
+        let withdrawn = self.0.registry.withdrawable(|principal, path| policy.may_subscribe(Some(principal), path));
+        if withdrawn.is_empty() {
+            return;
+        }
+        tracing::info!(subscriptions = withdrawn.len(), "subscriptions withdrawn by the new permissions");
+        let (cluster, shared) = (cluster.clone(), self.0.clone());
+        tokio::spawn(async move {
+            for (session, path) in withdrawn {
+                shared.metrics.denied(RefusedAction::Withdrawn);
+                let message = format!(
+                    "subscribing to {path} is no longer permitted for {}",
+                    conversation::shown_principal(&session.info.principal)
+                );
+                if let Err(e) = cluster.withdraw(session.info.id, path, message).await {
+                    tracing::warn!(session = %session.info.id, error = %e, "cannot withdraw a subscription through the cluster");
+                }
+            }
+        });
     }
 
     /// The policy in force.

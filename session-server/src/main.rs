@@ -86,6 +86,8 @@ struct Args {
     port_file: Option<PathBuf>,
     #[command(flatten)]
     metrics: session_server::metrics::MetricsOptions,
+    #[command(flatten)]
+    cluster: session_server::cluster::ClusterOptions,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -163,6 +165,9 @@ fn main() -> std::process::ExitCode {
     if !args.paths.is_empty() {
         config.paths = args.paths;
     }
+    if !args.cluster.urls.is_empty() {
+        config.cluster = Some(args.cluster.clone());
+    }
     if let Some(instance) = args.instance {
         config.server_instance = instance;
     }
@@ -197,7 +202,10 @@ fn main() -> std::process::ExitCode {
         let server = match Server::bind(config).await {
             Ok(server) => server,
             Err(e) => {
-                eprintln!("session-server: cannot listen on {}: {e}", args.listen);
+                match (&args.cluster.urls[..], e.kind()) {
+                    ([_, ..], std::io::ErrorKind::Other) => eprintln!("session-server: cannot join the cluster: {e}"),
+                    _ => eprintln!("session-server: cannot listen on {}: {e}", args.listen),
+                }
                 return std::process::ExitCode::FAILURE;
             }
         };

@@ -17,9 +17,10 @@ use parking_lot::Mutex;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
+use super::cluster::ClusterState;
 use super::SessionInfo;
 use session::protocol::reliable::{Incoming, Limits, Outgoing};
-use session::protocol::{Credentials, Message};
+use session::protocol::{Credentials, Frame, Message, SessionId};
 
 /// Bytes of a session token.
 const TOKEN_LEN: usize = 16;
@@ -29,6 +30,11 @@ const TOKEN_LEN: usize = 16;
 const FRUITLESS_PAUSE: Duration = Duration::from_millis(100);
 
 type Digest = [u8; 32];
+
+/// SHA-256 of a token: what the server keeps of it.
+pub(crate) fn token_digest(token: &[u8]) -> Digest {
+    digest(token)
+}
 
 fn digest(token: &[u8]) -> Digest {
     let mut out = [0u8; 32];
@@ -51,6 +57,16 @@ pub(crate) struct Identity {
 impl Identity {
     pub(crate) fn of(principal: &str, credentials: &Credentials) -> Identity {
         Identity { principal: principal.to_string(), credentials: std::mem::discriminant(credentials) }
+    }
+
+    /// The identity a cluster's session record names ([`crate::cluster::record::credentials_kind`]).
+    pub(crate) fn of_kind(principal: &str, kind: u8) -> Identity {
+        let credentials = match kind {
+            0 => Credentials::None,
+            1 => Credentials::Password(Vec::new()),
+            _ => Credentials::Custom(Vec::new()),
+        };
+        Identity::of(principal, &credentials)
     }
 }
 
@@ -85,6 +101,8 @@ pub(crate) struct RecoveryState {
     pub(crate) detached_since: Option<Instant>,
     /// How the connection that took the session last reaches the server.
     pub(crate) transport: Transport,
+    /// In a cluster: the checkpoint kept for recovery on any node.
+    pub(crate) cluster: Option<Box<ClusterState>>,
 }
 
 /// What carries a session's frames.
@@ -188,27 +206,64 @@ impl Registry {
             return None;
         }
         let id = info.id.value;
+        let session = self.new_session(info, identity, transport, 1, 0, Incoming::default(), None);
+        index.sessions.insert(id, session.clone());
+        let token = index.issue(id, None);
+        Some((session, token))
+    }
+
+    /// A session not yet registered: generation `generation`, its messages numbered after
+    /// `delivered`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new_session(
+        &self,
+        info: SessionInfo,
+        identity: Identity,
+        transport: Transport,
+        generation: u64,
+        delivered: u64,
+        incoming: Incoming,
+        cluster: Option<Box<ClusterState>>,
+    ) -> Arc<ServerSession> {
         let limits = Limits {
             messages: self.limits.messages,
             bytes: self.limits.session_bytes,
             pool: Some(self.retained.clone()),
         };
-        let session = Arc::new(ServerSession {
+        Arc::new(ServerSession {
             info,
             identity,
             state: Mutex::new(RecoveryState {
-                out: Outgoing::with_limits(limits),
-                incoming: Incoming::default(),
-                generation: 1,
+                out: Outgoing::resuming_after(limits, delivered),
+                incoming,
+                generation,
                 detached_since: None,
                 transport,
+                cluster,
             }),
             wake: Notify::new(),
-            owner: watch::channel(1).0,
-        });
-        index.sessions.insert(id, session.clone());
-        let token = index.issue(id, None);
-        Some((session, token))
+            owner: watch::channel(generation).0,
+        })
+    }
+
+    /// Registers `session` (rebuilt or created in a cluster) with its subscriptions, unless
+    /// `limit` sessions exist.
+    pub(crate) fn adopt(&self, session: Arc<ServerSession>, subscriptions: &[String], limit: usize) -> bool {
+        let mut index = self.index.lock();
+        if index.sessions.len() >= limit {
+            return false;
+        }
+        let id = session.info.id.value;
+        index.sessions.insert(id, session);
+        for path in subscriptions {
+            add_to(&mut index, id, path);
+        }
+        true
+    }
+
+    /// The session with this id, if held here.
+    pub(crate) fn get(&self, id: u64) -> Option<Arc<ServerSession>> {
+        self.index.lock().sessions.get(&id).cloned()
     }
 
     /// Finds the session `token` recovers, if `identity` opened it; marks it attached (so that it
@@ -244,6 +299,45 @@ impl Registry {
         }
     }
 
+    /// Forgets `session` if it is the one held under its id.
+    pub(crate) fn remove_if(&self, session: &Arc<ServerSession>) {
+        let id = session.info.id.value;
+        let held = self.index.lock().sessions.get(&id).is_some_and(|s| Arc::ptr_eq(s, session));
+        if held {
+            self.remove(id);
+        }
+    }
+
+    /// A cluster's stream entry (un)subscribes session `id`, if held here.
+    pub(crate) fn change_subscription(&self, id: SessionId, path: &str, subscribed: bool) {
+        let mut index = self.index.lock();
+        let Some(session) = index.sessions.get(&id.value).filter(|s| s.info.id == id).cloned() else { return };
+        if subscribed {
+            add_to(&mut index, id.value, path);
+        } else {
+            if let Some(paths) = index.subscriptions.get_mut(&id.value) {
+                paths.remove(path);
+            }
+            remove_from(&mut index, path, id.value);
+        }
+        let mut state = session.state.lock();
+        if let Some(cluster) = state.cluster.as_mut() {
+            cluster.subscribe(path, subscribed);
+        }
+    }
+
+    /// A cluster's stream entry `position` tells session `id`, if held here, of a refusal.
+    pub(crate) fn refuse_at(&self, id: SessionId, message: Message, position: u64) {
+        let Some(session) = self.get(id.value).filter(|s| s.info.id == id) else { return };
+        let mut state = session.state.lock();
+        let state = &mut *state;
+        let frame = state.out.push(message);
+        if let (Some(cluster), Frame::Message { seq, .. }) = (state.cluster.as_mut(), frame) {
+            cluster.numbered(seq, position, None);
+        }
+        session.wake.notify_one();
+    }
+
     /// Forgets a session and its subscriptions.
     pub(crate) fn remove(&self, id: u64) {
         let mut index = self.index.lock();
@@ -263,9 +357,7 @@ impl Registry {
         if !index.sessions.contains_key(&id) {
             return;
         }
-        index.subscriptions.entry(id).or_default().insert(path.to_string());
-        let table = if path.ends_with('/') { &mut index.prefixes } else { &mut index.exact };
-        table.entry(path.to_string()).or_default().insert(id);
+        add_to(&mut index, id, path);
     }
 
     pub(crate) fn unsubscribe(&self, id: u64, path: &str) {
@@ -298,9 +390,28 @@ impl Registry {
         withdrawn
     }
 
+    /// The subscriptions that `allowed(principal, path)` no longer allows, left in place.
+    pub(crate) fn withdrawable(&self, allowed: impl Fn(&str, &str) -> bool) -> Vec<(Arc<ServerSession>, String)> {
+        let index = self.index.lock();
+        let mut found = Vec::new();
+        for (id, paths) in &index.subscriptions {
+            let Some(session) = index.sessions.get(id) else { continue };
+            for path in paths.iter().filter(|path| !allowed(&session.info.principal, path)) {
+                found.push((session.clone(), path.clone()));
+            }
+        }
+        found
+    }
+
     /// Queues `data` for every session subscribed to `path` (once per session, however many of
     /// its subscriptions match) and wakes their connections. Returns how many sessions get it.
     pub(crate) fn publish(&self, path: &str, data: &bytes::Bytes) -> usize {
+        self.publish_at(path, data, None)
+    }
+
+    /// [`Registry::publish`] of the cluster's stream entry `position`: each session served in a
+    /// cluster notes where it stood at the message.
+    pub(crate) fn publish_at(&self, path: &str, data: &bytes::Bytes, position: Option<u64>) -> usize {
         let targets: Vec<Arc<ServerSession>> = {
             let index = self.index.lock();
             let mut ids: HashSet<u64> = index.exact.get(path).cloned().unwrap_or_default();
@@ -312,7 +423,12 @@ impl Registry {
             ids.iter().filter_map(|id| index.sessions.get(id)).cloned().collect()
         };
         for session in &targets {
-            session.state.lock().out.push(Message::Deliver { path: path.to_string(), data: data.clone() });
+            let mut state = session.state.lock();
+            let state = &mut *state;
+            let frame = state.out.push(Message::Deliver { path: path.to_string(), data: data.clone() });
+            if let (Some(cluster), Some(position), Frame::Message { seq, .. }) = (&mut state.cluster, position, frame) {
+                cluster.numbered(seq, position, None);
+            }
             session.wake.notify_one();
         }
         let reached = targets.len();
@@ -377,6 +493,12 @@ impl Registry {
     }
 }
 
+fn add_to(index: &mut Index, id: u64, path: &str) {
+    index.subscriptions.entry(id).or_default().insert(path.to_string());
+    let table = if path.ends_with('/') { &mut index.prefixes } else { &mut index.exact };
+    table.entry(path.to_string()).or_default().insert(id);
+}
+
 fn remove_from(index: &mut Index, path: &str, id: u64) {
     let table = if path.ends_with('/') { &mut index.prefixes } else { &mut index.exact };
     if let Some(ids) = table.get_mut(path) {
@@ -390,7 +512,6 @@ fn remove_from(index: &mut Index, path: &str, id: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use session::protocol::{Frame, SessionId};
 
     fn registry() -> Registry {
         Registry::new(RetentionLimits { messages: 100, session_bytes: usize::MAX, total_bytes: usize::MAX })

@@ -669,7 +669,7 @@ fn nats_down_then_back_refuses_publications_and_sessions_carry_on() {
         return;
     }
     const N: u64 = 1_000;
-    const OUTAGE_PUBLICATIONS: usize = 5;
+    const OUTAGE_PUBLICATIONS: usize = 3;
     let mut rig = Rig::new("nats-outage");
     rig.nats.push(nats_single());
     let args = cluster_args(&[&rig.nats[0]], &[]);

@@ -92,6 +92,16 @@ impl<M: Retained> Outgoing<M> {
         }
     }
 
+    /// Keeps unacknowledged messages within `limits`, numbering them after `delivered`: the
+    /// peer is known to have every message up to it (a session rebuilt elsewhere from a
+    /// checkpoint), and a peer that claims less cannot recover.
+    pub fn resuming_after(limits: Limits, delivered: u64) -> Self {
+        let mut out = Self::with_limits(limits);
+        out.next_seq = delivered + 1;
+        out.dropped_upto = delivered;
+        out
+    }
+
     /// Whether another message fits in the recovery buffer without dropping an unacknowledged
     /// one. Senders that must not lose messages send only while this holds (with capacity 0
     /// nothing is kept, so it always holds).
@@ -222,6 +232,11 @@ pub struct Incoming {
 }
 
 impl Incoming {
+    /// The receiving side of a peer whose messages up to `last` were received.
+    pub fn resuming_at(last: u64) -> Self {
+        Incoming { last, unacknowledged: 0 }
+    }
+
     /// Checks a received sequence number. A gap means the peer broke the protocol.
     pub fn receive(&mut self, seq: u64) -> Result<Receipt, String> {
         if seq <= self.last {

@@ -365,7 +365,7 @@ mod tests {
 
     #[test]
     fn every_family_is_rendered_with_help_type_and_its_labels() {
-        let shared = Shared::new(crate::ServerConfig::default());
+        let shared = Shared::new(crate::ServerConfig::default(), None);
         let text = render(&shared);
         for name in [
             family::SESSIONS,
@@ -401,7 +401,7 @@ mod tests {
 
     #[test]
     fn counted_events_show_in_the_rendering() {
-        let shared = Shared::new(crate::ServerConfig::default());
+        let shared = Shared::new(crate::ServerConfig::default(), None);
         shared.metrics.refused(Refusal::BadHandshake);
         shared.metrics.recovery_failed(FailedRecovery::OtherIdentity);
         shared.metrics.deliveries_sent(3);
