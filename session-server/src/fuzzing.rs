@@ -8,12 +8,13 @@ use session::protocol::{self, DEFAULT_MAX_FRAME_SIZE};
 use crate::http::{parse_head, Head};
 
 /// The names of the targets, as the corpora's folders and the cargo-fuzz targets are named.
-pub const TARGETS: [&str; 1] = ["server_request"];
+pub const TARGETS: [&str; 2] = ["server_request", "cluster_storage"];
 
 /// Runs target `name` on `data`; false for an unknown name.
 pub fn run(name: &str, data: &[u8]) -> bool {
     match name {
         "server_request" => server_request(data),
+        "cluster_storage" => cluster_storage(data),
         _ => return false,
     }
     true
@@ -29,5 +30,19 @@ pub fn server_request(data: &[u8]) {
                 let _ = protocol::connect_from_header(header.as_bytes(), DEFAULT_MAX_FRAME_SIZE);
             }
         }
+    }
+}
+
+/// What a cluster node reads back from NATS: an entry of the cluster's stream, and a session's
+/// record in the bucket (then the refusals it lists, as a rebuilt session numbers them).
+pub fn cluster_storage(data: &[u8]) {
+    if let Ok(entry) = crate::cluster::entry::decode(&bytes::Bytes::copy_from_slice(data)) {
+        let _ = (entry.subject("f"), entry.session(), entry.encode());
+    }
+    if let Ok(record) = crate::cluster::record::Record::decode(data) {
+        for local in &record.checkpoint.locals {
+            let _ = local.message();
+        }
+        let _ = record.encode();
     }
 }

@@ -190,48 +190,21 @@ impl Cluster {
         let mut js = jetstream::new(client.clone());
         js.set_timeout(NATS_TIMEOUT);
         let prefix = options.name.clone();
-        let replicas = options.replicas as usize;
-        // Entries stay long enough for a session detached as long as it may be to catch up, and
-        // the stream drops a client's resends for as long.
-        let keep = (session_keep * 2).max(Duration::from_secs(120));
-        let stream = js
-            .get_or_create_stream(stream::Config {
-                name: format!("{prefix}_entries"),
-                subjects: vec![format!("{prefix}.>")],
-                max_bytes: options.max_bytes.map_or(-1, |bytes| bytes.min(i64::MAX as u64) as i64),
-                max_age: keep,
-                duplicate_window: keep,
-                num_replicas: replicas,
-                storage: stream::StorageType::File,
-                discard: stream::DiscardPolicy::Old,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| format!("cannot find or create the stream {prefix}_entries: {e}"))?;
-        // The bucket's stream, as the client's own create_key_value makes it (that call first
-        // asks for account details that NATS 2.9's answer lacks).
-        let bucket = format!("{prefix}_sessions");
-        js.get_or_create_stream(stream::Config {
-            name: format!("KV_{bucket}"),
-            subjects: vec![format!("$KV.{bucket}.>")],
-            max_messages_per_subject: 1,
-            // A record is written at least every third of this while its session is served:
-            // one left alone this long belongs to a session that expired.
-            max_age: session_keep + Duration::from_secs(5),
-            storage: stream::StorageType::File,
-            num_replicas: replicas,
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            discard: stream::DiscardPolicy::New,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| format!("cannot find or create the bucket {bucket}: {e}"))?;
-        let sessions = js.get_key_value(&bucket).await.map_err(|e| format!("cannot open the bucket {bucket}: {e}"))?;
-        let mut info = stream.clone();
-        let last =
-            info.info().await.map_err(|e| format!("cannot read the stream {prefix}_entries: {e}"))?.state.last_sequence;
+        // Nodes starting together race to create the stream and the bucket, and a JetStream
+        // cluster that just started may still be electing its leaders: try for a while.
+        let deadline = tokio::time::Instant::now() + JOIN_FOR;
+        let (stream, sessions, last) = loop {
+            let why = match timeout(NATS_TIMEOUT * 3, open_storage(&js, options, session_keep)).await {
+                Ok(Ok(opened)) => break opened,
+                Ok(Err(why)) => why,
+                Err(_) => "JetStream did not answer".to_string(),
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(why);
+            }
+            tracing::info!(%why, "cannot open the cluster's stream and bucket yet; trying again");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
         Ok(Arc::new(Cluster { client, js, stream, sessions, prefix, applied: Mutex::new(last) }))
     }
 
@@ -668,6 +641,62 @@ impl Cluster {
         let entry = Entry::Refuse { session, action: RefusedAction::Withdrawn, path, message };
         self.store(session, 0, &entry).await?.await.map(|_| ()).map_err(|e| e.to_string())
     }
+}
+
+/// How long a node tries to open the cluster's stream and bucket at start.
+const JOIN_FOR: Duration = Duration::from_secs(30);
+
+/// Finds or creates the cluster's stream and bucket; returns them with the stream's last
+/// sequence.
+async fn open_storage(
+    js: &jetstream::Context,
+    options: &ClusterOptions,
+    session_keep: Duration,
+) -> Result<(stream::Stream, kv::Store, u64), String> {
+        let prefix = &options.name;
+        let replicas = options.replicas as usize;
+        // Entries stay long enough for a session detached as long as it may be to catch up, and
+        // the stream drops a client's resends for as long.
+        let keep = (session_keep * 2).max(Duration::from_secs(120));
+        let stream = js
+            .get_or_create_stream(stream::Config {
+                name: format!("{prefix}_entries"),
+                subjects: vec![format!("{prefix}.>")],
+                max_bytes: options.max_bytes.map_or(-1, |bytes| bytes.min(i64::MAX as u64) as i64),
+                max_age: keep,
+                duplicate_window: keep,
+                num_replicas: replicas,
+                storage: stream::StorageType::File,
+                discard: stream::DiscardPolicy::Old,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("cannot find or create the stream {prefix}_entries: {e}"))?;
+        // The bucket's stream, as the client's own create_key_value makes it (that call first
+        // asks for account details that NATS 2.9's answer lacks).
+        let bucket = format!("{prefix}_sessions");
+        js.get_or_create_stream(stream::Config {
+            name: format!("KV_{bucket}"),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            // A record is written at least every third of this while its session is served:
+            // one left alone this long belongs to a session that expired.
+            max_age: session_keep + Duration::from_secs(5),
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("cannot find or create the bucket {bucket}: {e}"))?;
+        let sessions = js.get_key_value(&bucket).await.map_err(|e| format!("cannot open the bucket {bucket}: {e}"))?;
+        let mut info = stream.clone();
+        let last =
+            info.info().await.map_err(|e| format!("cannot read the stream {prefix}_entries: {e}"))?.state.last_sequence;
+        Ok((stream, sessions, last))
 }
 
 /// Waits (up to [`NATS_TIMEOUT`]) until no write of `session`'s record is under way.
