@@ -9,7 +9,7 @@
 #   make test-python          the Python package's tests (python/), in a venv in build/python-venv
 #   make python-wheel         a wheel of the Python package bundling the library, in build/python-dist
 #   make header               regenerate include/session.h from src/ffi
-#   make bench                benchmarks, written to docs/BENCHMARKS.md
+#   make bench                benchmarks, written to docs/BENCHMARKS.md and docs/CLUSTER-BENCHMARKS.md
 #   make fuzz                 every fuzz target for FUZZ_SECONDS (default 600) each
 
 PREFIX ?= /usr/local
@@ -105,11 +105,13 @@ python-wheel: build $(PYTHON_VENV)/.ready
 	$(PYTHON_VENV)/bin/pip wheel --quiet --no-deps --no-build-isolation -w $(BUILD)/python-dist ./python
 	ls -l $(BUILD)/python-dist
 
-# Benchmarks: libsession against raw TCP, raw tokio-tungstenite and libwebsockets; writes
-# docs/BENCHMARKS.md.
+# Benchmarks: libsession against raw TCP, raw tokio-tungstenite and libwebsockets, written to
+# docs/BENCHMARKS.md; clusters (nats-server, nodes, haproxy) against the single-process server,
+# written to docs/CLUSTER-BENCHMARKS.md.
 bench: build
 	sh scripts/install-deps.sh bench
 	$(CARGO) bench --bench bench
+	$(CARGO) bench -p session-server --bench cluster
 
 # Fuzzing with cargo-fuzz (installed when missing) and the nightly toolchain: each target of
 # fuzz/fuzz_targets for FUZZ_SECONDS, starting from the committed corpus in fuzz/corpus/TARGET.

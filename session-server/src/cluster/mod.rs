@@ -653,50 +653,50 @@ async fn open_storage(
     options: &ClusterOptions,
     session_keep: Duration,
 ) -> Result<(stream::Stream, kv::Store, u64), String> {
-        let prefix = &options.name;
-        let replicas = options.replicas as usize;
-        // Entries stay long enough for a session detached as long as it may be to catch up, and
-        // the stream drops a client's resends for as long.
-        let keep = (session_keep * 2).max(Duration::from_secs(120));
-        let stream = js
-            .get_or_create_stream(stream::Config {
-                name: format!("{prefix}_entries"),
-                subjects: vec![format!("{prefix}.>")],
-                max_bytes: options.max_bytes.map_or(-1, |bytes| bytes.min(i64::MAX as u64) as i64),
-                max_age: keep,
-                duplicate_window: keep,
-                num_replicas: replicas,
-                storage: stream::StorageType::File,
-                discard: stream::DiscardPolicy::Old,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| format!("cannot find or create the stream {prefix}_entries: {e}"))?;
-        // The bucket's stream, as the client's own create_key_value makes it (that call first
-        // asks for account details that NATS 2.9's answer lacks).
-        let bucket = format!("{prefix}_sessions");
-        js.get_or_create_stream(stream::Config {
-            name: format!("KV_{bucket}"),
-            subjects: vec![format!("$KV.{bucket}.>")],
-            max_messages_per_subject: 1,
-            // A record is written at least every third of this while its session is served:
-            // one left alone this long belongs to a session that expired.
-            max_age: session_keep + Duration::from_secs(5),
-            storage: stream::StorageType::File,
+    let prefix = &options.name;
+    let replicas = options.replicas as usize;
+    // Entries stay long enough for a session detached as long as it may be to catch up, and
+    // the stream drops a client's resends for as long.
+    let keep = (session_keep * 2).max(Duration::from_secs(120));
+    let stream = js
+        .get_or_create_stream(stream::Config {
+            name: format!("{prefix}_entries"),
+            subjects: vec![format!("{prefix}.>")],
+            max_bytes: options.max_bytes.map_or(-1, |bytes| bytes.min(i64::MAX as u64) as i64),
+            max_age: keep,
+            duplicate_window: keep,
             num_replicas: replicas,
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            discard: stream::DiscardPolicy::New,
+            storage: stream::StorageType::File,
+            discard: stream::DiscardPolicy::Old,
             ..Default::default()
         })
         .await
-        .map_err(|e| format!("cannot find or create the bucket {bucket}: {e}"))?;
-        let sessions = js.get_key_value(&bucket).await.map_err(|e| format!("cannot open the bucket {bucket}: {e}"))?;
-        let mut info = stream.clone();
-        let last =
-            info.info().await.map_err(|e| format!("cannot read the stream {prefix}_entries: {e}"))?.state.last_sequence;
-        Ok((stream, sessions, last))
+        .map_err(|e| format!("cannot find or create the stream {prefix}_entries: {e}"))?;
+    // The bucket's stream, as the client's own create_key_value makes it (that call first
+    // asks for account details that NATS 2.9's answer lacks).
+    let bucket = format!("{prefix}_sessions");
+    js.get_or_create_stream(stream::Config {
+        name: format!("KV_{bucket}"),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        // A record is written at least every third of this while its session is served:
+        // one left alone this long belongs to a session that expired.
+        max_age: session_keep + Duration::from_secs(5),
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| format!("cannot find or create the bucket {bucket}: {e}"))?;
+    let sessions = js.get_key_value(&bucket).await.map_err(|e| format!("cannot open the bucket {bucket}: {e}"))?;
+    let mut info = stream.clone();
+    let last =
+        info.info().await.map_err(|e| format!("cannot read the stream {prefix}_entries: {e}"))?.state.last_sequence;
+    Ok((stream, sessions, last))
 }
 
 /// Waits (up to [`NATS_TIMEOUT`]) until no write of `session`'s record is under way.
