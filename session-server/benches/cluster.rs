@@ -219,6 +219,17 @@ fn recoveries(relay: &Relay, pub_url: &str) -> (Vec<f64>, u64) {
     (times, lost)
 }
 
+/// CPU time (user and system) process `pid` has used, in milliseconds.
+fn cpu_ms(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command (which may hold spaces) in parentheses; utime and stime are the
+    // 14th and 15th fields, in clock ticks (100 per second on Linux).
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11..13).map_or(0, |f| f.iter().filter_map(|t| t.parse::<u64>().ok()).sum());
+    ticks as f64 * 10.0
+}
+
 fn percentile(values: &[f64], p: f64) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -237,7 +248,10 @@ fn main() {
     let nats = nats_single();
     let args = cluster_args(&[&nats], &[]);
     let single = Node::start("single", 1, &[]);
-    let clustered: Vec<Node> = (2..=3).map(|i| Node::start(&format!("node-{i}"), i, &args)).collect();
+    // Nodes 2 and 3 serve the sessions; node 4 serves none, and shows what a node pays for the
+    // cluster's traffic that no session of its own wants (every node reads the whole stream).
+    let clustered: Vec<Node> = (2..=4).map(|i| Node::start(&format!("node-{i}"), i, &args)).collect();
+    let idle_pid = clustered[2].pid().expect("node-4 runs");
     let url = |node: &Node| format!("ws://{}/diffusion", node.addr());
     let (single_url, one, two) = (url(&single), url(&clustered[0]), url(&clustered[1]));
 
@@ -251,9 +265,12 @@ fn main() {
         eprintln!("cluster bench: {name}");
         let tag: String = name.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
         let rtts = round_trips(a, b, &tag);
+        let idle_before = cpu_ms(idle_pid);
         let small = throughput(a, b, &format!("{tag}s"), SMALL_COUNT, SMALL);
+        let idle_small = (cpu_ms(idle_pid) - idle_before) * 1e3 / SMALL_COUNT as f64;
         let large = throughput(a, b, &format!("{tag}l"), LARGE_COUNT, LARGE);
-        rows.push((name, percentile(&rtts, 50.0), percentile(&rtts, 99.0), small, large));
+        let idle = (name != setups[0].0).then_some(idle_small);
+        rows.push((name, percentile(&rtts, 50.0), percentile(&rtts, 99.0), small, large, idle));
     }
     eprintln!("cluster bench: recovery on another node");
     let haproxy = Haproxy::start(&[clustered[0].addr(), clustered[1].addr()]);
@@ -272,13 +289,19 @@ fn main() {
          (acknowledged, recoverable); in a cluster a publication is also stored by JetStream before it is \
          acknowledged and delivered.\n\n"
     ));
-    out.push_str("| setup | round trip p50 (µs) | round trip p99 (µs) | 64 B (messages/s) | 16 KiB (messages/s) | 16 KiB (MB/s) |\n|---|---:|---:|---:|---:|---:|\n");
-    for (name, p50, p99, small, large) in &rows {
+    out.push_str("| setup | round trip p50 (µs) | round trip p99 (µs) | 64 B (messages/s) | 16 KiB (messages/s) | 16 KiB (MB/s) | node without sessions: CPU per 64 B message (µs) |\n|---|---:|---:|---:|---:|---:|---:|\n");
+    for (name, p50, p99, small, large, idle) in &rows {
+        let idle = idle.map_or("-".to_string(), |us| format!("{us:.1}"));
         out.push_str(&format!(
-            "| {name} | {p50:.0} | {p99:.0} | {small:.0} | {large:.0} | {:.1} |\n",
+            "| {name} | {p50:.0} | {p99:.0} | {small:.0} | {large:.0} | {:.1} | {idle} |\n",
             large * LARGE as f64 / 1e6
         ));
     }
+    out.push_str(
+        "\nThe last column is the limit of reading the whole stream: a third node, serving no session, \
+         spends that much CPU per message published elsewhere in the cluster (clock ticks of 10 ms, over the \
+         64 B run).\n",
+    );
     out.push_str(&format!(
         "\nRecovery on another node: a subscriber behind haproxy (round robin over two nodes, no \
          stickiness) while a publication goes out every millisecond; its connection is cut {RECOVERIES} times. \

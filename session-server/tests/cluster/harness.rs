@@ -565,6 +565,11 @@ impl Node {
         }
     }
 
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().and_then(Proc::pid)
+    }
+
     /// The log lines with `message` (e.g. "session opened").
     pub fn log_lines(&self, message: &str) -> Vec<String> {
         self.output().lines().filter(|l| l.contains(message)).map(str::to_string).collect()
