@@ -102,6 +102,15 @@ impl Rig {
         }
     }
 
+    /// A subscriber (to the numbers' prefix) and a publisher, each with a session through
+    /// [`Rig::url`], connected in that order (so that round robin puts them on different nodes).
+    fn subscriber_and_publisher(&self) -> (Client, Client) {
+        let url = self.url();
+        let subscriber = Client::connect(self, "subscriber", &url);
+        subscriber.subscribe();
+        (subscriber, Client::connect(self, "publisher", &url))
+    }
+
     /// SIGKILLs node `index`.
     fn kill_node(&mut self, index: usize) {
         let node = &mut self.nodes[index];
@@ -539,10 +548,7 @@ fn ten_thousand_messages_cross_nodes_exactly_once_while_connections_are_cut() {
     let args = cluster_args(&[&rig.nats[0]], &[]);
     rig.start_nodes(&args);
     let relay = rig.start_relay();
-    let url = rig.url();
-    let subscriber = Client::connect(&rig, "subscriber", &url);
-    subscriber.subscribe();
-    let publisher = Client::connect(&rig, "publisher", &url);
+    let (subscriber, publisher) = rig.subscriber_and_publisher();
     report_placement(&rig, &[&subscriber, &publisher]);
     wait_until_delivered(&rig, &publisher, &subscriber, Duration::from_secs(30));
 
@@ -583,10 +589,7 @@ fn a_killed_node_s_sessions_recover_on_the_others() {
     rig.nats.push(nats_single());
     let args = cluster_args(&[&rig.nats[0]], &[]);
     rig.start_nodes(&args);
-    let url = rig.url();
-    let subscriber = Client::connect(&rig, "subscriber", &url);
-    subscriber.subscribe();
-    let publisher = Client::connect(&rig, "publisher", &url);
+    let (subscriber, publisher) = rig.subscriber_and_publisher();
     let placement = report_placement(&rig, &[&subscriber, &publisher]);
     wait_until_delivered(&rig, &publisher, &subscriber, Duration::from_secs(30));
 
@@ -635,10 +638,7 @@ fn one_nats_node_of_three_killed_mid_stream_loses_nothing() {
     let all: Vec<&NatsServer> = rig.nats.iter().collect();
     let args = cluster_args(&all, &["--cluster-replicas", "3"]);
     rig.start_nodes(&args);
-    let url = rig.url();
-    let subscriber = Client::connect(&rig, "subscriber", &url);
-    subscriber.subscribe();
-    let publisher = Client::connect(&rig, "publisher", &url);
+    let (subscriber, publisher) = rig.subscriber_and_publisher();
     report_placement(&rig, &[&subscriber, &publisher]);
     wait_until_delivered(&rig, &publisher, &subscriber, Duration::from_secs(30));
 
@@ -674,10 +674,7 @@ fn nats_down_then_back_refuses_publications_and_sessions_carry_on() {
     rig.nats.push(nats_single());
     let args = cluster_args(&[&rig.nats[0]], &[]);
     rig.start_nodes(&args);
-    let url = rig.url();
-    let subscriber = Client::connect(&rig, "subscriber", &url);
-    subscriber.subscribe();
-    let publisher = Client::connect(&rig, "publisher", &url);
+    let (subscriber, publisher) = rig.subscriber_and_publisher();
     report_placement(&rig, &[&subscriber, &publisher]);
     wait_until_delivered(&rig, &publisher, &subscriber, Duration::from_secs(30));
 

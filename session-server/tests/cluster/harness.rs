@@ -565,7 +565,8 @@ impl Node {
         }
     }
 
-    /// The process id, while running.
+    /// The process id, while running (for benches/cluster.rs).
+    #[allow(dead_code)]
     pub fn pid(&self) -> Option<u32> {
         self.proc.as_ref().and_then(Proc::pid)
     }
