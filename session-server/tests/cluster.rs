@@ -728,3 +728,59 @@ fn nats_down_then_back_refuses_publications_and_sessions_carry_on() {
     publisher.wait_connected(Duration::from_secs(5));
     assert_eq!(subscriber.states(), vec![State::ConnectedActive], "the subscriber never lost its connection");
 }
+
+#[test]
+fn nodes_authenticate_to_nats_and_keep_its_password_out_of_their_output() {
+    let _serial = serial();
+    if !programs_installed() {
+        return;
+    }
+    const PASSWORD: &str = "nats-pass-7f3a";
+    let mut rig = Rig::new("nats-auth");
+    rig.nats
+        .push(harness::nats_single_with(&format!("authorization {{\n  user: node\n  password: \"{PASSWORD}\"\n}}\n")));
+    let url = rig.nats[0].url();
+    let dir = harness::TempDir::new("session-cluster-auth");
+    let node = |password: &str, port_file: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_session-server"))
+            .args(["--listen", "127.0.0.1:0", "--allow-anonymous", "--cluster", &url, "--nats-user", "node"])
+            .arg("--port-file")
+            .arg(port_file)
+            .env("NATS_PASSWORD", password)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+
+    // A wrong password: the node says it cannot connect, without the password, and exits.
+    let refused = node("wrong-password-91c2", &dir.path().join("refused-port")).wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr).to_string();
+    rig.progress(&format!("with a wrong password: {} {}", refused.status, tail(&said, 3)));
+    assert!(!refused.status.success());
+    assert!(said.contains("cannot connect to NATS"), "{said}");
+    assert!(!said.contains("wrong-password-91c2"), "the password is not shown: {said}");
+
+    // The right password, from the environment: the node joins and serves sessions.
+    let port_file = dir.path().join("port");
+    let mut child = node(PASSWORD, &port_file);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let port = loop {
+        if let Some(port) = std::fs::read_to_string(&port_file).ok().and_then(|t| t.trim().parse::<u16>().ok()) {
+            break port;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the node exited");
+        assert!(Instant::now() < deadline, "the node did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let url = format!("ws://127.0.0.1:{port}/diffusion");
+    let subscriber = Client::connect(&rig, "subscriber", &url);
+    subscriber.subscribe();
+    let publisher = Client::connect(&rig, "publisher", &url);
+    wait_until_delivered(&rig, &publisher, &subscriber, Duration::from_secs(30));
+    drop((subscriber, publisher));
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(!said.contains(PASSWORD), "the password is not in the log: {said}");
+}

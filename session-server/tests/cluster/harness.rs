@@ -421,8 +421,16 @@ impl NatsServer {
 
 /// A single nats-server with JetStream, ready.
 pub fn nats_single() -> NatsServer {
+    nats_single_with("")
+}
+
+/// [`nats_single`] with `extra` added to its configuration (an `authorization` block, say).
+pub fn nats_single_with(extra: &str) -> NatsServer {
     let ports = free_ports(2);
     let (dir, conf) = NatsServer::write_config("nats-1", ports[0], ports[1], None);
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str(extra);
+    std::fs::write(&conf, text).unwrap();
     let log = dir.path().join("output.log");
     let mut server = NatsServer {
         name: "nats-1".into(),
