@@ -41,7 +41,7 @@ static void on_connected(void *context, MQTTAsync_successData *data)
 {
         (void)context;
         (void)data;
-        connected = 1;
+        __atomic_add_fetch(&connected, 1, __ATOMIC_SEQ_CST);
 }
 
 static void on_failed(void *context, MQTTAsync_failureData *data)
@@ -65,10 +65,11 @@ static void on_sent(void *context, MQTTAsync_successData *data)
         __atomic_add_fetch(&completed, 1, __ATOMIC_SEQ_CST);
 }
 
-static void wait_for(volatile int *flag)
+/* Waits until *flag reaches `target`. */
+static void wait_for(volatile int *flag, int target)
 {
         double start = now_us();
-        while (!*flag && !failed) {
+        while (*flag < target && !failed) {
                 if (now_us() - start > 30e6) {
                         fprintf(stderr, "mqtt_client: timed out\n");
                         exit(1);
@@ -81,8 +82,8 @@ static void wait_for(volatile int *flag)
         }
 }
 
-/* Creates a client and connects it; returns once the broker has accepted it. */
-static MQTTAsync open_client(int n)
+/* Creates a client and connects it; with `wait`, returns once the broker has accepted it. */
+static MQTTAsync open_client(int n, int wait)
 {
         char id[64];
         snprintf(id, sizeof id, "bench-%d-%d", (int)getpid(), n);
@@ -108,11 +109,13 @@ static MQTTAsync open_client(int n)
         if (strcmp(proxy, "-") != 0) {
                 options.httpProxy = proxy;
         }
-        connected = 0;
+        int before = connected;
         if (MQTTAsync_connect(client, &options) != MQTTASYNC_SUCCESS) {
                 exit(1);
         }
-        wait_for(&connected);
+        if (wait) {
+                wait_for(&connected, before + 1);
+        }
         return client;
 }
 
@@ -164,7 +167,7 @@ int main(int argc, char **argv)
         if (strcmp(mode, "connect") == 0) {
                 for (int i = 0; i < count; i++) {
                         double start = now_us();
-                        MQTTAsync client = open_client(i);
+                        MQTTAsync client = open_client(i, 1);
                         printf("%.1f\n", now_us() - start);
                         MQTTAsync_disconnect(client, NULL);
                         MQTTAsync_destroy(&client);
@@ -172,14 +175,20 @@ int main(int argc, char **argv)
                 return 0;
         }
         if (strcmp(mode, "idle") == 0) {
-                for (int i = 0; i < count; i++) {
-                        open_client(i);
+                /* Connects take 100 ms or more each (the client's threads sleep between
+                 * polls): all at once. */
+                open_client(0, 1);
+                say("one");
+                stdin_line(-1);
+                for (int i = 1; i < count; i++) {
+                        open_client(i, 0);
                 }
+                wait_for(&connected, count);
                 say("ready");
                 hold();
                 _exit(0);
         }
-        MQTTAsync client = open_client(0);
+        MQTTAsync client = open_client(0, 1);
         if (strcmp(mode, "sub") == 0 || strcmp(mode, "pub") == 0) {
                 strcpy(topic, "bench/tp");
         }
@@ -188,7 +197,7 @@ int main(int argc, char **argv)
                 response.onSuccess = on_subscribed;
                 response.onFailure = on_failed;
                 MQTTAsync_subscribe(client, topic, qos, &response);
-                wait_for(&subscribed);
+                wait_for(&subscribed, 1);
         }
         if (strcmp(mode, "rtt") == 0) {
                 for (int i = 0; i < count; i++) {

@@ -85,7 +85,10 @@ int main(int argc, char **argv)
                 return 0;
         }
         if (strcmp(mode, "idle") == 0) {
-                for (int i = 0; i < count; i++) {
+                open_connection(0);
+                say("one");
+                stdin_line(-1);
+                for (int i = 1; i < count; i++) {
                         open_connection(0);
                 }
                 say("ready");

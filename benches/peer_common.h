@@ -9,7 +9,8 @@
  *                        "RECEIVED MICROSECONDS" (first to last arrival)
  *   pub COUNT SIZE       publishes COUNT messages as fast as it can, waits until all are sent
  *                        (and acknowledged at QoS 1), exits
- *   idle COUNT SIZE      opens COUNT connections, prints "ready", holds them until stdin closes
+ *   idle COUNT SIZE      opens one connection, prints "one", waits for a line on stdin, opens
+ *                        the other COUNT - 1, prints "ready", holds them until stdin closes
  *   recover COUNT SIZE   subscribes to its own topic and publishes a numbered message every 2 ms
  *                        until stdin says "stop" (the bench cuts the connection meanwhile);
  *                        prints "gap MICROSECONDS" for each pause in deliveries over 20 ms and
@@ -52,7 +53,7 @@ static void say(const char *line)
         fflush(stdout);
 }
 
-/* Waits up to `ms` for a line on stdin (or its end); returns 1 when one came. */
+/* Waits up to `ms` (-1: for ever) for a line on stdin or its end; returns 1 when one came. */
 static int stdin_line(int ms)
 {
         struct pollfd p = { 0, POLLIN, 0 };
