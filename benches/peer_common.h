@@ -5,6 +5,7 @@
  * Every client takes its own connection arguments, then MODE COUNT SIZE:
  *   connect COUNT SIZE   COUNT times: connect until usable, disconnect; prints µs per connect
  *   rtt COUNT SIZE       one connection publishes to its own subscription; prints each rtt in µs
+ *                        (connect and rtt stop early after BUDGET_US: some take 40-400 ms each)
  *   sub COUNT SIZE       subscribes, prints "ready", counts up to COUNT messages; prints
  *                        "RECEIVED MICROSECONDS" (first to last arrival)
  *   pub COUNT SIZE       publishes COUNT messages as fast as it can, waits until all are sent
@@ -24,6 +25,9 @@
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
+
+/* How long the connect and rtt modes may run. */
+#define BUDGET_US 5e6
 
 static double now_us(void)
 {
