@@ -1394,13 +1394,16 @@ impl Arrivals {
         }
     }
 
-    /// Waits for `count` arrivals, or 3 s without one (30 s before the first); prints
+    /// Waits for `count` arrivals, or 3 s without one (30 s before the first), or 10 s; prints
     /// "RECEIVED MICROSECONDS" (first to last arrival).
     fn report_after(&self, count: usize) {
-        let (mut seen, mut since) = (0, Instant::now());
+        let (mut seen, mut since, started) = (0, Instant::now(), Instant::now());
         loop {
             let now = self.count.load(Ordering::SeqCst);
-            if now >= count || since.elapsed() > Duration::from_secs(if now > 0 { 3 } else { 30 }) {
+            if now >= count
+                || since.elapsed() > Duration::from_secs(if now > 0 { 3 } else { 30 })
+                || started.elapsed() > Duration::from_secs(10)
+            {
                 break;
             }
             if now != seen {
@@ -1604,8 +1607,8 @@ fn peer_raw(url: &str, mode: &str, count: usize, size: usize) {
                 let mut ws = connect("/sub").await;
                 println!("ready");
                 std::io::stdout().flush().unwrap();
-                let (mut n, mut first, mut last) = (0usize, None, Instant::now());
-                while n < count {
+                let (mut n, mut first, mut last, started) = (0usize, None, Instant::now(), Instant::now());
+                while n < count && started.elapsed() < Duration::from_secs(10) {
                     let wait = Duration::from_secs(if n > 0 { 3 } else { 30 });
                     match tokio::time::timeout(wait, ws.next()).await {
                         Ok(Some(Ok(_))) => {

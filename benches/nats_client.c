@@ -125,9 +125,10 @@ int main(int argc, char **argv)
                 }
         } else if (strcmp(mode, "sub") == 0) {
                 say("ready");
-                double last_change = now_us();
+                double last_change = now_us(), started = last_change;
                 int seen = 0;
-                while (arrived < count && now_us() - last_change < (arrived ? 3e6 : 30e6)) {
+                while (arrived < count && now_us() - last_change < (arrived ? 3e6 : 30e6)
+                       && now_us() - started < SUB_CAP_US) {
                         if (arrived != seen) {
                                 seen = arrived;
                                 last_change = now_us();

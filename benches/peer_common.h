@@ -6,8 +6,9 @@
  *   connect COUNT SIZE   COUNT times: connect until usable, disconnect; prints µs per connect
  *   rtt COUNT SIZE       one connection publishes to its own subscription; prints each rtt in µs
  *                        (connect and rtt stop early after BUDGET_US: some take 40-400 ms each)
- *   sub COUNT SIZE       subscribes, prints "ready", counts up to COUNT messages; prints
- *                        "RECEIVED MICROSECONDS" (first to last arrival)
+ *   sub COUNT SIZE       subscribes, prints "ready", counts up to COUNT messages (for at most
+ *                        SUB_CAP_US, 3 s without one); prints "RECEIVED MICROSECONDS" (first
+ *                        to last arrival)
  *   pub COUNT SIZE       publishes COUNT messages as fast as it can, waits until all are sent
  *                        (and acknowledged at QoS 1), exits
  *   idle COUNT SIZE      opens one connection, prints "one", waits for a line on stdin, opens
@@ -28,6 +29,8 @@
 
 /* How long the connect and rtt modes may run. */
 #define BUDGET_US 5e6
+/* How long the sub mode may count. */
+#define SUB_CAP_US 10e6
 
 static double now_us(void)
 {

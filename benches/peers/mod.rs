@@ -292,11 +292,20 @@ fn process_rss_kib(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Waits for a child and returns its CPU time (user + system), from wait4's resource usage.
-fn wait_cpu(child: Child) -> Duration {
+/// Waits for a child, killing it after `limit`, and returns its CPU time (user + system), from
+/// wait4's resource usage.
+fn wait_cpu(mut child: Child, limit: Duration) -> Duration {
     let mut status = 0;
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    let (pid, start) = (child.id() as libc::pid_t, Instant::now());
+    while unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) } == 0 {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let time = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
     time(usage.ru_utime) + time(usage.ru_stime)
 }
@@ -319,12 +328,14 @@ fn throughput_run(peer: &Peer, count: usize, size: usize) -> Run {
     std::thread::sleep(Duration::from_millis(100));
     let mut publisher = peer.command(peer.port, None, "pub", count, size).stdin(Stdio::piped()).spawn().unwrap();
     let result = lines.next().unwrap().unwrap();
-    // A publisher that holds its session until told (libsession, the raw client) lets go now.
+    // A publisher that holds its session until told (libsession, the raw client) lets go now;
+    // one still publishing after the subscriber's 10 s is stopped.
     drop(publisher.stdin.take());
-    let client_cpu = wait_cpu(publisher) + wait_cpu(sub);
+    let client_cpu = wait_cpu(publisher, Duration::from_secs(2)) + wait_cpu(sub, Duration::from_secs(10));
     let server_cpu = process_cpu(peer.server_pid) - server_before;
     let mut fields = result.split_whitespace().map(|f| f.parse::<f64>().unwrap());
     let (delivered, elapsed_us) = (fields.next().unwrap() as usize, fields.next().unwrap());
+    eprintln!("bench: {}, {size} B: {delivered} of {count} delivered in {:.0} ms", peer.name, elapsed_us / 1e3);
     Run { rate: (delivered.max(2) - 1) as f64 / (elapsed_us / 1e6), delivered, client_cpu, server_cpu }
 }
 
@@ -539,7 +550,11 @@ pub fn run(brokers: &Brokers, parts: &[&str]) -> PeerResults {
                 .map(|(p, runs)| {
                     let rate = median(&runs.iter().map(|r| r.rate).collect::<Vec<_>>());
                     let lost: usize = runs.iter().map(|r| count - r.delivered.min(count)).sum();
-                    let note = if lost > 0 { format!("{lost} of {} messages lost", count * runs.len()) } else { String::new() };
+                    let note = if lost > 0 {
+                        format!("{lost} of {} messages not delivered within 10 s or lost", count * runs.len())
+                    } else {
+                        String::new()
+                    };
                     (p.name.clone(), p.guarantee, vec![Some(rate), Some(rate * size as f64 / 1e6)], note)
                 })
                 .collect();
