@@ -212,7 +212,7 @@ int main(int argc, char **argv)
                                 recover_sent++;
                         }
                 }
-                sleep_us(1000000);
+                sleep_us(3000000);
                 recover_report();
         }
         fflush(stdout);

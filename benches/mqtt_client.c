@@ -7,7 +7,7 @@
  *
  * PROXY is an HTTP proxy (http://host:port) for the connection, or "-". MODE as in
  * peer_common.h. In the recovery mode the session is persistent (clean session false) and the
- * client reconnects by itself (automatic reconnect, retry after 10 ms).
+ * client reconnects by itself (automatic reconnect; its shortest retry interval is 1 s).
  */
 #include "peer_common.h"
 #include <MQTTAsync.h>
@@ -245,7 +245,7 @@ int main(int argc, char **argv)
                                 recover_sent++;
                         }
                 }
-                sleep_us(1000000);
+                sleep_us(3000000);
                 recover_report();
         }
         fflush(stdout);

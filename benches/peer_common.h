@@ -15,7 +15,7 @@
  *                        the other COUNT - 1, prints "ready", holds them until stdin closes
  *   recover COUNT SIZE   subscribes to its own topic and publishes a numbered message every 2 ms
  *                        until stdin says "stop" (the bench cuts the connection meanwhile);
- *                        prints "gap MICROSECONDS" for each pause in deliveries over 20 ms and
+ *                        prints "gap MICROSECONDS" for each pause in deliveries over 5 ms and
  *                        "lost N" for the messages published but never delivered
  */
 #define _POSIX_C_SOURCE 200809L
@@ -85,7 +85,7 @@ static void hold(void)
 /* --- recovery: numbered messages, pauses in deliveries, losses --------------------------- */
 
 #define RECOVER_MAX 100000
-#define RECOVER_GAP_US 20000.0
+#define RECOVER_GAP_US 5000.0
 static unsigned char recover_seen[RECOVER_MAX];
 static double recover_last, recover_gaps[1000];
 static int recover_gap_count, recover_sent;
