@@ -9,7 +9,10 @@
 #   make test-python          the Python package's tests (python/), in a venv in build/python-venv
 #   make python-wheel         a wheel of the Python package bundling the library, in build/python-dist
 #   make header               regenerate include/session.h from src/ffi
-#   make bench                benchmarks, written to docs/BENCHMARKS.md
+#   make bench                benchmarks, written to docs/BENCHMARKS.md: libsession against raw
+#                             tokio-tungstenite and libwebsockets, and next to Paho MQTT C and
+#                             libmosquitto (with mosquitto), nats.c (with nats-server); installs
+#                             what they need (as root, via apt-get)
 #   make fuzz                 every fuzz target for FUZZ_SECONDS (default 600) each
 
 PREFIX ?= /usr/local
