@@ -433,7 +433,7 @@ impl Table {
             out.push_str(&format!("| {name} | {guarantee} |"));
             for v in values {
                 out.push_str(&match v {
-                    Some(v) if *v >= 100.0 => format!(" {v:.0} |"),
+                    Some(v) if *v >= 100.0 || v.fract() == 0.0 => format!(" {v:.0} |"),
                     Some(v) => format!(" {v:.2} |"),
                     None => " - |".into(),
                 });
@@ -441,7 +441,9 @@ impl Table {
             let ratio = match (ours, values[self.ratio_of]) {
                 (Some(o), Some(t)) if t > 0.0 && o > 0.0 => {
                     let ahead = if self.higher { o >= t } else { o <= t };
-                    format!("{:.2}x {}", o / t, if ahead { "(libsession at or ahead)" } else { "(libsession BEHIND)" })
+                    let ratio = o / t;
+                    let ratio = if ratio < 0.1 { format!("{ratio:.3}") } else { format!("{ratio:.2}") };
+                    format!("{ratio}x {}", if ahead { "(libsession at or ahead)" } else { "(libsession BEHIND)" })
                 }
                 _ => "-".into(),
             };
