@@ -103,7 +103,12 @@ static struct mosquitto *open_client(int n, int threaded)
         } else {
                 /* mosquitto_loop() selects, which fails past descriptor 1023: read until
                  * CONNACK instead (the CONNECT went out in mosquitto_connect). */
+                double start = now_us();
                 while (connected == 0) {
+                        if (now_us() - start > 30e6) {
+                                fprintf(stderr, "mosquitto_client: no CONNACK\n");
+                                exit(1);
+                        }
                         int rc = mosquitto_loop_read(m, 1);
                         if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN && errno != EAGAIN) {
                                 fprintf(stderr, "mosquitto_client: %s\n", mosquitto_strerror(rc));
