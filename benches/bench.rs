@@ -1447,7 +1447,9 @@ impl Arrivals {
         } else if now - previous > 5_000_000 {
             self.gaps.lock().unwrap().push((now - previous) as f64 / 1e3);
         }
-        if let Some(n) = std::str::from_utf8(&data[..data.len().min(15)]).ok().and_then(|t| t.trim().parse::<usize>().ok()) {
+        if let Some(n) =
+            std::str::from_utf8(&data[..data.len().min(15)]).ok().and_then(|t| t.trim().parse::<usize>().ok())
+        {
             let mut seen = self.seen.lock().unwrap();
             if seen.len() <= n {
                 seen.resize(n + 1, false);
@@ -1560,7 +1562,8 @@ fn peer_session(url: &str, proxy: &str, mode: &str, count: usize, size: usize) {
         }
         "recover" => {
             let strategy = session::ffi::reconnect::make_reconnection_strategy_repeating_attempt(1000, 0);
-            let session = unsafe { session_create(c(url).as_ptr(), null(), null_mut(), null_mut(), strategy, null_mut()) };
+            let session =
+                unsafe { session_create(c(url).as_ptr(), null(), null_mut(), null_mut(), strategy, null_mut()) };
             unsafe { session::ffi::reconnect::free_reconnection_strategy(strategy) };
             assert!(!session.is_null());
             let arrivals = Arrivals::new();
@@ -1589,6 +1592,8 @@ fn peer_session(url: &str, proxy: &str, mode: &str, count: usize, size: usize) {
 /// `--ws-relay`: the raw baseline's server, a tokio-tungstenite relay in a process of its own:
 /// every binary message from any connection goes to every connection opened on /sub or /both.
 /// Prints its port, serves until killed.
+// The handshake callback's error type is tungstenite's, large as it is.
+#[allow(clippy::result_large_err)]
 fn ws_relay_process() {
     use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
     type Receivers = Arc<Mutex<Vec<UnboundedSender<Message>>>>;

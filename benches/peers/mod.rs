@@ -107,7 +107,10 @@ fn build_client(name: &str, lib: &str) -> Option<PathBuf> {
 }
 
 fn find_program(candidates: &[&str]) -> Option<&'static str> {
-    candidates.iter().find(|p| Path::new(p).exists()).map(|p| -> &'static str { Box::leak(p.to_string().into_boxed_str()) })
+    candidates
+        .iter()
+        .find(|p| Path::new(p).exists())
+        .map(|p| -> &'static str { Box::leak(p.to_string().into_boxed_str()) })
 }
 
 const ACKED: &str = "acknowledged, numbered, replayed after a reconnect";
@@ -181,7 +184,8 @@ impl Brokers {
                 ),
             )
             .unwrap();
-            let child = Command::new(mosquitto).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn();
+            let child =
+                Command::new(mosquitto).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn();
             if let Ok(child) = child {
                 wait_listening(tcp, "mosquitto");
                 wait_listening(ws, "mosquitto (WebSocket)");
@@ -190,7 +194,8 @@ impl Brokers {
                 let proxy_tcp = Tinyproxy::start(tcp);
                 let proxy_ws = Tinyproxy::start(ws);
                 if let Some(paho) = &mqtt {
-                    for (transport, port, proxied) in [("TCP", tcp, proxy_tcp.is_some()), ("WebSocket", ws, proxy_ws.is_some())]
+                    for (transport, port, proxied) in
+                        [("TCP", tcp, proxy_tcp.is_some()), ("WebSocket", ws, proxy_ws.is_some())]
                     {
                         for qos in [0, 1] {
                             let scheme = if transport == "TCP" { "tcp" } else { "ws" };
@@ -244,7 +249,9 @@ impl Brokers {
             let conf = dir.join("nats.conf");
             // A subscriber may fall behind by the whole run without being cut as a slow consumer.
             std::fs::write(&conf, format!("listen: 127.0.0.1:{port}\nmax_pending: 1GB\nmax_payload: 1MB\n")).unwrap();
-            if let Ok(child) = Command::new(nats).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn() {
+            if let Ok(child) =
+                Command::new(nats).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn()
+            {
                 wait_listening(port, "nats-server");
                 brokers.peers.push(Peer {
                     name: "nats.c".into(),
@@ -350,7 +357,12 @@ fn throughput_run(peer: &Peer, count: usize, size: usize) -> Run {
 /// Memory per idle session: the client's and the server's resident memory after the first
 /// connection and after all, per connection beyond the first (KiB).
 fn idle_run(peer: &Peer) -> (f64, f64) {
-    let mut child = peer.command(peer.port, None, "idle", peer.idle, SMALL).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = peer
+        .command(peer.port, None, "idle", peer.idle, SMALL)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().unwrap().unwrap(), "one", "{}: idle", peer.name);
@@ -371,8 +383,12 @@ fn idle_run(peer: &Peer) -> (f64, f64) {
 /// messages lost.
 fn recovery_run(peer: &Peer) -> (Vec<f64>, usize) {
     let relay = Relay::start(SocketAddr::from(([127, 0, 0, 1], peer.port)));
-    let mut child =
-        peer.command(relay.port, None, "recover", CUTS, SMALL).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = peer
+        .command(relay.port, None, "recover", CUTS, SMALL)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().unwrap().unwrap(), "ready", "{}: recover", peer.name);
@@ -504,7 +520,12 @@ pub fn run(brokers: &Brokers, parts: &[&str]) -> PeerResults {
                 } else {
                     String::new()
                 };
-                (library(&p.name), p.guarantee_of_connect(), vec![Some(median(&direct)), through.map(|t| median(&t))], note)
+                (
+                    library(&p.name),
+                    p.guarantee_of_connect(),
+                    vec![Some(median(&direct)), through.map(|t| median(&t))],
+                    note,
+                )
             })
             .collect();
         tables.push(Table {
@@ -536,7 +557,10 @@ pub fn run(brokers: &Brokers, parts: &[&str]) -> PeerResults {
             })
             .collect();
         tables.push(Table {
-            title: format!("Round trip, 64 B, publish to own subscription (µs, {} round trips)", PEER_REPEATS * PEER_ROUND_TRIPS),
+            title: format!(
+                "Round trip, 64 B, publish to own subscription (µs, {} round trips)",
+                PEER_REPEATS * PEER_ROUND_TRIPS
+            ),
             columns: vec!["p50".into(), "p99".into()],
             rows,
             ratio_of: 0,
@@ -568,7 +592,12 @@ pub fn run(brokers: &Brokers, parts: &[&str]) -> PeerResults {
                 .collect();
             for (i, runs) in results.iter().enumerate() {
                 let per_message = |cpu: fn(&Run) -> Duration| {
-                    median(&runs.iter().map(|r| cpu(r).as_secs_f64() * 1e6 / r.delivered.max(1) as f64).collect::<Vec<_>>())
+                    median(
+                        &runs
+                            .iter()
+                            .map(|r| cpu(r).as_secs_f64() * 1e6 / r.delivered.max(1) as f64)
+                            .collect::<Vec<_>>(),
+                    )
                 };
                 cpu_rows[i].2.push(Some(per_message(|r| r.client_cpu)));
                 cpu_rows[i].2.push(Some(per_message(|r| r.server_cpu)));
@@ -608,7 +637,12 @@ pub fn run(brokers: &Brokers, parts: &[&str]) -> PeerResults {
             .iter()
             .map(|p| {
                 let (client, server) = idle_run(p);
-                (library(&p.name), p.guarantee_of_connect(), vec![Some(client), Some(server), Some(client + server)], format!("{} sessions", p.idle))
+                (
+                    library(&p.name),
+                    p.guarantee_of_connect(),
+                    vec![Some(client), Some(server), Some(client + server)],
+                    format!("{} sessions", p.idle),
+                )
             })
             .collect();
         tables.push(Table {
@@ -636,7 +670,9 @@ pub fn run(brokers: &Brokers, parts: &[&str]) -> PeerResults {
             })
             .collect();
         tables.push(Table {
-            title: format!("Recovery: {CUTS} cuts of the connection (a relay resets it) while a message is published every 2 ms"),
+            title: format!(
+                "Recovery: {CUTS} cuts of the connection (a relay resets it) while a message is published every 2 ms"
+            ),
             columns: vec!["pause in delivery (ms)".into(), "messages lost".into()],
             rows,
             ratio_of: 0,
