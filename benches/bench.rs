@@ -460,7 +460,8 @@ for times, above 1 for rates).\n\n\
   the messages delivered; libsession's I/O threads poll for a while after work, and that time\n  \
   counts here.\n\
 - Idle sessions: resident memory (VmRSS) of the client process and of the server after one\n  \
-  session and after all, per session beyond the first.\n\
+  session and after all, per session beyond the first, each client against servers started\n  \
+  afresh for it. Connect and round trip runs stop after 5 s (the note says how many they made).\n\
 - Recovery: the client publishes a numbered 64 B message every 2 ms to its own subscription\n  \
   through a TCP relay that resets its connections 5 times, 1.5 s apart; the pause is the median\n  \
   of the 5 longest waits between two deliveries (waits over 5 ms are noted), lost counts\n  \
