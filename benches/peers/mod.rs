@@ -667,7 +667,13 @@ pub fn run(brokers: &Brokers, parts: &[&str]) -> PeerResults {
             .iter()
             .map(|p| {
                 let (mut gaps, lost) = recovery_run(p);
-                let note = format!("{} pauses over 5 ms seen for {CUTS} cuts", gaps.len());
+                let note = match gaps.len() {
+                    0 => format!("no pause over 5 ms: every one of the {CUTS} cuts paused delivery for less"),
+                    n if n < CUTS => {
+                        format!("{n} pauses over 5 ms for {CUTS} cuts: the others paused delivery for less")
+                    }
+                    n => format!("{n} pauses over 5 ms for {CUTS} cuts"),
+                };
                 // The longest, one per cut.
                 gaps.sort_by(|a, b| b.partial_cmp(a).unwrap());
                 gaps.truncate(CUTS);
