@@ -9,7 +9,11 @@
 #   make test-python          the Python package's tests (python/), in a venv in build/python-venv
 #   make python-wheel         a wheel of the Python package bundling the library, in build/python-dist
 #   make header               regenerate include/session.h from src/ffi
-#   make bench                benchmarks, written to docs/BENCHMARKS.md and docs/CLUSTER-BENCHMARKS.md
+#   make bench                benchmarks, written to docs/BENCHMARKS.md: libsession against raw
+#                             tokio-tungstenite and libwebsockets, and next to Paho MQTT C and
+#                             libmosquitto (with mosquitto), nats.c (with nats-server); then
+#                             clusters against the single-process server, written to
+#                             docs/CLUSTER-BENCHMARKS.md; installs what they need (as root, via apt-get)
 #   make fuzz                 every fuzz target for FUZZ_SECONDS (default 600) each
 
 PREFIX ?= /usr/local
@@ -105,9 +109,9 @@ python-wheel: build $(PYTHON_VENV)/.ready
 	$(PYTHON_VENV)/bin/pip wheel --quiet --no-deps --no-build-isolation -w $(BUILD)/python-dist ./python
 	ls -l $(BUILD)/python-dist
 
-# Benchmarks: libsession against raw TCP, raw tokio-tungstenite and libwebsockets, written to
-# docs/BENCHMARKS.md; clusters (nats-server, nodes, haproxy) against the single-process server,
-# written to docs/CLUSTER-BENCHMARKS.md.
+# Benchmarks: libsession against raw TCP, raw tokio-tungstenite and libwebsockets, and next to
+# Paho MQTT C, libmosquitto and nats.c, written to docs/BENCHMARKS.md; clusters (nats-server,
+# nodes, haproxy) against the single-process server, written to docs/CLUSTER-BENCHMARKS.md.
 bench: build
 	sh scripts/install-deps.sh bench
 	$(CARGO) bench --bench bench

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 #[path = "../tests/common/cpu.rs"]
 mod cpu;
+mod peers;
 use cpu::io_threads_cpu;
 
 use futures_util::{SinkExt, StreamExt};
@@ -90,6 +91,17 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("--echo-server") {
         return echo_server_process();
     }
+    if args.get(1).map(String::as_str) == Some("--ws-relay") {
+        return ws_relay_process();
+    }
+    if args.get(1).map(String::as_str) == Some("--peer-session") {
+        raise_fd_limit();
+        return peer_session(&args[2], &args[3], &args[4], args[5].parse().unwrap(), args[6].parse().unwrap());
+    }
+    if args.get(1).map(String::as_str) == Some("--peer-raw") {
+        raise_fd_limit();
+        return peer_raw(&args[2], &args[3], args[4].parse().unwrap(), args[5].parse().unwrap());
+    }
     if args.get(1).map(String::as_str) == Some("--io-cpu") {
         return println!("{:.1}", io_cpu_at(&args[2], args[3].parse().unwrap()));
     }
@@ -107,6 +119,20 @@ fn main() {
     // with the bundled server) and `raw-open` (a session opened with the bundled server by hand),
     // or `raw-connect-turns` (connect, `raw-open` and `raw-connect` taking turns) loops on it and
     // prints figures.
+    // `BENCH_ONLY=peers` runs the peers' comparison alone, `peers-connect`, `peers-rtt`,
+    // `peers-throughput`, `peers-idle` or `peers-recovery` one of its figures; BENCH_PEERS (a
+    // comma-separated list of names' beginnings, e.g. `libsession,nats`) picks peers.
+    if let Some(part) = std::env::var("BENCH_ONLY").ok().filter(|p| p.starts_with("peers")) {
+        let server = BundledServer::start();
+        let mut brokers = peers::Brokers::start(&server);
+        if let Ok(names) = std::env::var("BENCH_PEERS") {
+            brokers.peers.retain(|p| names.split(',').any(|n| p.name.starts_with(n)));
+        }
+        let parts: Vec<&str> = part.strip_prefix("peers-").into_iter().collect();
+        let results = peers::run(&brokers, &parts);
+        println!("{}", results.markdown);
+        return;
+    }
     if let Ok(part) = std::env::var("BENCH_ONLY") {
         let server = BundledServer::start();
         let echo = part.starts_with("raw-").then(EchoServer::start);
@@ -163,6 +189,8 @@ fn main() {
     let tcp_echo = tcp_echo_server();
     let server = BundledServer::start();
     let lws = build_lws_client();
+    // The peers' servers and brokers, and the raw relay (the throughput figures' baseline).
+    let brokers = peers::Brokers::start(&server);
     let mut rows: Vec<Row> = Vec::new();
 
     // Connect.
@@ -244,10 +272,17 @@ fn main() {
     // Throughput.
     for (size, count) in [(SMALL, SMALL_COUNT), (LARGE, LARGE_COUNT)] {
         enter(if size == SMALL { "throughput, 64 B" } else { "throughput, 16 KiB" });
+        // The baseline is the raw relay (publisher, relay and subscriber processes, as
+        // libsession's publisher, server and subscriber); the two-process echo, the former
+        // baseline, takes its turns alongside.
+        let echo_rates = std::cell::RefCell::new(Vec::new());
         let (raw_rates, our_rates, lws_rates) = take_turns(
             REPEATS,
             true,
-            || vec![rt.block_on(raw_throughput(echo, count, size))],
+            || {
+                echo_rates.borrow_mut().push(rt.block_on(raw_throughput(echo, count, size)));
+                vec![brokers.relay_rate(count, size)]
+            },
             || vec![session_throughput(&server.url(), count, size)],
             lws.as_ref().map(|c| move || vec![count as f64 / (c.run(echo.port(), "throughput", count, size)[0] / 1e6)]),
         );
@@ -266,6 +301,13 @@ fn main() {
             raw_rate * size as f64 / 1e6,
             lws_rate.map(|r| r * size as f64 / 1e6),
             Goal::ReportHigher,
+        ));
+        rows.push(Row::new(
+            &format!("throughput, {label} (messages/s), raw column: the former baseline, a two-process echo"),
+            our_rate,
+            median(&echo_rates.into_inner()),
+            lws_rate,
+            Goal::AtLeast(0.8),
         ));
     }
 
@@ -322,11 +364,21 @@ fn main() {
         Goal::Report,
     ));
 
+    let peer_results = peers::run(&brokers, &[]);
+    drop(brokers);
+
     let table = render(&rows, lws.is_some());
-    println!("\n{table}");
+    println!("\n{table}\n{}", peer_results.markdown);
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/BENCHMARKS.md");
+    // The hand-written part at the end, from its heading on, is kept.
+    let kept = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|old| old.find(HAND_WRITTEN).map(|at| old[at..].to_string()))
+        .unwrap_or_else(|| format!("{HAND_WRITTEN}\n"));
     let doc = format!(
-        "# Benchmarks\n\nWritten by `make bench` (do not edit by hand). All traffic on loopback; medians of repeated runs;\n\
-         ratios are libsession / raw tokio-tungstenite (or the stated limit), from the same run.\n\n## Machine\n\n{}\n\n## Figures\n\n{table}\n{}",
+        "# Benchmarks\n\nWritten by `make bench` (do not edit by hand, but for the last section). All traffic on loopback;\n\
+         medians of repeated runs; ratios are libsession / raw tokio-tungstenite (or the stated limit), from the same run.\n\n\
+         ## Machine\n\n{}\n\n## Figures\n\n{table}\n{}\n## libsession next to other publish/subscribe stacks\n\n{PEERS_NOTES}\n{}\n{kept}",
         machine(),
         [
             ("{SMALL_COUNT}", SMALL_COUNT),
@@ -336,9 +388,10 @@ fn main() {
             ("{CONNECTS_PER_TURN}", CONNECTS_PER_TURN),
         ]
         .iter()
-        .fold(NOTES.to_string(), |notes, (name, value)| notes.replace(name, &value.to_string()))
+        .fold(NOTES.to_string(), |notes, (name, value)| notes.replace(name, &value.to_string())),
+        peer_results.markdown
     );
-    std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/BENCHMARKS.md"), doc).unwrap();
+    std::fs::write(path, doc).unwrap();
     println!("written to docs/BENCHMARKS.md");
 }
 
@@ -367,10 +420,13 @@ const NOTES: &str = "## What is measured\n\n\
   `LIBSESSION_IO_SPIN_US=0`.\n\
 - Polling costs CPU only while work comes at short intervals: the I/O threads' CPU rows measure\n  \
   a session that publishes to its own subscription at a steady pace, with polling on and off.\n\
-- Throughput: the baselines send to the echo server and receive the echoes in one process;\n  \
-  libsession publishes from one process through the bundled server to a subscriber in another,\n  \
-  every message numbered and acknowledged. A run is {SMALL_COUNT} messages of 64 B or\n  \
-  {LARGE_COUNT} of 16 KiB.\n\
+- Throughput: libsession publishes from one process through the bundled server to a subscriber\n  \
+  in another, every message numbered and acknowledged. The raw baseline does the same work with\n  \
+  three processes of its own: a raw tokio-tungstenite publisher, a minimal tokio-tungstenite relay\n  \
+  (every message to every subscriber) and a subscriber, timed from the first arrival to the last.\n  \
+  The former baseline, a raw client sending to the echo server and receiving the echoes in one\n  \
+  process, keeps a row; libwebsockets is measured against the echo server. A run is\n  \
+  {SMALL_COUNT} messages of 64 B or {LARGE_COUNT} of 16 KiB.\n\
 - Connect and throughput: each client runs once, unmeasured, before the turns (first-run costs\n  \
   such as fresh buffers being paged in are not what these figures are about).\n\
 - On a shared 2-core virtual machine figures move by tens of percent from run to run (waking a\n  \
@@ -379,6 +435,39 @@ const NOTES: &str = "## What is measured\n\n\
   to turn, so that ratios compare like with like: {REPEATS} turns for each figure but\n  \
   connect, which takes {CONNECT_TURNS} turns of {CONNECTS_PER_TURN} connects (connect times drift in\n  \
   phases of hundreds of connects).\n";
+
+/// The heading of the hand-written section at the end of docs/BENCHMARKS.md, which the bench keeps.
+const HAND_WRITTEN: &str = "## Where libsession trails, and why (hand-written, kept by `make bench`)";
+
+/// What the peers' tables measure.
+const PEERS_NOTES: &str = "The same work for every client, in the same run, on the same loopback: a publisher\n\
+process, the server or broker in its own process, a subscriber process; round trips publish to\n\
+the client's own subscription. Each server is started by the bench on an ephemeral port of\n\
+127.0.0.1 and stopped after: libsession's bundled server, mosquitto 2.0 (TCP and WebSocket\n\
+listeners; no limit on queued messages, Nagle off), nats-server 2.9 (core NATS), and a minimal\n\
+tokio-tungstenite relay. The C clients (benches/mqtt_client.c on Paho's asynchronous API,\n\
+mosquitto_client.c, nats_client.c) are built by the bench; each row states what a delivered\n\
+message is worth: libsession's messages are numbered, acknowledged and replayed after a\n\
+reconnect, as MQTT QoS 1 messages are acknowledged; QoS 0, core NATS and the raw relay are the\n\
+fastest, unacknowledged modes. Ratios are libsession / the peer (below 1 is libsession ahead\n\
+for times, above 1 for rates).\n\n\
+- Connect: from creating the client to a session the broker has accepted (MQTT CONNACK, NATS\n  \
+  PONG, the raw relay's WebSocket upgrade), direct and through tinyproxy where the client\n  \
+  supports an HTTP proxy (libsession, Paho).\n\
+- Throughput: a subscriber counts the messages (for at most 10 s), timed from the first arrival\n  \
+  to the last. CPU per message: user + system time of the publisher and subscriber processes\n  \
+  (from wait4), and of the server over the run (from /proc/PID/stat, 10 ms ticks), divided by\n  \
+  the messages delivered; libsession's I/O threads poll for a while after work, and that time\n  \
+  counts here.\n\
+- Idle sessions: resident memory (VmRSS) of the client process and of the server after one\n  \
+  session and after all, per session beyond the first, each client against servers started\n  \
+  afresh for it. Connect and round trip runs stop after 5 s (the note says how many they made).\n\
+- Recovery: the client publishes a numbered 64 B message every 2 ms to its own subscription\n  \
+  through a TCP relay that resets its connections 5 times, 1.5 s apart; the pause is the median\n  \
+  of the 5 longest waits between two deliveries (waits over 5 ms are noted), lost counts\n  \
+  messages the client accepted but never delivered. MQTT clients use a persistent session (clean\n  \
+  session false) and reconnect by themselves: libmosquitto at once, Paho after its shortest\n  \
+  retry interval, 1 s; nats.c after 10 ms, buffering publishes meanwhile.\n";
 
 enum Goal {
     AtMost(f64),
@@ -1264,14 +1353,16 @@ impl Relay {
 struct Tinyproxy {
     child: Child,
     port: u16,
-    _dir: std::path::PathBuf,
+    /// The one port it lets clients CONNECT to.
+    target: u16,
+    dir: std::path::PathBuf,
 }
 
 impl Tinyproxy {
     fn start(server_port: u16) -> Option<Tinyproxy> {
         let program =
             ["/usr/bin/tinyproxy", "/usr/sbin/tinyproxy"].into_iter().find(|p| std::path::Path::new(p).exists())?;
-        let dir = std::env::temp_dir().join(format!("libsession-bench-proxy-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("libsession-bench-proxy-{}-{server_port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let conf = dir.join("tinyproxy.conf");
@@ -1290,7 +1381,7 @@ impl Tinyproxy {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Some(Tinyproxy { child, port, _dir: dir })
+        Some(Tinyproxy { child, port, target: server_port, dir })
     }
 }
 
@@ -1298,6 +1389,7 @@ impl Drop for Tinyproxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -1309,4 +1401,319 @@ fn raise_fd_limit() {
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
     }
+}
+
+// --- peer modes: libsession and the raw relay as the peers' comparison runs them -------------
+
+/// Whether a line (or the end) came on standard input within `ms`.
+fn stdin_ready(ms: i32) -> bool {
+    let mut fd = libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 };
+    unsafe { libc::poll(&mut fd, 1, ms) > 0 }
+}
+
+/// Blocks until standard input ends.
+fn hold_until_stdin_closes() {
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+}
+
+/// Arrivals on a subscription: how many, the first and the last (ns since `base`).
+struct Arrivals {
+    base: Instant,
+    count: AtomicUsize,
+    first: std::sync::atomic::AtomicU64,
+    last: std::sync::atomic::AtomicU64,
+    /// Recovery: numbers seen, and the pauses in delivery over 5 ms (µs).
+    seen: Mutex<Vec<bool>>,
+    gaps: Mutex<Vec<f64>>,
+}
+
+impl Arrivals {
+    fn new() -> Arrivals {
+        Arrivals {
+            base: Instant::now(),
+            count: AtomicUsize::new(0),
+            first: Default::default(),
+            last: Default::default(),
+            seen: Mutex::new(vec![]),
+            gaps: Mutex::new(vec![]),
+        }
+    }
+
+    fn arrived(&self, data: &[u8]) {
+        let now = self.base.elapsed().as_nanos() as u64;
+        let previous = self.last.swap(now, Ordering::SeqCst);
+        if self.count.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.first.store(now, Ordering::SeqCst);
+        } else if now - previous > 5_000_000 {
+            self.gaps.lock().unwrap().push((now - previous) as f64 / 1e3);
+        }
+        if let Some(n) =
+            std::str::from_utf8(&data[..data.len().min(15)]).ok().and_then(|t| t.trim().parse::<usize>().ok())
+        {
+            let mut seen = self.seen.lock().unwrap();
+            if seen.len() <= n {
+                seen.resize(n + 1, false);
+            }
+            seen[n] = true;
+        }
+    }
+
+    /// Waits for `count` arrivals, or 3 s without one (30 s before the first), or 10 s; prints
+    /// "RECEIVED MICROSECONDS" (first to last arrival).
+    fn report_after(&self, count: usize) {
+        let (mut seen, mut since, started) = (0, Instant::now(), Instant::now());
+        loop {
+            let now = self.count.load(Ordering::SeqCst);
+            if now >= count
+                || since.elapsed() > Duration::from_secs(if now > 0 { 3 } else { 30 })
+                || started.elapsed() > Duration::from_secs(10)
+            {
+                break;
+            }
+            if now != seen {
+                (seen, since) = (now, Instant::now());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let span = self.last.load(Ordering::SeqCst) - self.first.load(Ordering::SeqCst);
+        println!("{} {:.1}", self.count.load(Ordering::SeqCst), span as f64 / 1e3);
+    }
+
+    /// Recovery's report: each pause, and how many of `sent` never arrived.
+    fn report_recovery(&self, sent: usize) {
+        for gap in self.gaps.lock().unwrap().iter() {
+            println!("gap {gap:.1}");
+        }
+        let seen = self.seen.lock().unwrap();
+        println!("lost {}", (0..sent).filter(|&n| !seen.get(n).copied().unwrap_or(false)).count());
+    }
+}
+
+unsafe extern "C" fn record_arrival(
+    _s: *mut SESSION_T,
+    _p: *const std::ffi::c_char,
+    data: *const c_void,
+    len: usize,
+    context: *mut c_void,
+) -> c_int {
+    let arrivals = &*(context as *const Arrivals);
+    let data = if len == 0 { &[][..] } else { std::slice::from_raw_parts(data as *const u8, len) };
+    arrivals.arrived(data);
+    0
+}
+
+/// `--peer-session URL PROXY MODE COUNT SIZE`: libsession as the peers' clients (PROXY: an HTTP
+/// proxy's port on 127.0.0.1, or "-").
+fn peer_session(url: &str, proxy: &str, mode: &str, count: usize, size: usize) {
+    let proxy = proxy.parse::<u16>().ok();
+    let payload = vec![3u8; size.max(16)];
+    match mode {
+        "connect" => session_connects(url, proxy, count).iter().for_each(|t| println!("{t:.1}")),
+        "rtt" => session_round_trips(url, count, size).iter().for_each(|t| println!("{t:.1}")),
+        "sub" => {
+            let session = open(url, None);
+            let arrivals = Arrivals::new();
+            subscribe_with(session, &c("bench/tp"), record_arrival, &arrivals);
+            println!("ready");
+            std::io::stdout().flush().unwrap();
+            arrivals.report_after(count);
+            unsafe { session_free(session) };
+        }
+        "pub" => {
+            let session = open(url, None);
+            let path = c("bench/tp");
+            for _ in 0..count {
+                // A full queue: wait for the session to catch up, without taking the CPU it needs.
+                while !publish(session, &path, &payload) {
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+            }
+            // Held until the subscriber has everything: the session's queue is the client's.
+            hold_until_stdin_closes();
+            unsafe { session_free(session) };
+        }
+        "idle" => {
+            let first = open(url, None);
+            println!("one");
+            std::io::stdout().flush().unwrap();
+            stdin_ready(-1);
+            let mut callbacks = SESSION_CREATE_CALLBACK_T { on_connected: Some(opened), on_error: Some(not_opened) };
+            let factory = diffusion_session_factory_init();
+            unsafe {
+                diffusion_session_factory_no_proxy(factory);
+                let retry = session::ffi::retry::diffusion_retry_strategy_create(50, 20, null_mut());
+                diffusion_session_factory_initial_retry_strategy(factory, retry);
+                session::ffi::retry::diffusion_retry_strategy_free(retry);
+            }
+            let curl = c(url);
+            for _ in 1..count {
+                unsafe { session_create_async_with_session_factory(factory, &mut callbacks, curl.as_ptr()) };
+            }
+            let start = Instant::now();
+            while OPENED.load(Ordering::SeqCst) < count - 1 {
+                assert!(FAILED.load(Ordering::SeqCst) == 0 && start.elapsed() < Duration::from_secs(120));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            println!("ready");
+            std::io::stdout().flush().unwrap();
+            hold_until_stdin_closes();
+            let _ = first;
+            std::process::exit(0);
+        }
+        "recover" => {
+            let strategy = session::ffi::reconnect::make_reconnection_strategy_repeating_attempt(1000, 0);
+            let session =
+                unsafe { session_create(c(url).as_ptr(), null(), null_mut(), null_mut(), strategy, null_mut()) };
+            unsafe { session::ffi::reconnect::free_reconnection_strategy(strategy) };
+            assert!(!session.is_null());
+            let arrivals = Arrivals::new();
+            let path = c(&format!("bench/recover/{}", std::process::id()));
+            subscribe_with(session, &path, record_arrival, &arrivals);
+            println!("ready");
+            std::io::stdout().flush().unwrap();
+            let mut sent = 0;
+            let mut payload = payload;
+            while !stdin_ready(2) {
+                let number = format!("{sent:<15}");
+                payload[..15].copy_from_slice(number.as_bytes());
+                if publish(session, &path, &payload) {
+                    sent += 1;
+                }
+            }
+            std::thread::sleep(Duration::from_secs(3));
+            arrivals.report_recovery(sent);
+            std::io::stdout().flush().unwrap();
+            std::process::exit(0);
+        }
+        _ => panic!("unknown mode {mode}"),
+    }
+}
+
+/// `--ws-relay`: the raw baseline's server, a tokio-tungstenite relay in a process of its own:
+/// every binary message from any connection goes to every connection opened on /sub or /both.
+/// Prints its port, serves until killed.
+// The handshake callback's error type is tungstenite's, large as it is.
+#[allow(clippy::result_large_err)]
+fn ws_relay_process() {
+    use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+    type Receivers = Arc<Mutex<Vec<UnboundedSender<Message>>>>;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("{}", listener.local_addr().unwrap().port());
+        std::io::stdout().flush().unwrap();
+        let receivers: Receivers = Arc::new(Mutex::new(Vec::new()));
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            let receivers = receivers.clone();
+            tokio::spawn(async move {
+                let mut path = String::new();
+                let callback = |request: &tokio_tungstenite::tungstenite::handshake::server::Request, response| {
+                    path = request.uri().path().to_string();
+                    Ok(response)
+                };
+                let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else { return };
+                let (mut sink, mut stream) = ws.split();
+                if path == "/sub" || path == "/both" {
+                    let (tx, mut rx) = unbounded_channel::<Message>();
+                    receivers.lock().unwrap().push(tx);
+                    tokio::spawn(async move {
+                        while let Some(message) = rx.recv().await {
+                            if sink.feed(message).await.is_err() {
+                                return;
+                            }
+                            while let Ok(message) = rx.try_recv() {
+                                if sink.feed(message).await.is_err() {
+                                    return;
+                                }
+                            }
+                            if sink.flush().await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+                while let Some(Ok(message)) = stream.next().await {
+                    if message.is_binary() {
+                        receivers.lock().unwrap().retain(|tx| tx.send(message.clone()).is_ok());
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// `--peer-raw URL MODE COUNT SIZE`: a raw tokio-tungstenite client of the relay, on a
+/// single-threaded runtime.
+fn peer_raw(url: &str, mode: &str, count: usize, size: usize) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let connect = |path: &'static str| {
+        let url = format!("{url}{path}");
+        async move { tokio_tungstenite::connect_async(url).await.unwrap().0 }
+    };
+    rt.block_on(async {
+        match mode {
+            "connect" => {
+                for _ in 0..count {
+                    let start = Instant::now();
+                    let mut ws = connect("/pub").await;
+                    println!("{:.1}", start.elapsed().as_secs_f64() * 1e6);
+                    let _ = ws.close(None).await;
+                }
+            }
+            "rtt" => {
+                let mut ws = connect("/both").await;
+                for _ in 0..count {
+                    let start = Instant::now();
+                    ws.send(Message::binary(vec![1u8; size])).await.unwrap();
+                    ws.next().await.unwrap().unwrap();
+                    println!("{:.1}", start.elapsed().as_secs_f64() * 1e6);
+                }
+            }
+            "sub" => {
+                let mut ws = connect("/sub").await;
+                println!("ready");
+                std::io::stdout().flush().unwrap();
+                let (mut n, mut first, mut last, started) = (0usize, None, Instant::now(), Instant::now());
+                while n < count && started.elapsed() < Duration::from_secs(10) {
+                    let wait = Duration::from_secs(if n > 0 { 3 } else { 30 });
+                    match tokio::time::timeout(wait, ws.next()).await {
+                        Ok(Some(Ok(_))) => {
+                            last = Instant::now();
+                            first.get_or_insert(last);
+                            n += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                let span = first.map(|f| (last - f).as_secs_f64() * 1e6).unwrap_or(0.0);
+                println!("{n} {span:.1}");
+            }
+            "pub" => {
+                let mut ws = connect("/pub").await;
+                let payload = bytes::Bytes::from(vec![2u8; size]);
+                for _ in 0..count {
+                    ws.feed(Message::Binary(payload.clone())).await.unwrap();
+                }
+                ws.flush().await.unwrap();
+                tokio::task::spawn_blocking(hold_until_stdin_closes).await.unwrap();
+            }
+            "idle" => {
+                let first = connect("/sub").await;
+                println!("one");
+                std::io::stdout().flush().unwrap();
+                tokio::task::spawn_blocking(|| stdin_ready(-1)).await.unwrap();
+                let mut all = vec![first];
+                for _ in 1..count {
+                    all.push(connect("/sub").await);
+                }
+                println!("ready");
+                std::io::stdout().flush().unwrap();
+                tokio::task::spawn_blocking(hold_until_stdin_closes).await.unwrap();
+                std::process::exit(0);
+            }
+            _ => panic!("unknown mode {mode}"),
+        }
+    });
 }

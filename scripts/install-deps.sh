@@ -22,6 +22,12 @@ fi
 if [ "${1:-}" = bench ]; then
     [ -f /usr/include/libwebsockets.h ] || missing="$missing libwebsockets-dev"
     command -v tinyproxy >/dev/null 2>&1 || missing="$missing tinyproxy"
+    # The peers' comparison: brokers, and the C clients' libraries.
+    [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1 || missing="$missing mosquitto"
+    [ -x /usr/sbin/nats-server ] || command -v nats-server >/dev/null 2>&1 || missing="$missing nats-server"
+    [ -f /usr/include/MQTTAsync.h ] || missing="$missing libpaho-mqtt-dev"
+    [ -f /usr/include/mosquitto.h ] || missing="$missing libmosquitto-dev"
+    [ -f /usr/include/nats/nats.h ] || missing="$missing libnats-dev"
 fi
 [ -z "$missing" ] && exit 0
 
