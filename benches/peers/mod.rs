@@ -674,10 +674,11 @@ pub fn run(brokers: &Brokers, parts: &[&str]) -> PeerResults {
                     }
                     n => format!("{n} pauses over 5 ms for {CUTS} cuts"),
                 };
-                // The longest, one per cut.
+                // The longest, one per cut; a cut that paused delivery for less than 5 ms counts
+                // as 5 ms, the bound.
                 gaps.sort_by(|a, b| b.partial_cmp(a).unwrap());
-                gaps.truncate(CUTS);
-                let pause = (!gaps.is_empty()).then(|| median(&gaps) / 1e3);
+                gaps.resize(CUTS, 5000.0);
+                let pause = Some(median(&gaps) / 1e3);
                 (p.name.clone(), p.guarantee, vec![pause, Some(lost as f64)], note)
             })
             .collect();
