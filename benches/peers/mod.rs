@@ -668,9 +668,11 @@ pub fn run(brokers: &Brokers, parts: &[&str]) -> PeerResults {
             .map(|p| {
                 let (mut gaps, lost) = recovery_run(p);
                 let note = match gaps.len() {
-                    0 => format!("no pause over 5 ms: every one of the {CUTS} cuts paused delivery for less"),
+                    0 => {
+                        format!("no pause over 5 ms: each of the {CUTS} cuts paused delivery for less (5 is the bound)")
+                    }
                     n if n < CUTS => {
-                        format!("{n} pauses over 5 ms for {CUTS} cuts: the others paused delivery for less")
+                        format!("{n} pauses over 5 ms for {CUTS} cuts: the others paused it for less (counted as 5)")
                     }
                     n => format!("{n} pauses over 5 ms for {CUTS} cuts"),
                 };
