@@ -152,7 +152,9 @@ async fn attach_clustered(
                 (vec![Frame::ConnectResponse(response)], Some(Attached::new(session, 1, 0, false, shared)))
             }
             Err(why) => {
-                shared.metrics.refused(Refusal::MaxSessions);
+                if why.contains("session limit") {
+                    shared.metrics.refused(Refusal::MaxSessions);
+                }
                 tracing::warn!(%peer, %why, "session refused");
                 (vec![Frame::ConnectResponse(refuse(ResponseCode::Rejected, &why))], None)
             }
@@ -432,6 +434,7 @@ pub(super) async fn serve(
 ) {
     let session = attached.session().clone();
     let id = session.info.id;
+    let generation = attached.generation();
     let end = run(shared, &mut ws, attached, shutdown).await;
     let over = matches!(end, End::Closed(_));
     match end {
@@ -448,8 +451,9 @@ pub(super) async fn serve(
             if let Some(cluster) = &shared.cluster {
                 // The record has the session now: any node recovers it. A copy kept here
                 // would only go stale.
+                // Unless the client came back here meanwhile.
                 if cluster.write_last(&session).await.is_ok() {
-                    shared.registry.remove_if(&session);
+                    shared.registry.remove_if_detached(&session, generation);
                 }
             }
         }

@@ -129,6 +129,11 @@ impl Attached {
         &self.session
     }
 
+    /// The generation of the connection that owns the session through this conversation.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// The session's id.
     pub fn id(&self) -> SessionId {
         self.session.info.id

@@ -340,15 +340,21 @@ impl Registry {
 
     /// Forgets a session and its subscriptions.
     pub(crate) fn remove(&self, id: u64) {
+        remove_locked(&mut self.index.lock(), id);
+    }
+
+    /// Forgets `session` if it is the one held under its id and still waits for its client as
+    /// its connection `generation` left it (no reconnection has taken it since).
+    pub(crate) fn remove_if_detached(&self, session: &Arc<ServerSession>, generation: u64) {
         let mut index = self.index.lock();
-        index.sessions.remove(&id);
-        if let Some(keys) = index.keys.remove(&id) {
-            for key in [Some(keys.current), keys.previous].into_iter().flatten() {
-                index.tokens.remove(&key);
-            }
-        }
-        for path in index.subscriptions.remove(&id).unwrap_or_default() {
-            remove_from(&mut index, &path, id);
+        let id = session.info.id.value;
+        let held = index.sessions.get(&id).is_some_and(|s| Arc::ptr_eq(s, session));
+        let waiting = {
+            let state = session.state.lock();
+            state.generation == generation && state.detached_since.is_some()
+        };
+        if held && waiting {
+            remove_locked(&mut index, id);
         }
     }
 
@@ -493,6 +499,18 @@ impl Registry {
     }
 }
 
+fn remove_locked(index: &mut Index, id: u64) {
+    index.sessions.remove(&id);
+    if let Some(keys) = index.keys.remove(&id) {
+        for key in [Some(keys.current), keys.previous].into_iter().flatten() {
+            index.tokens.remove(&key);
+        }
+    }
+    for path in index.subscriptions.remove(&id).unwrap_or_default() {
+        remove_from(index, &path, id);
+    }
+}
+
 fn add_to(index: &mut Index, id: u64, path: &str) {
     index.subscriptions.entry(id).or_default().insert(path.to_string());
     let table = if path.ends_with('/') { &mut index.prefixes } else { &mut index.exact };
@@ -614,6 +632,24 @@ mod tests {
         registry.confirm_token(1);
         assert!(matches!(registry.recover(&first, &alice()), Recovery::Unknown), "a captured token goes stale");
         recovered(registry.recover(&third, &alice()));
+    }
+
+    #[test]
+    fn a_connection_that_lost_its_session_drops_it_only_if_no_reconnection_took_it_since() {
+        let registry = registry();
+        let (session, _) = open(&registry, 1);
+        session.state.lock().detached_since = Some(Instant::now());
+        // A reconnection takes it (generation 2) before the lost connection gets to drop it.
+        {
+            let mut state = session.state.lock();
+            state.generation = 2;
+            state.detached_since = None;
+        }
+        registry.remove_if_detached(&session, 1);
+        assert_eq!(registry.len(), 1, "the session its new connection serves stays");
+        session.state.lock().detached_since = Some(Instant::now());
+        registry.remove_if_detached(&session, 2);
+        assert_eq!(registry.len(), 0);
     }
 
     #[test]

@@ -504,6 +504,8 @@ impl Cluster {
             let digest = super::sessions::token_digest(&token).to_vec();
             if let Some(local) = shared.registry.get(id.value).filter(|s| s.info.id == id) {
                 wait_for_write(&local).await;
+                // Taken: a connection that lost it does not drop it meanwhile.
+                let was_detached = local.state.lock().detached_since.take();
                 let current = local.state.lock().cluster.as_ref().map(|c| c.revision) == Some(entry.revision);
                 if current {
                     let mut record = {
@@ -521,8 +523,14 @@ impl Cluster {
                             }
                             return Recovered::Found(local, token);
                         }
-                        Err(Some(unavailable)) => return unavailable,
-                        Err(None) => continue,
+                        Err(Some(unavailable)) => {
+                            local.state.lock().detached_since = was_detached;
+                            return unavailable;
+                        }
+                        Err(None) => {
+                            local.state.lock().detached_since = was_detached;
+                            continue;
+                        }
                     }
                 }
                 // Served here on a connection not yet found dead, and served elsewhere since:
