@@ -593,7 +593,7 @@ const STORE_TRIES_FOR: Duration = Duration::from_secs(15);
 /// ... and while not connected to any NATS server (reconnecting to another server takes
 /// milliseconds when there is one).
 const STORE_TRIES_UNCONNECTED_FOR: Duration = Duration::from_secs(5);
-/// Pause between two rounds of sending messages again.
+/// Pause before sending a message again.
 const STORE_RETRY: Duration = Duration::from_millis(250);
 
 /// A cluster node's connection's part: the client's messages on their way into the stream, in
@@ -601,17 +601,20 @@ const STORE_RETRY: Duration = Duration::from_millis(250);
 /// [`RECORD_EVERY`]) and at least every third of the session keep time (so that the bucket does
 /// not expire it).
 ///
-/// Messages are sent without waiting for each other. When one fails, it and every message after
-/// it are sent again, in order, once all in flight have settled: the stream drops the ones it
-/// already has (same message id), so the order holds and none is stored twice.
+/// One message is in flight at a time: the next goes once the stream has stored it or it was
+/// given up on. Messages sent without waiting could be stored out of order when a stream leader
+/// fails among them (a later one stored by the new leader before an earlier one is sent again).
+/// A message that fails is sent again (the stream drops a copy it already has, by message id)
+/// after [`STORE_RETRY`], until given up on.
 struct Clustered {
     cluster: Arc<Cluster>,
     session: Arc<super::sessions::ServerSession>,
-    in_flight: futures_util::stream::FuturesOrdered<StoreFuture>,
-    /// Messages to send again, in order, from the first that failed.
-    redo: std::collections::VecDeque<Store>,
-    /// When to send them again (once nothing is in flight).
-    retry_at: Instant,
+    /// The message in flight.
+    in_flight: Option<StoreFuture>,
+    /// The messages waiting, in order.
+    queue: std::collections::VecDeque<Store>,
+    /// When to send the first waiting message again, after a failure.
+    retry_at: Option<Instant>,
     write: Option<tokio::task::JoinHandle<Result<(), WriteError>>>,
     written_at: Instant,
     refresh: Duration,
@@ -625,27 +628,27 @@ impl Clustered {
         Clustered {
             cluster,
             session,
-            in_flight: futures_util::stream::FuturesOrdered::new(),
-            redo: std::collections::VecDeque::new(),
-            retry_at: Instant::now(),
+            in_flight: None,
+            queue: std::collections::VecDeque::new(),
+            retry_at: None,
             write: None,
             written_at: Instant::now(),
             refresh: keep / 3,
         }
     }
 
-    /// Sends the client's message `seq` to the stream (in the order of the calls), or queues it
-    /// behind messages to send again.
+    /// Queues the client's message `seq` for the stream (in the order of the calls).
     async fn send(&mut self, seq: u64, entry: Entry) {
-        let store = (seq, entry, Instant::now(), String::new());
-        if self.redo.is_empty() {
-            self.launch(store).await;
-        } else {
-            self.redo.push_back(store);
-        }
+        self.queue.push_back((seq, entry, Instant::now(), String::new()));
+        self.launch_next().await;
     }
 
-    async fn launch(&mut self, store: Store) {
+    /// Sends the first waiting message, unless one is in flight or a retry is due later.
+    async fn launch_next(&mut self) {
+        if self.in_flight.is_some() || self.retry_at.is_some() {
+            return;
+        }
+        let Some(store) = self.queue.pop_front() else { return };
         let future: StoreFuture = match self.cluster.store(self.session.info.id, store.0, &store.1).await {
             Ok(ack) => Box::pin(async move {
                 let stored = ack.await.map(|_| ()).map_err(|e| e.to_string());
@@ -653,7 +656,7 @@ impl Clustered {
             }),
             Err(why) => Box::pin(std::future::ready((store, Err(why)))),
         };
-        self.in_flight.push_back(future);
+        self.in_flight = Some(future);
     }
 
     /// Whether a message first sent at `first` has been tried long enough.
@@ -662,50 +665,29 @@ impl Clustered {
         first.elapsed() >= budget
     }
 
-    /// A message settled: stored, or to be sent again (with those after it), or given up on.
-    fn settled(&mut self, mut store: Store, stored: Result<(), String>) -> ClusterEvent {
-        match stored {
-            Ok(()) if self.redo.is_empty() => ClusterEvent::Stored(store.0, store.1, None),
-            Err(why) if self.redo.is_empty() && self.given_up(store.2) => {
-                ClusterEvent::Stored(store.0, store.1, Some(why))
-            }
+    /// The message in flight settled: stored, given up on, or to be sent again.
+    async fn settled(&mut self, mut store: Store, stored: Result<(), String>) -> ClusterEvent {
+        self.in_flight = None;
+        let event = match stored {
+            Ok(()) => ClusterEvent::Stored(store.0, store.1, None),
+            Err(why) if self.given_up(store.2) => ClusterEvent::Stored(store.0, store.1, Some(why)),
             Err(why) => {
-                if self.redo.is_empty() {
-                    tracing::debug!(session = %self.session.info.id, %why, "the cluster's stream did not take a message; sending it again");
-                    self.retry_at = Instant::now() + STORE_RETRY;
-                }
+                tracing::debug!(session = %self.session.info.id, %why, "the cluster's stream did not take a message; sending it again");
                 store.3 = why;
-                self.redo.push_back(store);
+                self.queue.push_front(store);
+                self.retry_at = Some(Instant::now() + STORE_RETRY);
                 ClusterEvent::Nothing
             }
-            Ok(()) => {
-                self.redo.push_back(store);
-                ClusterEvent::Nothing
-            }
-        }
-    }
-
-    /// Once nothing is in flight: gives up on the first messages to send again that have been
-    /// tried for long enough (one event per call), then sends the others again.
-    async fn retry(&mut self) -> ClusterEvent {
-        if self.redo.front().is_some_and(|first| self.given_up(first.2)) {
-            let (seq, entry, _, why) = self.redo.pop_front().expect("checked");
-            return ClusterEvent::Stored(seq, entry, Some(why));
-        }
-        self.retry_at = Instant::now() + STORE_RETRY;
-        for store in std::mem::take(&mut self.redo) {
-            self.launch(store).await;
-        }
-        ClusterEvent::Nothing
+        };
+        self.launch_next().await;
+        event
     }
 }
 
 async fn next_cluster_event(clustered: &mut Option<Clustered>) -> ClusterEvent {
-    use futures_util::StreamExt;
     let Some(c) = clustered else { return std::future::pending().await };
     let dirty = c.session.state.lock().cluster.as_ref().is_some_and(|s| s.dirty);
     let due = c.written_at + if dirty { RECORD_EVERY } else { c.refresh };
-    let retrying = c.in_flight.is_empty() && !c.redo.is_empty();
     enum Woke {
         Settled(Store, Result<(), String>),
         Written(Result<(), WriteError>),
@@ -713,16 +695,27 @@ async fn next_cluster_event(clustered: &mut Option<Clustered>) -> ClusterEvent {
         Due,
     }
     let woke = tokio::select! {
-        Some((store, stored)) = c.in_flight.next(), if !c.in_flight.is_empty() => Woke::Settled(store, stored),
+        (store, stored) = async { c.in_flight.as_mut().expect("checked").await }, if c.in_flight.is_some() => {
+            Woke::Settled(store, stored)
+        }
         written = async { c.write.as_mut().expect("checked").await }, if c.write.is_some() => {
             Woke::Written(written.unwrap_or(Err(WriteError::Unavailable)))
         }
-        _ = tokio::time::sleep_until(c.retry_at), if retrying => Woke::Retry,
+        _ = tokio::time::sleep_until(c.retry_at.unwrap_or_else(Instant::now)), if c.retry_at.is_some() => Woke::Retry,
         _ = tokio::time::sleep_until(due), if c.write.is_none() => Woke::Due,
     };
     match woke {
-        Woke::Settled(store, stored) => c.settled(store, stored),
-        Woke::Retry => c.retry().await,
+        Woke::Settled(store, stored) => c.settled(store, stored).await,
+        Woke::Retry => {
+            c.retry_at = None;
+            if c.queue.front().is_some_and(|first| c.given_up(first.2)) {
+                let (seq, entry, _, why) = c.queue.pop_front().expect("checked");
+                c.launch_next().await;
+                return ClusterEvent::Stored(seq, entry, Some(why));
+            }
+            c.launch_next().await;
+            ClusterEvent::Nothing
+        }
         Woke::Written(result) => {
             c.write = None;
             match result {
