@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use super::cluster::ClusterState;
+use super::cluster::state::ClusterState;
 use super::SessionInfo;
 use session::protocol::reliable::{Incoming, Limits, Outgoing};
 use session::protocol::{Credentials, Frame, Message, SessionId};
@@ -103,6 +103,18 @@ pub(crate) struct RecoveryState {
     pub(crate) transport: Transport,
     /// In a cluster: the checkpoint kept for recovery on any node.
     pub(crate) cluster: Option<Box<ClusterState>>,
+}
+
+impl RecoveryState {
+    /// Numbers `message` for the client and keeps it for recovery; in a cluster, notes that it
+    /// came at stream entry `position` (`local`: a refusal that is not in the stream).
+    pub(crate) fn push_at(&mut self, message: Message, position: Option<u64>, local: bool) {
+        let kept = local.then(|| message.clone());
+        let frame = self.out.push(message);
+        if let (Some(cluster), Some(position), Frame::Message { seq, .. }) = (self.cluster.as_mut(), position, frame) {
+            cluster.numbered(seq, position, kept.as_ref());
+        }
+    }
 }
 
 /// What carries a session's frames.
@@ -329,12 +341,7 @@ impl Registry {
     /// A cluster's stream entry `position` tells session `id`, if held here, of a refusal.
     pub(crate) fn refuse_at(&self, id: SessionId, message: Message, position: u64) {
         let Some(session) = self.get(id.value).filter(|s| s.info.id == id) else { return };
-        let mut state = session.state.lock();
-        let state = &mut *state;
-        let frame = state.out.push(message);
-        if let (Some(cluster), Frame::Message { seq, .. }) = (state.cluster.as_mut(), frame) {
-            cluster.numbered(seq, position, None);
-        }
+        session.state.lock().push_at(message, Some(position), false);
         session.wake.notify_one();
     }
 
@@ -377,21 +384,9 @@ impl Registry {
     /// Removes every subscription that `allowed(principal, path)` no longer allows, from
     /// attached and detached sessions alike; returns each session with the path withdrawn.
     pub(crate) fn withdraw(&self, allowed: impl Fn(&str, &str) -> bool) -> Vec<(Arc<ServerSession>, String)> {
-        let mut index = self.index.lock();
-        let mut withdrawn = Vec::new();
-        let ids: Vec<u64> = index.subscriptions.keys().copied().collect();
-        for id in ids {
-            let Some(session) = index.sessions.get(&id).cloned() else { continue };
-            let Some(paths) = index.subscriptions.get_mut(&id) else { continue };
-            let refused: Vec<String> =
-                paths.iter().filter(|path| !allowed(&session.info.principal, path)).cloned().collect();
-            for path in &refused {
-                paths.remove(path);
-            }
-            for path in refused {
-                remove_from(&mut index, &path, id);
-                withdrawn.push((session.clone(), path));
-            }
+        let withdrawn = self.withdrawable(allowed);
+        for (session, path) in &withdrawn {
+            self.unsubscribe(session.info.id.value, path);
         }
         withdrawn
     }
@@ -429,12 +424,11 @@ impl Registry {
             ids.iter().filter_map(|id| index.sessions.get(id)).cloned().collect()
         };
         for session in &targets {
-            let mut state = session.state.lock();
-            let state = &mut *state;
-            let frame = state.out.push(Message::Deliver { path: path.to_string(), data: data.clone() });
-            if let (Some(cluster), Some(position), Frame::Message { seq, .. }) = (&mut state.cluster, position, frame) {
-                cluster.numbered(seq, position, None);
-            }
+            session.state.lock().push_at(
+                Message::Deliver { path: path.to_string(), data: data.clone() },
+                position,
+                false,
+            );
             session.wake.notify_one();
         }
         let reached = targets.len();

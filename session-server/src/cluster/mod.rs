@@ -20,7 +20,7 @@
 
 pub mod entry;
 pub mod record;
-mod state;
+pub(crate) mod state;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -32,7 +32,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::time::timeout;
 
-pub(crate) use state::ClusterState;
+use state::ClusterState;
 
 use self::entry::Entry;
 use self::record::{Local, Record};
@@ -772,9 +772,7 @@ fn apply_private(session: &ServerSession, seq: u64, entry: &Entry) {
         }
         _ => return,
     };
-    if let session::protocol::Frame::Message { seq: number, .. } = state.out.push(message) {
-        cluster.numbered(number, seq, None);
-    }
+    state.push_at(message, Some(seq), false);
 }
 
 /// Numbers the recorded refusals that came after stream entries up to `upto`.
@@ -787,11 +785,6 @@ fn number_locals(session: &ServerSession, locals: &mut VecDeque<Local>, upto: u6
 
 /// Numbers a refusal that is not in the stream, after stream entry `position`.
 pub(crate) fn push_local(session: &ServerSession, position: u64, message: Message) {
-    let mut state = session.state.lock();
-    let state = &mut *state;
-    let frame = state.out.push(message.clone());
-    if let (Some(cluster), session::protocol::Frame::Message { seq, .. }) = (state.cluster.as_mut(), frame) {
-        cluster.numbered(seq, position, Some(&message));
-    }
+    session.state.lock().push_at(message, Some(position), true);
     session.wake.notify_one();
 }
