@@ -13,9 +13,7 @@
 #include <sched.h>
 
 static int port, qos, size, recovering;
-static volatile int connected, subscribed, arrived, published;
-static volatile double arrived_at;
-static double first_at;
+static volatile int connected, subscribed, published;
 
 static void on_connect(struct mosquitto *m, void *context, int rc)
 {
@@ -50,11 +48,7 @@ static void on_message(struct mosquitto *m, void *context, const struct mosquitt
         if (recovering) {
                 recover_arrived(message->payload, message->payloadlen);
         }
-        if (arrived == 0) {
-                first_at = now;
-        }
-        arrived_at = now;
-        __atomic_add_fetch(&arrived, 1, __ATOMIC_SEQ_CST);
+        note_arrival(now);
 }
 
 static void wait_for(volatile int *flag)
@@ -177,27 +171,12 @@ int main(int argc, char **argv)
                         int before = arrived;
                         double start = now_us();
                         mosquitto_publish(m, NULL, topic, size, payload, qos, false);
-                        while (arrived == before) {
-                                if (now_us() - start > 10e6) {
-                                        fprintf(stderr, "%s: a round trip's message did not come back\n", argv[0]);
-                                        return 1;
-                                }
+                        if (await_round_trip(argv[0], before, start)) {
+                                return 1;
                         }
-                        printf("%.1f\n", arrived_at - start);
                 }
         } else if (strcmp(mode, "sub") == 0) {
-                say("ready");
-                double last_change = now_us(), started = last_change;
-                int seen = 0;
-                while (arrived < count && now_us() - last_change < (arrived ? 3e6 : 30e6)
-                       && now_us() - started < SUB_CAP_US) {
-                        if (arrived != seen) {
-                                seen = arrived;
-                                last_change = now_us();
-                        }
-                        sleep_us(1000);
-                }
-                printf("%d %.1f\n", arrived, arrived_at - first_at);
+                count_arrivals(count);
         } else if (strcmp(mode, "pub") == 0) {
                 for (int i = 0; i < count; i++) {
                         if (mosquitto_publish(m, NULL, topic, size, payload, qos, false) != MOSQ_ERR_SUCCESS) {

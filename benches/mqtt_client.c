@@ -15,9 +15,7 @@
 
 static const char *uri, *proxy;
 static int qos, size, recovering;
-static volatile int connected, failed, subscribed, arrived, sent, completed;
-static volatile double arrived_at;
-static double first_at;
+static volatile int connected, failed, subscribed, sent, completed;
 
 static int on_message(void *context, char *topic, int topic_len, MQTTAsync_message *message)
 {
@@ -27,11 +25,7 @@ static int on_message(void *context, char *topic, int topic_len, MQTTAsync_messa
         if (recovering) {
                 recover_arrived(message->payload, message->payloadlen);
         }
-        if (arrived == 0) {
-                first_at = now;
-        }
-        arrived_at = now;
-        __atomic_add_fetch(&arrived, 1, __ATOMIC_SEQ_CST);
+        note_arrival(now);
         MQTTAsync_freeMessage(&message);
         MQTTAsync_free(topic);
         return 1;
@@ -206,27 +200,12 @@ int main(int argc, char **argv)
                         int before = arrived;
                         double start = now_us();
                         publish(client, topic, payload);
-                        while (arrived == before) {
-                                if (now_us() - start > 10e6) {
-                                        fprintf(stderr, "%s: a round trip's message did not come back\n", argv[0]);
-                                        return 1;
-                                }
+                        if (await_round_trip(argv[0], before, start)) {
+                                return 1;
                         }
-                        printf("%.1f\n", arrived_at - start);
                 }
         } else if (strcmp(mode, "sub") == 0) {
-                say("ready");
-                double last_change = now_us(), started = last_change;
-                int seen = 0;
-                while (arrived < count && now_us() - last_change < (arrived ? 3e6 : 30e6)
-                       && now_us() - started < SUB_CAP_US) {
-                        if (arrived != seen) {
-                                seen = arrived;
-                                last_change = now_us();
-                        }
-                        sleep_us(1000);
-                }
-                printf("%d %.1f\n", arrived, arrived_at - first_at);
+                count_arrivals(count);
         } else if (strcmp(mode, "pub") == 0) {
                 for (int i = 0; i < count; i++) {
                         publish(client, topic, payload);

@@ -13,9 +13,6 @@
 
 static const char *url;
 static int size, recovering;
-static volatile int arrived;
-static volatile double arrived_at;
-static double first_at;
 
 static void on_message(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
@@ -26,11 +23,7 @@ static void on_message(natsConnection *nc, natsSubscription *sub, natsMsg *msg, 
         if (recovering) {
                 recover_arrived(natsMsg_GetData(msg), natsMsg_GetDataLength(msg));
         }
-        if (arrived == 0) {
-                first_at = now;
-        }
-        arrived_at = now;
-        __atomic_add_fetch(&arrived, 1, __ATOMIC_SEQ_CST);
+        note_arrival(now);
         natsMsg_Destroy(msg);
 }
 
@@ -115,27 +108,12 @@ int main(int argc, char **argv)
                         int before = arrived;
                         double start = now_us();
                         natsConnection_Publish(nc, subject, payload, size);
-                        while (arrived == before) {
-                                if (now_us() - start > 10e6) {
-                                        fprintf(stderr, "%s: a round trip's message did not come back\n", argv[0]);
-                                        return 1;
-                                }
+                        if (await_round_trip(argv[0], before, start)) {
+                                return 1;
                         }
-                        printf("%.1f\n", arrived_at - start);
                 }
         } else if (strcmp(mode, "sub") == 0) {
-                say("ready");
-                double last_change = now_us(), started = last_change;
-                int seen = 0;
-                while (arrived < count && now_us() - last_change < (arrived ? 3e6 : 30e6)
-                       && now_us() - started < SUB_CAP_US) {
-                        if (arrived != seen) {
-                                seen = arrived;
-                                last_change = now_us();
-                        }
-                        sleep_us(1000);
-                }
-                printf("%d %.1f\n", arrived, arrived_at - first_at);
+                count_arrivals(count);
         } else if (strcmp(mode, "pub") == 0) {
                 for (int i = 0; i < count; i++) {
                         if (natsConnection_Publish(nc, subject, payload, size) != NATS_OK) {

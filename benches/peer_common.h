@@ -84,6 +84,53 @@ static void hold(void)
 
 /* --- recovery: numbered messages, pauses in deliveries, losses --------------------------- */
 
+/* Deliveries so far, the time of the first and of the last (set by each client's callback
+ * through note_arrival). */
+static volatile int arrived;
+static volatile double arrived_at;
+static double first_at;
+
+static void note_arrival(double now)
+{
+        if (arrived == 0) {
+                first_at = now;
+        }
+        arrived_at = now;
+        __atomic_add_fetch(&arrived, 1, __ATOMIC_SEQ_CST);
+}
+
+/* rtt mode: waits for delivery number before + 1, printing the microseconds since start; 1 after
+ * 10 s without it. */
+static int await_round_trip(const char *name, int before, double start)
+{
+        while (arrived == before) {
+                if (now_us() - start > 10e6) {
+                        fprintf(stderr, "%s: a round trip's message did not come back\n", name);
+                        return 1;
+                }
+        }
+        printf("%.1f\n", arrived_at - start);
+        return 0;
+}
+
+/* sub mode: counts deliveries until count, 3 s without one (30 s before the first) or
+ * SUB_CAP_US; prints "RECEIVED MICROSECONDS" (first to last). */
+static void count_arrivals(int count)
+{
+        say("ready");
+        double last_change = now_us(), started = last_change;
+        int seen = 0;
+        while (arrived < count && now_us() - last_change < (arrived ? 3e6 : 30e6)
+               && now_us() - started < SUB_CAP_US) {
+                if (arrived != seen) {
+                        seen = arrived;
+                        last_change = now_us();
+                }
+                sleep_us(1000);
+        }
+        printf("%d %.1f\n", arrived, arrived_at - first_at);
+}
+
 #define RECOVER_MAX 100000
 #define RECOVER_GAP_US 5000.0
 static unsigned char recover_seen[RECOVER_MAX];
