@@ -428,7 +428,7 @@ enum End {
 pub(super) async fn serve(
     shared: &Arc<Shared>,
     mut ws: Link,
-    attached: Attached,
+    attached: Box<Attached>,
     shutdown: watch::Receiver<Shutdown>,
     peer: SocketAddr,
 ) {
@@ -452,7 +452,7 @@ pub(super) async fn serve(
                 // The record has the session now: any node recovers it. A copy kept here
                 // would only go stale.
                 // Unless the client came back here meanwhile.
-                if cluster.write_last(&session).await.is_ok() {
+                if Box::pin(cluster.write_last(&session)).await.is_ok() {
                     shared.registry.remove_if_detached(&session, generation);
                 }
             }
@@ -466,10 +466,13 @@ pub(super) async fn serve(
     ws.close(over).await;
 }
 
+/// The connection's loop. Its future is most of what an idle connection costs the server, so the
+/// futures of rare paths (ending the session, the cluster's writes) are boxed: they take heap
+/// memory only while they run.
 async fn run(
     shared: &Arc<Shared>,
     ws: &mut Link,
-    mut conversation: Attached,
+    mut conversation: Box<Attached>,
     mut shutdown: watch::Receiver<Shutdown>,
 ) -> End {
     let config = &shared.config;
@@ -490,7 +493,7 @@ async fn run(
     loop {
         if let Some(clustered) = clustered.as_mut() {
             for (seq, entry) in conversation.take_stores() {
-                clustered.send(seq, entry).await;
+                clustered.send(seq, entry);
             }
         }
         // Deliver what publications queued for this session, with a due ACK.
@@ -501,7 +504,7 @@ async fn run(
                     return detach(&conversation, "connection failed while delivering".into());
                 }
             }
-            Err(ending) => return end(ws, ending).await,
+            Err(ending) => return Box::pin(end(ws, ending)).await,
         }
         let ack_at = conversation.poll_timeout();
         if let Some(at) = ack_at {
@@ -514,14 +517,14 @@ async fn run(
                 let bytes = match received {
                     Received::Bytes(bytes) => bytes,
                     Received::Gone(why) => return detach(&conversation, why),
-                    Received::Text => return refuse(ws, CloseReason::ProtocolError, "binary messages only").await,
-                    Received::TooLarge(why) => return refuse(ws, CloseReason::FrameTooLarge, &why).await,
+                    Received::Text => return Box::pin(refuse(ws, CloseReason::ProtocolError, "binary messages only")).await,
+                    Received::TooLarge(why) => return Box::pin(refuse(ws, CloseReason::FrameTooLarge, &why)).await,
                 };
                 let frames = match protocol::decode_owned(bytes, config.max_frame_size) {
                     Ok(frames) => frames,
                     Err(e) => {
                         let reason = if matches!(e, DecodeError::TooLarge { .. }) { CloseReason::FrameTooLarge } else { CloseReason::ProtocolError };
-                        return refuse(ws, reason, &e.to_string()).await;
+                        return Box::pin(refuse(ws, reason, &e.to_string())).await;
                     }
                 };
                 match conversation.handle_frames(frames, std::time::Instant::now()) {
@@ -531,7 +534,7 @@ async fn run(
                             return End::Detached("connection failed while answering a ping".into());
                         }
                     }
-                    Err(ending) => return end(ws, ending).await,
+                    Err(ending) => return Box::pin(end(ws, ending)).await,
                 }
             }
             _ = session.wake.notified() => {}
@@ -638,25 +641,27 @@ impl Clustered {
     }
 
     /// Queues the client's message `seq` for the stream (in the order of the calls).
-    async fn send(&mut self, seq: u64, entry: Entry) {
+    fn send(&mut self, seq: u64, entry: Entry) {
         self.queue.push_back((seq, entry, Instant::now(), String::new()));
-        self.launch_next().await;
+        self.launch_next();
     }
 
-    /// Sends the first waiting message, unless one is in flight or a retry is due later.
-    async fn launch_next(&mut self) {
+    /// Sends the first waiting message, unless one is in flight or a retry is due later. It
+    /// goes when the connection next waits for its events ([`next_cluster_event`]); the future
+    /// lives on the heap, so that a connection's task without a cluster stays small.
+    fn launch_next(&mut self) {
         if self.in_flight.is_some() || self.retry_at.is_some() {
             return;
         }
         let Some(store) = self.queue.pop_front() else { return };
-        let future: StoreFuture = match self.cluster.store(self.session.info.id, store.0, &store.1).await {
-            Ok(ack) => Box::pin(async move {
-                let stored = ack.await.map(|_| ()).map_err(|e| e.to_string());
-                (store, stored)
-            }),
-            Err(why) => Box::pin(std::future::ready((store, Err(why)))),
-        };
-        self.in_flight = Some(future);
+        let (cluster, id) = (self.cluster.clone(), self.session.info.id);
+        self.in_flight = Some(Box::pin(async move {
+            let stored = match cluster.store(id, store.0, &store.1).await {
+                Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                Err(why) => Err(why),
+            };
+            (store, stored)
+        }));
     }
 
     /// Whether a message first sent at `first` has been tried long enough.
@@ -666,7 +671,7 @@ impl Clustered {
     }
 
     /// The message in flight settled: stored, given up on, or to be sent again.
-    async fn settled(&mut self, mut store: Store, stored: Result<(), String>) -> ClusterEvent {
+    fn settled(&mut self, mut store: Store, stored: Result<(), String>) -> ClusterEvent {
         self.in_flight = None;
         let event = match stored {
             Ok(()) => ClusterEvent::Stored(store.0, store.1, None),
@@ -679,7 +684,7 @@ impl Clustered {
                 ClusterEvent::Nothing
             }
         };
-        self.launch_next().await;
+        self.launch_next();
         event
     }
 }
@@ -705,15 +710,15 @@ async fn next_cluster_event(clustered: &mut Option<Clustered>) -> ClusterEvent {
         _ = tokio::time::sleep_until(due), if c.write.is_none() => Woke::Due,
     };
     match woke {
-        Woke::Settled(store, stored) => c.settled(store, stored).await,
+        Woke::Settled(store, stored) => c.settled(store, stored),
         Woke::Retry => {
             c.retry_at = None;
             if c.queue.front().is_some_and(|first| c.given_up(first.2)) {
                 let (seq, entry, _, why) = c.queue.pop_front().expect("checked");
-                c.launch_next().await;
+                c.launch_next();
                 return ClusterEvent::Stored(seq, entry, Some(why));
             }
-            c.launch_next().await;
+            c.launch_next();
             ClusterEvent::Nothing
         }
         Woke::Written(result) => {

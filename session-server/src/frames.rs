@@ -3,26 +3,19 @@
 
 use std::io::IoSlice;
 
-use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use session::net::Stream;
+use session::net::{ReadBuffer, Stream, CHUNK};
 use session::transport::wsframe::{header, Decoder, Peer, CLOSE, PONG};
 pub(crate) use session::transport::wsframe::{Event, FrameError, BINARY};
 
-/// Bytes read at a time from a quiet connection: the buffer an idle connection holds.
-const CHUNK: usize = 4 * 1024;
-/// Bytes read at a time while data streams in (a read filled the buffer).
-const BULK: usize = 64 * 1024;
 
 /// The server's end of a WebSocket connection, after the upgrade.
 pub(crate) struct ServerWs {
     stream: Stream,
     /// Bytes read and not yet taken.
-    buf: BytesMut,
+    read: ReadBuffer,
     decoder: Decoder,
-    /// Whether the last read filled the buffer (data is streaming in).
-    bulk: bool,
     /// Bytes to write before the next frame (the upgrade response, to leave in one segment with
     /// the first frame: split, an intermediary with Nagle's algorithm on would hold the second
     /// part until the client's delayed ACK).
@@ -33,28 +26,22 @@ impl ServerWs {
     /// `read`: bytes the client sent after its upgrade request, already read; `prefix`: written
     /// with the first frame; `limit`: the largest message accepted.
     pub(crate) fn new(stream: Stream, read: &[u8], prefix: Vec<u8>, limit: usize) -> ServerWs {
-        ServerWs { stream, buf: BytesMut::from(read), decoder: Decoder::new(Peer::Client, limit), bulk: false, prefix }
+        ServerWs { stream, read: ReadBuffer::new(read), decoder: Decoder::new(Peer::Client, limit), prefix }
     }
 
     /// The next event from the client; an I/O failure or the end of the connection is reported
     /// as its reason.
     pub(crate) async fn recv(&mut self) -> Result<Result<Event, FrameError>, String> {
         loop {
-            match self.decoder.decode(&mut self.buf) {
+            match self.decoder.decode(self.read.bytes()) {
                 Ok(Some(event)) => return Ok(Ok(event)),
                 Ok(None) => {}
                 Err(e) => return Ok(Err(e)),
             }
-            if self.buf.is_empty() && !self.bulk && self.buf.capacity() > 2 * BULK {
-                // Quiet again: an idle connection keeps a small buffer.
-                self.buf = BytesMut::new();
-            }
-            let wanted = self.decoder.wanted(&self.buf).max(if self.bulk { BULK } else { CHUNK });
-            self.buf.reserve(wanted);
-            let room = self.buf.capacity() - self.buf.len();
-            match self.stream.read_buf(&mut self.buf).await {
+            let wanted = self.decoder.wanted(self.read.bytes());
+            match self.read.fill(&mut self.stream, wanted).await {
                 Ok(0) => return Err("connection closed".into()),
-                Ok(n) => self.bulk = n == room,
+                Ok(_) => {}
                 Err(e) => return Err(format!("connection failed: {e}")),
             }
         }

@@ -549,11 +549,27 @@ pub fn spawn(config: ServerConfig) -> std::io::Result<ServerHandle> {
     Ok(ServerHandle { addr, secure, closer, stop: Some(stop_tx), thread: Some(thread) })
 }
 
+/// Serves an accepted connection. The handshake's futures (TLS, the HTTP request, the connect
+/// request) are large and short-lived, so they run boxed: the task every idle session keeps holds
+/// only the session's loop.
 async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+    if let Some((link, attached, shutdown)) = Box::pin(open(&shared, tcp, peer)).await {
+        connection::serve(&shared, link, attached, shutdown, peer).await
+    }
+}
+
+/// The handshake of an accepted connection: TLS, the HTTP request (long polling is served to its
+/// end here), the WebSocket upgrade and the connect request; the session it opened or recovered,
+/// or `None` if the connection ended here.
+async fn open(
+    shared: &Arc<Shared>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) -> Option<(connection::Link, Box<connection::Attached>, watch::Receiver<Shutdown>)> {
     let _ = tcp.set_nodelay(true);
     let config = &shared.config;
     // As in the library: no write may raise SIGPIPE in a process that keeps its default action.
-    let tcp = metrics::Metered::new(session::net::QuietTcp(tcp), &shared);
+    let tcp = metrics::Metered::new(session::net::QuietTcp(tcp), shared);
     let stream: Stream = match &config.tls {
         None => Box::new(tcp),
         Some(tls) => {
@@ -564,12 +580,12 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
                     shared.metrics.refused(Refusal::BadHandshake);
-                    return;
+                    return None;
                 }
                 Err(_) => {
                     tracing::debug!(%peer, "TLS handshake timed out");
                     shared.metrics.refused(Refusal::BadHandshake);
-                    return;
+                    return None;
                 }
             }
         }
@@ -581,24 +597,25 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
         match timeout(config.handshake_timeout, http::read_request(&mut stream, Vec::new(), max_body)).await {
             Ok(http::Read::Request(request, rest)) if request.is_upgrade() => (request, rest),
             Ok(http::Read::Request(request, rest)) => {
-                return poll::serve_http(shared, stream, request, rest, peer).await;
+                poll::serve_http(shared.clone(), stream, request, rest, peer).await;
+                return None;
             }
-            Ok(http::Read::Closed) => return,
+            Ok(http::Read::Closed) => return None,
             Ok(http::Read::Bad(why)) => {
                 shared.metrics.refused(Refusal::BadHandshake);
                 if let Some(unlogged) = shared.log_refusal(peer) {
                     tracing::debug!(%peer, unlogged, why = %log::Untrusted(&why), "bad request");
                 }
                 let _ = http::write_response(&mut stream, 400, "Bad Request", &[], format!("{why}\n").as_bytes()).await;
-                return;
+                return None;
             }
             Err(_) => {
                 tracing::debug!(%peer, "no request within the handshake timeout");
                 shared.metrics.refused(Refusal::BadHandshake);
-                return;
+                return None;
             }
         };
-    let accepted = match upgrade(&shared, &request) {
+    let accepted = match upgrade(shared, &request) {
         Ok(accepted) => accepted,
         Err((status, reason, body)) => {
             tracing::debug!(%peer, status, "WebSocket upgrade refused");
@@ -606,7 +623,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             let retry = [("Retry-After", "1".to_string())];
             let headers: &[(&str, String)] = if status == 503 { &retry } else { &[] };
             let _ = http::write_response(&mut stream, status, reason, headers, body.as_bytes()).await;
-            return;
+            return None;
         }
     };
     // A CONNECT_REQUEST that came with the upgrade request saves the client a round trip.
@@ -628,7 +645,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
         Some(request) => Ok(Ok(request)),
         None => match ws.flush().await {
             Ok(()) => timeout(config.handshake_timeout, first_frame(&mut ws, config.max_frame_size)).await,
-            Err(_) => return,
+            Err(_) => return None,
         },
     };
     let request = match request {
@@ -641,7 +658,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             let refused = Frame::Close { reason: CloseReason::ProtocolError, message: reason };
             let _ = ws.send(frames::BINARY, &protocol::encode(&refused)).await;
             let _ = ws.close().await;
-            return;
+            return None;
         }
         Err(_) => {
             shared.metrics.refused(Refusal::BadHandshake);
@@ -649,19 +666,20 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
                 tracing::info!(%peer, unlogged, "no connect request within the handshake timeout");
             }
             let _ = ws.close().await;
-            return;
+            return None;
         }
     };
     // Subscribe before the client learns it is connected, so no close_all can slip in between.
     let shutdown = shared.shutdown.subscribe();
-    let (first, attached) = connection::attach(&shared, &request, peer, Transport::WebSocket).await;
+    let (first, attached) = connection::attach(shared, &request, peer, Transport::WebSocket).await;
     let mut link = connection::Link::Ws(Box::new(ws));
     let sent = link.send_first(&first).await;
     match (attached, sent) {
-        (Some(attached), Ok(())) => connection::serve(&shared, link, attached, shutdown, peer).await,
+        (Some(attached), Ok(())) => return Some((link, Box::new(attached), shutdown)),
         (Some(attached), Err(())) => connection::detach_now(&attached),
         (None, _) => link.close(true).await,
     }
+    None
 }
 
 /// The Sec-WebSocket-Accept answer to a WebSocket upgrade request this server takes, or the
@@ -699,5 +717,21 @@ async fn first_frame(ws: &mut ServerWs, limit: u32) -> Result<ConnectRequest, St
             Ok(Event::Close) => return Err("connection closed before the connect request".into()),
             Err(FrameError::TooLarge(e) | FrameError::Protocol(e)) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn a_connection_s_task_stays_small() {
+        // Every idle session holds its connection's task all its life: the handshake's large
+        // futures and the rare paths' are boxed.
+        let shared = super::Shared::new(super::ServerConfig::default(), None);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = listener.local_addr().unwrap();
+        let tcp = tokio::net::TcpStream::connect(peer).await.unwrap();
+        let task = super::serve(shared, tcp, peer);
+        println!("a connection's task: {} bytes", std::mem::size_of_val(&task));
+        assert!(std::mem::size_of_val(&task) <= 2304, "{} bytes", std::mem::size_of_val(&task));
     }
 }

@@ -233,7 +233,7 @@ async fn open(shared: &Arc<Shared>, body: &[u8], peer: SocketAddr) -> Answer {
     let task_shared = shared.clone();
     let task_id = id.clone();
     tokio::spawn(async move {
-        connection::serve(&task_shared, Link::Poll(channel, inbound_rx), attached, shutdown, peer).await;
+        connection::serve(&task_shared, Link::Poll(channel, inbound_rx), Box::new(attached), shutdown, peer).await;
         // Leave the channel for a last poll to collect what it holds, then forget it.
         tokio::time::sleep(POLL_HOLD).await;
         task_shared.polls.map.lock().remove(&task_id);

@@ -1,7 +1,10 @@
 //! The network underneath everything: TCP connections with the application's socket options,
 //! and the byte stream type every layer hands to the next.
 
+mod read_buffer;
 pub(crate) mod socket;
+
+pub use read_buffer::{ReadBuffer, BULK, CHUNK};
 
 pub use socket::QuietTcp;
 

@@ -428,9 +428,9 @@ impl Shared {
     /// Runs `work` with the callbacks lock held during each of its polls, and abandons it once
     /// the session is closed: the application code that connecting runs (proxy challenge
     /// handlers, certificate validation) then counts as callbacks of the session, which `close`
-    /// waits for and after which none starts. `None` when the session was closed.
-    pub(crate) async fn gated<F: std::future::Future>(&self, work: F) -> Option<F::Output> {
-        let mut work = std::pin::pin!(work);
+    /// waits for and after which none starts. `None` when the session was closed. `work` is
+    /// pinned by the caller: taken by value, it would be held twice in this future's state.
+    pub(crate) async fn gated<F: std::future::Future>(&self, mut work: std::pin::Pin<&mut F>) -> Option<F::Output> {
         std::future::poll_fn(|cx| {
             let _callbacks = self.callbacks.lock();
             if self.state().is_closed() {

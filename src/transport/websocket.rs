@@ -12,8 +12,8 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio_tungstenite::tungstenite::handshake::{client::generate_key, derive_accept_key};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 
@@ -21,16 +21,13 @@ use super::wsframe::{self, Decoder, Event, FrameError, Peer, BINARY, CLOSE, PONG
 use super::TransportOptions;
 use super::{Loan, Stream};
 use crate::error::{Error, ErrorCode, Result};
+use crate::net::ReadBuffer;
 use crate::http::cookies::CookieJar;
 use crate::http::response::{ProxyResponse, ResponseReader};
 use crate::http::url::ServerUrl;
 use crate::protocol::{self, Frame, FRAME_HEADER_LEN};
 use std::sync::Arc;
 
-/// Bytes read at a time from a quiet connection: the buffer an idle connection holds.
-const CHUNK: usize = 4 * 1024;
-/// Bytes read at a time while data streams in (a read filled the buffer).
-const BULK: usize = 64 * 1024;
 
 /// What the server sent next.
 #[derive(Debug)]
@@ -46,15 +43,14 @@ pub enum Received {
 pub struct WsConnection {
     reader: ReadHalf<Stream>,
     /// Bytes read and not yet taken.
-    buf: BytesMut,
+    read: ReadBuffer,
     decoder: Decoder,
-    /// Whether the last read filled the buffer (data is streaming in).
-    bulk: bool,
     /// `None` while lent ([`WsConnection::lend`]).
     writer: Option<WsWriter>,
     /// Where the writer is while lent.
     loan: Arc<Loan>,
-    pending: VecDeque<Frame>,
+    /// The frames of the last message read, not yet taken; no memory once all are.
+    pending: std::vec::IntoIter<Frame>,
     max_frame_size: u32,
     write_timeout: Duration,
     peer: String,
@@ -101,12 +97,11 @@ impl WsConnection {
         let (reader, writer) = tokio::io::split(stream);
         Ok(WsConnection {
             reader,
-            buf: BytesMut::from(&rest[..]),
+            read: ReadBuffer::new(&rest),
             decoder: Decoder::new(Peer::Server, max_frame_size as usize + FRAME_HEADER_LEN),
-            bulk: false,
             writer: Some(WsWriter { half: writer, vectored, out: VecDeque::new() }),
             loan,
-            pending: VecDeque::new(),
+            pending: Vec::new().into_iter(),
             max_frame_size,
             write_timeout: options.write_timeout,
             peer,
@@ -209,16 +204,20 @@ impl WsConnection {
 
     /// A frame of a message already read, without waiting.
     pub fn decoded(&mut self) -> Option<Frame> {
-        self.pending.pop_front()
+        let frame = self.pending.next();
+        if frame.is_some() && self.pending.len() == 0 {
+            self.pending = Vec::new().into_iter();
+        }
+        frame
     }
 
     /// What the server sent next. Cancel-safe.
     pub async fn next(&mut self) -> Result<Received> {
         loop {
-            if let Some(frame) = self.pending.pop_front() {
+            if let Some(frame) = self.decoded() {
                 return Ok(Received::Frame(frame));
             }
-            match self.decoder.decode(&mut self.buf) {
+            match self.decoder.decode(self.read.bytes()) {
                 Ok(Some(Event::Binary(payload))) => {
                     let frames = protocol::decode_owned(payload, self.max_frame_size).map_err(|e| {
                         Error::new(
@@ -226,7 +225,8 @@ impl WsConnection {
                             format!("server {} sent a bad frame: {e}", self.peer),
                         )
                     })?;
-                    self.pending.extend(frames);
+                    // Empty: the loop took every frame before.
+                    self.pending = frames.into_iter();
                     continue;
                 }
                 Ok(Some(Event::Text)) => {
@@ -259,25 +259,15 @@ impl WsConnection {
         }
     }
 
-    /// Reads what the socket has: a chunk while the connection is quiet, in bulk while data
-    /// streams in, and at least the rest of a frame begun.
+    /// Reads what the socket has (see [`ReadBuffer`]), at least the rest of a frame begun.
     async fn fill(&mut self) -> Result<()> {
-        if self.buf.is_empty() && !self.bulk && self.buf.capacity() > CHUNK {
-            // Quiet again: an idle connection keeps a small buffer.
-            self.buf = BytesMut::new();
-        }
-        let wanted = self.decoder.wanted(&self.buf).max(if self.bulk { BULK } else { CHUNK });
-        self.buf.reserve(wanted);
-        let room = self.buf.capacity() - self.buf.len();
-        match self.reader.read_buf(&mut self.buf).await {
+        let wanted = self.decoder.wanted(self.read.bytes());
+        match self.read.fill(&mut self.reader, wanted).await {
             Ok(0) => Err(Error::new(
                 ErrorCode::CommunicationError,
                 format!("connection to {} lost: closed without a closing handshake", self.peer),
             )),
-            Ok(n) => {
-                self.bulk = n == room;
-                Ok(())
-            }
+            Ok(_) => Ok(()),
             Err(e) => Err(Error::new(ErrorCode::CommunicationError, format!("connection to {} lost: {e}", self.peer))),
         }
     }
@@ -327,9 +317,10 @@ fn upgrade_request(
 /// Reads the answer to the upgrade request: its head, and the bytes after it.
 async fn read_upgrade_response(stream: &mut Stream, peer: &str) -> Result<(ProxyResponse, Vec<u8>)> {
     let mut reader = ResponseReader::upgrade(peer);
-    let mut chunk = vec![0u8; CHUNK];
+    // Waiting for the answer holds no buffer (thousands of sessions may be connecting at once).
+    let mut read = ReadBuffer::default();
     loop {
-        let n = match stream.read(&mut chunk).await {
+        match read.fill(stream, 0).await {
             Ok(0) => {
                 return Err(Error::new(
                     ErrorCode::HandshakeRecvFail,
@@ -337,7 +328,7 @@ async fn read_upgrade_response(stream: &mut Stream, peer: &str) -> Result<(Proxy
                 )
                 .try_later())
             }
-            Ok(n) => n,
+            Ok(_) => {}
             // A connection cut during the upgrade is the network's doing: worth trying again.
             Err(e) => {
                 return Err(Error::new(
@@ -347,7 +338,7 @@ async fn read_upgrade_response(stream: &mut Stream, peer: &str) -> Result<(Proxy
                 .try_later())
             }
         };
-        if let Some(response) = reader.push(&chunk[..n])? {
+        if let Some(response) = reader.push(&read.bytes().split())? {
             return Ok((response, reader.into_rest()));
         }
     }
@@ -550,6 +541,8 @@ impl WsWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BytesMut;
+    use tokio::io::AsyncReadExt;
     use crate::proxy::ProxySetting;
     use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 
