@@ -415,13 +415,20 @@ impl Registry {
     pub(crate) fn publish_at(&self, path: &str, data: &bytes::Bytes, position: Option<u64>) -> usize {
         let targets: Vec<Arc<ServerSession>> = {
             let index = self.index.lock();
-            let mut ids: HashSet<u64> = index.exact.get(path).cloned().unwrap_or_default();
-            for (prefix, subscribers) in &index.prefixes {
-                if path.starts_with(prefix.as_str()) {
-                    ids.extend(subscribers);
+            let session = |id: &u64| index.sessions.get(id).cloned();
+            let exact = index.exact.get(path);
+            let mut prefixed =
+                index.prefixes.iter().filter(|(prefix, _)| path.starts_with(prefix.as_str())).map(|(_, ids)| ids);
+            match prefixed.next() {
+                // Only the path's own subscribers, each once: no set to build.
+                None => exact.into_iter().flatten().filter_map(session).collect(),
+                Some(first) => {
+                    let mut ids: HashSet<u64> = exact.cloned().unwrap_or_default();
+                    ids.extend(first);
+                    prefixed.for_each(|more| ids.extend(more));
+                    ids.iter().filter_map(session).collect()
                 }
             }
-            ids.iter().filter_map(|id| index.sessions.get(id)).cloned().collect()
         };
         for session in &targets {
             session.state.lock().push_at(

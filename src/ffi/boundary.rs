@@ -59,6 +59,22 @@ pub(crate) fn c_string(text: &str) -> std::ffi::CString {
     unsafe { std::ffi::CString::from_vec_unchecked(bytes) }
 }
 
+/// Runs `body` with `text` as a C string, any NUL turned into a space: on the stack when it is
+/// short (the path handed to a message handler with each delivery), else in one allocation.
+pub(crate) fn with_c_str<R>(text: &str, body: impl FnOnce(&std::ffi::CStr) -> R) -> R {
+    const INLINE: usize = 256;
+    if text.len() < INLINE {
+        let mut buf = [0u8; INLINE];
+        for (to, b) in buf.iter_mut().zip(text.bytes()) {
+            *to = if b == 0 { b' ' } else { b };
+        }
+        if let Ok(inline) = std::ffi::CStr::from_bytes_with_nul(&buf[..=text.len()]) {
+            return body(inline);
+        }
+    }
+    body(&c_string(text))
+}
+
 /// Fills `*out` (when not NULL) with `error`; the message is `malloc`ed.
 pub(crate) unsafe fn report(out: *mut DIFFUSION_ERROR_T, error: &Error) {
     fill(out, || DIFFUSION_ERROR_T::from_error(error));
@@ -106,6 +122,20 @@ impl Drop for OwnedContext {
         if let Some(free) = self.free {
             // SAFETY: the caller's function with the caller's context, called once.
             unsafe { free(self.context.get()) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_c_string_for_a_callback_is_the_text_with_nuls_as_spaces_at_any_length() {
+        for text in ["", "a/b", "a\0b", &"p".repeat(255), &"q".repeat(256), &format!("{}\0", "r".repeat(300))] {
+            let expected = text.replace('\0', " ");
+            with_c_str(text, |c| assert_eq!(c.to_str().unwrap(), expected));
+            assert_eq!(c_string(text).to_str().unwrap(), expected);
         }
     }
 }

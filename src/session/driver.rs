@@ -50,17 +50,15 @@ fn relay(shared: &Shared) -> bool {
         // The events so far and the handlers of each delivery, under one lock.
         let events: Vec<(AppEvent, Vec<Weak<dyn MessageHandler>>)> = {
             let mut core = shared.mailbox.core.lock();
-            std::iter::from_fn(|| core.poll_event())
-                .collect::<Vec<_>>()
-                .into_iter()
-                .map(|event| {
-                    let handlers = match &event {
-                        Event::Deliver { path, .. } => handlers_for(&core, path),
-                        Event::State { .. } | Event::Refused { .. } => Vec::new(),
-                    };
-                    (event, handlers)
-                })
-                .collect()
+            std::iter::from_fn(|| {
+                let event = core.poll_event()?;
+                let handlers = match &event {
+                    Event::Deliver { path, .. } => handlers_for(&core, path),
+                    Event::State { .. } | Event::Refused { .. } => Vec::new(),
+                };
+                Some((event, handlers))
+            })
+            .collect()
         };
         if events.is_empty() {
             break;
