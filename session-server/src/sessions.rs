@@ -585,6 +585,11 @@ mod tests {
         assert_eq!(delivered(&b), vec!["news/weather"]);
         registry.unsubscribe(1, "news/");
         assert_eq!(registry.publish("news/weather", &bytes::Bytes::from_static(b"sun")), 1);
+        // Two prefixes and the path itself match the same session: one delivery.
+        registry.subscribe(2, "news/");
+        registry.subscribe(2, "ne");
+        assert_eq!(registry.publish("news/weather", &bytes::Bytes::from_static(b"fog")), 1);
+        assert_eq!(delivered(&b), vec!["news/weather", "news/weather", "news/weather"]);
     }
 
     #[test]
