@@ -53,7 +53,7 @@ fn an_ack_of_a_message_never_sent_fails_the_session() {
 
 #[test]
 fn a_delivery_on_an_empty_path_fails_the_session() {
-    let deliver = Frame::Message { seq: 1, body: Message::Deliver { path: String::new(), data: b"x".to_vec().into() } };
+    let deliver = Frame::Message { seq: 1, body: Message::Deliver { path: "".into(), data: b"x".to_vec().into() } };
     let error = failure_after(vec![deliver]);
     assert_eq!(error.code(), ErrorCode::ConnectionProtocolError, "{error}");
 }

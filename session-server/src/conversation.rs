@@ -312,9 +312,9 @@ impl Attached {
                             Message::Publish { path, data } => {
                                 shared.metrics.publication_received();
                                 if shared.policy().may_publish(Some(&self.session.info.principal), &path) {
-                                    registry.publish(&path, &data);
+                                    registry.publish(path, &data);
                                 } else {
-                                    self.deny(RefusedAction::Publish, path, now);
+                                    self.deny(RefusedAction::Publish, path.to_string(), now);
                                 }
                             }
                             Message::Subscribe { path } => {
@@ -379,9 +379,9 @@ impl Attached {
             Message::Publish { path, data } => {
                 shared.metrics.publication_received();
                 if policy.may_publish(principal, &path) {
-                    Entry::Publish { path, data }
+                    Entry::Publish { path: path.to_string(), data }
                 } else {
-                    refuse(self, RefusedAction::Publish, path)
+                    refuse(self, RefusedAction::Publish, path.to_string())
                 }
             }
             Message::Subscribe { path } if policy.may_subscribe(principal, &path) => Entry::Subscribe { session, path },

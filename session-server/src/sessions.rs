@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use super::cluster::state::ClusterState;
 use super::SessionInfo;
 use session::protocol::reliable::{Incoming, Limits, Outgoing};
-use session::protocol::{Credentials, Frame, Message, SessionId};
+use session::protocol::{Credentials, Frame, Message, SessionId, TopicPath};
 
 /// Bytes of a session token.
 const TOKEN_LEN: usize = 16;
@@ -406,17 +406,17 @@ impl Registry {
 
     /// Queues `data` for every session subscribed to `path` (once per session, however many of
     /// its subscriptions match) and wakes their connections. Returns how many sessions get it.
-    pub(crate) fn publish(&self, path: &str, data: &bytes::Bytes) -> usize {
+    pub(crate) fn publish(&self, path: TopicPath, data: &bytes::Bytes) -> usize {
         self.publish_at(path, data, None)
     }
 
     /// [`Registry::publish`] of the cluster's stream entry `position`: each session served in a
     /// cluster notes where it stood at the message.
-    pub(crate) fn publish_at(&self, path: &str, data: &bytes::Bytes, position: Option<u64>) -> usize {
+    pub(crate) fn publish_at(&self, path: TopicPath, data: &bytes::Bytes, position: Option<u64>) -> usize {
         let targets: Vec<Arc<ServerSession>> = {
             let index = self.index.lock();
             let session = |id: &u64| index.sessions.get(id).cloned();
-            let exact = index.exact.get(path);
+            let exact = index.exact.get(&*path);
             let mut prefixed =
                 index.prefixes.iter().filter(|(prefix, _)| path.starts_with(prefix.as_str())).map(|(_, ids)| ids);
             match prefixed.next() {
@@ -432,7 +432,7 @@ impl Registry {
         };
         for session in &targets {
             session.state.lock().push_at(
-                Message::Deliver { path: path.to_string(), data: data.clone() },
+                Message::Deliver { path: path.clone(), data: data.clone() },
                 position,
                 false,
             );
@@ -556,7 +556,7 @@ mod tests {
             .unsent_after(0)
             .into_iter()
             .map(|f| match f {
-                Frame::Message { body: Message::Deliver { path, .. }, .. } => path,
+                Frame::Message { body: Message::Deliver { path, .. }, .. } => path.to_string(),
                 other => panic!("{other:?}"),
             })
             .collect()
@@ -578,17 +578,17 @@ mod tests {
         registry.subscribe(1, "news/");
         registry.subscribe(1, "news/sport");
         registry.subscribe(2, "news/weather");
-        assert_eq!(registry.publish("news/sport", &bytes::Bytes::from_static(b"goal")), 1);
-        assert_eq!(registry.publish("news/weather", &bytes::Bytes::from_static(b"rain")), 2);
-        assert_eq!(registry.publish("other", &bytes::Bytes::from_static(b"x")), 0);
+        assert_eq!(registry.publish("news/sport".into(), &bytes::Bytes::from_static(b"goal")), 1);
+        assert_eq!(registry.publish("news/weather".into(), &bytes::Bytes::from_static(b"rain")), 2);
+        assert_eq!(registry.publish("other".into(), &bytes::Bytes::from_static(b"x")), 0);
         assert_eq!(delivered(&a), vec!["news/sport", "news/weather"]);
         assert_eq!(delivered(&b), vec!["news/weather"]);
         registry.unsubscribe(1, "news/");
-        assert_eq!(registry.publish("news/weather", &bytes::Bytes::from_static(b"sun")), 1);
+        assert_eq!(registry.publish("news/weather".into(), &bytes::Bytes::from_static(b"sun")), 1);
         // Two prefixes and the path itself match the same session: one delivery.
         registry.subscribe(2, "news/");
         registry.subscribe(2, "ne");
-        assert_eq!(registry.publish("news/weather", &bytes::Bytes::from_static(b"fog")), 1);
+        assert_eq!(registry.publish("news/weather".into(), &bytes::Bytes::from_static(b"fog")), 1);
         assert_eq!(delivered(&b), vec!["news/weather", "news/weather", "news/weather"]);
     }
 
@@ -599,7 +599,7 @@ mod tests {
         registry.subscribe(1, "a");
         registry.remove(1);
         assert!(matches!(registry.recover(&token, &alice()), Recovery::Unknown));
-        assert_eq!(registry.publish("a", &bytes::Bytes::from_static(b"")), 0);
+        assert_eq!(registry.publish("a".into(), &bytes::Bytes::from_static(b"")), 0);
         assert_eq!(registry.len(), 0);
     }
 
@@ -685,12 +685,12 @@ mod tests {
                 token
             })
             .collect();
-        registry.publish("p", &data);
+        registry.publish("p".into(), &data);
         assert_eq!(registry.retained_bytes(), 2000, "sessions 1 and 2, detached longest, are gone");
         let left: HashSet<u64> = registry.infos().iter().map(|i| i.id.value).collect();
         assert_eq!(left, HashSet::from([3, 4]));
         assert!(matches!(registry.recover(&tokens[0], &alice()), Recovery::Unknown));
-        registry.publish("p", &data);
+        registry.publish("p".into(), &data);
         assert_eq!(registry.retained_bytes(), 2000, "each session keeps at most 1000 bytes");
         registry.remove(3);
         registry.remove(4);

@@ -271,15 +271,17 @@ fn decode_body(kind: u8, b: &mut Bytes) -> Result<Frame, DecodeError> {
             let reason = CloseReason::from_wire(get_u8(b)?);
             Frame::Close { reason, message: get_str16(b)? }
         }
-        ft::PUBLISH | ft::SUBSCRIBE | ft::UNSUBSCRIBE | ft::DELIVER => {
+        ft::PUBLISH | ft::DELIVER => {
+            let seq = get_u64(b)?;
+            let path = get_path16(b)?;
+            let data = get_shared32(b)?;
+            let body = if kind == ft::PUBLISH { Message::Publish { path, data } } else { Message::Deliver { path, data } };
+            Frame::Message { seq, body }
+        }
+        ft::SUBSCRIBE | ft::UNSUBSCRIBE => {
             let seq = get_u64(b)?;
             let path = get_str16(b)?;
-            let body = match kind {
-                ft::PUBLISH => Message::Publish { path, data: get_shared32(b)? },
-                ft::SUBSCRIBE => Message::Subscribe { path },
-                ft::UNSUBSCRIBE => Message::Unsubscribe { path },
-                _ => Message::Deliver { path, data: get_shared32(b)? },
-            };
+            let body = if kind == ft::SUBSCRIBE { Message::Subscribe { path } } else { Message::Unsubscribe { path } };
             Frame::Message { seq, body }
         }
         ft::REFUSED => {
@@ -379,6 +381,14 @@ fn get_shared32(b: &mut Bytes) -> Result<Bytes, DecodeError> {
 
 fn get_str16(b: &mut Bytes) -> Result<String, DecodeError> {
     String::from_utf8(get_bytes16(b)?).map_err(|_| DecodeError::Malformed("string is not UTF-8"))
+}
+
+/// A length-prefixed topic path, in one allocation.
+fn get_path16(b: &mut Bytes) -> Result<super::TopicPath, DecodeError> {
+    let n = get_u16(b)? as usize;
+    need(b, n)?;
+    let raw = b.split_to(n);
+    std::str::from_utf8(&raw).map(super::TopicPath::from).map_err(|_| DecodeError::Malformed("string is not UTF-8"))
 }
 
 #[cfg(test)]

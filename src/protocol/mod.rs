@@ -244,17 +244,21 @@ pub enum Frame {
     Ack(u64),
 }
 
+/// The topic path of a publication: one allocation, shared by the copies of the message (one
+/// per subscriber, and each sent again after a reconnect).
+pub type TopicPath = std::sync::Arc<str>;
+
 /// What a numbered message carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     /// Client: deliver `data` to every subscriber of `path`.
-    Publish { path: String, data: bytes::Bytes },
+    Publish { path: TopicPath, data: bytes::Bytes },
     /// Client: deliver messages published on `path` (or below it, when it ends with `/`).
     Subscribe { path: String },
     /// Client: stop a subscription.
     Unsubscribe { path: String },
     /// Server: `data` was published on `path`. Shared, not copied, between subscribers.
-    Deliver { path: String, data: bytes::Bytes },
+    Deliver { path: TopicPath, data: bytes::Bytes },
     /// Server: the client may not do `action` on `path` (or no longer may, for a subscription);
     /// `message` says why, for people.
     Refused { action: RefusedAction, path: String, message: String },
@@ -294,11 +298,8 @@ impl Message {
     /// The path the message is about.
     pub fn path(&self) -> &str {
         match self {
-            Message::Publish { path, .. }
-            | Message::Subscribe { path }
-            | Message::Unsubscribe { path }
-            | Message::Deliver { path, .. }
-            | Message::Refused { path, .. } => path,
+            Message::Publish { path, .. } | Message::Deliver { path, .. } => path,
+            Message::Subscribe { path } | Message::Unsubscribe { path } | Message::Refused { path, .. } => path,
         }
     }
 

@@ -58,7 +58,7 @@ pub enum Event<H = ()> {
     /// The session moved from one state to another (closed states carry their error).
     State { from: State, to: State, error: Option<Error> },
     /// A message delivered on `path`, to the handlers covering it ([`ClientSession::handlers_for`]).
-    Deliver { path: String, data: bytes::Bytes },
+    Deliver { path: crate::protocol::TopicPath, data: bytes::Bytes },
     /// The server refused a publication or subscription on `path`, or withdrew the subscription
     /// to `path`: `error` (AccessDenied) says so. A refused or withdrawn subscription is gone, and
     /// `handler` is its handler (`None` for a publication, or when the application had already
@@ -491,7 +491,7 @@ impl<M: Retained + From<Message>, H> ClientSession<M, H> {
     /// Publishes `data` on `path` (checked and queued).
     pub fn publish(&mut self, path: &str, data: &[u8]) -> Result<()> {
         self.check_publication(path, data.len())?;
-        self.enqueue(M::from(Message::Publish { path: path.to_string(), data: data.to_vec().into() }))
+        self.enqueue(M::from(Message::Publish { path: path.into(), data: data.to_vec().into() }))
     }
 
     /// Subscribes `handler` to `path` and tells the server; returns the handler it replaces.

@@ -49,7 +49,7 @@ impl Outbound {
         if let Some(key) = key {
             wsframe::mask_at(&mut copy, key, data_offset(path));
         }
-        Outbound { message: Message::Publish { path: path.to_string(), data: copy.into() }, key }
+        Outbound { message: Message::Publish { path: path.into(), data: copy.into() }, key }
     }
 
     /// Whether the data is kept masked.

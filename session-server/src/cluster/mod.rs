@@ -737,7 +737,7 @@ fn apply_live(shared: &Shared, seq: u64, entry: Entry) {
     let registry = &shared.registry;
     match entry {
         Entry::Publish { path, data } => {
-            registry.publish_at(&path, &data, Some(seq));
+            registry.publish_at(path.into(), &data, Some(seq));
         }
         Entry::Subscribe { session, path } => registry.change_subscription(session, &path, true),
         Entry::Unsubscribe { session, path } => registry.change_subscription(session, &path, false),
@@ -758,7 +758,7 @@ fn apply_private(session: &ServerSession, seq: u64, entry: &Entry) {
     let own = entry.session() == Some(session.info.id);
     let message = match entry {
         Entry::Publish { path, data } if cluster.subscriptions.iter().any(|s| path_matches(s, path)) => {
-            Message::Deliver { path: path.clone(), data: data.clone() }
+            Message::Deliver { path: path.as_str().into(), data: data.clone() }
         }
         Entry::Subscribe { path, .. } | Entry::Unsubscribe { path, .. } if own => {
             cluster.subscribe(path, matches!(entry, Entry::Subscribe { .. }));
