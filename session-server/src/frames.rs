@@ -9,7 +9,6 @@ use session::net::{ReadBuffer, Stream, CHUNK};
 use session::transport::wsframe::{header, Decoder, Peer, CLOSE, PONG};
 pub(crate) use session::transport::wsframe::{Event, FrameError, BINARY};
 
-
 /// The server's end of a WebSocket connection, after the upgrade.
 pub(crate) struct ServerWs {
     stream: Stream,

@@ -431,11 +431,7 @@ impl Registry {
             }
         };
         for session in &targets {
-            session.state.lock().push_at(
-                Message::Deliver { path: path.clone(), data: data.clone() },
-                position,
-                false,
-            );
+            session.state.lock().push_at(Message::Deliver { path: path.clone(), data: data.clone() }, position, false);
             session.wake.notify_one();
         }
         let reached = targets.len();

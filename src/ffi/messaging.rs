@@ -3,7 +3,7 @@
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::Arc;
 
-use super::boundary::{bytes, c_string, guard, with_c_str, release_message, report, required_str, OwnedContext};
+use super::boundary::{bytes, c_string, guard, release_message, report, required_str, with_c_str, OwnedContext};
 use super::handle::UserPointer;
 use super::handle::{borrow, clone_shared, handles};
 use super::session::{SessionRef, SESSION_T};
@@ -87,7 +87,13 @@ impl MessageHandler for CMessageHandler {
             // SAFETY: the caller's function and context, with a handle kept alive during the
             // call; `path` and `data` outlive it.
             self.session.with(|session| unsafe {
-                (self.on_message)(session, path.as_ptr(), data.as_ptr() as *const c_void, data.len(), self.context.get())
+                (self.on_message)(
+                    session,
+                    path.as_ptr(),
+                    data.as_ptr() as *const c_void,
+                    data.len(),
+                    self.context.get(),
+                )
             });
         });
     }

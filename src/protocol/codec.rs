@@ -275,7 +275,8 @@ fn decode_body(kind: u8, b: &mut Bytes) -> Result<Frame, DecodeError> {
             let seq = get_u64(b)?;
             let path = get_path16(b)?;
             let data = get_shared32(b)?;
-            let body = if kind == ft::PUBLISH { Message::Publish { path, data } } else { Message::Deliver { path, data } };
+            let body =
+                if kind == ft::PUBLISH { Message::Publish { path, data } } else { Message::Deliver { path, data } };
             Frame::Message { seq, body }
         }
         ft::SUBSCRIBE | ft::UNSUBSCRIBE => {

@@ -4,6 +4,7 @@
 //! handshake, numbering, acknowledgements, keep-alive, recovery, the reconnection deadline) is
 //! the core's.
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use tokio::time::{sleep, timeout, Instant};
 use std::sync::Weak;
 
 use super::client::{Event, Window};
-use super::messaging::{handlers_for, MessageHandler};
+use super::messaging::MessageHandler;
 use super::{Command, Shared, State};
 use crate::error::{Error, ErrorCode, Result};
 use crate::protocol::{self, CloseReason, Frame, RefusedAction};
@@ -46,25 +47,30 @@ type AppEvent = Event<Arc<dyn MessageHandler>>;
 /// creation callback, the reconnection handler), deliveries to the handlers. Returns false once
 /// the session is closed, by the core or by the application.
 fn relay(shared: &Shared) -> bool {
+    // The handlers of a batch's deliveries, one after the other (each event notes its range), as
+    // weak references: a handler removed meanwhile (unsubscribed, replaced, the session closed)
+    // is released at once, not when the delivery that found it ends.
+    let mut handlers: Vec<Weak<dyn MessageHandler>> = Vec::new();
     loop {
         // The events so far and the handlers of each delivery, under one lock.
-        let events: Vec<(AppEvent, Vec<Weak<dyn MessageHandler>>)> = {
+        handlers.clear();
+        let events: Vec<(AppEvent, Range<usize>)> = {
             let mut core = shared.mailbox.core.lock();
             std::iter::from_fn(|| {
                 let event = core.poll_event()?;
-                let handlers = match &event {
-                    Event::Deliver { path, .. } => handlers_for(&core, path),
-                    Event::State { .. } | Event::Refused { .. } => Vec::new(),
-                };
-                Some((event, handlers))
+                let start = handlers.len();
+                if let Event::Deliver { path, .. } = &event {
+                    handlers.extend(core.handlers_for(path).map(Arc::downgrade));
+                }
+                Some((event, start..handlers.len()))
             })
             .collect()
         };
         if events.is_empty() {
             break;
         }
-        for (event, handlers) in events {
-            if !relay_one(shared, event, handlers) {
+        for (event, range) in events {
+            if !relay_one(shared, event, &handlers[range]) {
                 return false;
             }
         }
@@ -73,7 +79,7 @@ fn relay(shared: &Shared) -> bool {
 }
 
 /// Passes one event on; false when a state change was refused (the session is closed).
-fn relay_one(shared: &Shared, event: Event<Arc<dyn MessageHandler>>, handlers: Vec<Weak<dyn MessageHandler>>) -> bool {
+fn relay_one(shared: &Shared, event: Event<Arc<dyn MessageHandler>>, handlers: &[Weak<dyn MessageHandler>]) -> bool {
     match event {
         Event::State { to, error, .. } if to.is_closed() => {
             let error = error.unwrap_or_else(|| Error::new(ErrorCode::SessionClosed, "the session was closed"));

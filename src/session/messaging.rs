@@ -8,7 +8,7 @@
 //! Otherwise it is queued and the task is woken.
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::task::{Context, Wake, Waker};
 use std::time::Instant;
 
@@ -182,11 +182,4 @@ impl Mailbox {
         let handlers = self.core.lock().clear(queued);
         drop(handlers);
     }
-}
-
-/// The handlers of `core` whose subscriptions cover `path`, as weak references: a handler removed
-/// meanwhile (unsubscribed, replaced, the session closed) is released at once, not when the
-/// delivery that found it ends.
-pub(crate) fn handlers_for(core: &Core, path: &str) -> Vec<Weak<dyn MessageHandler>> {
-    core.handlers_for(path).map(Arc::downgrade).collect()
 }

@@ -21,13 +21,12 @@ use super::wsframe::{self, Decoder, Event, FrameError, Peer, BINARY, CLOSE, PONG
 use super::TransportOptions;
 use super::{Loan, Stream};
 use crate::error::{Error, ErrorCode, Result};
-use crate::net::ReadBuffer;
 use crate::http::cookies::CookieJar;
 use crate::http::response::{ProxyResponse, ResponseReader};
 use crate::http::url::ServerUrl;
+use crate::net::ReadBuffer;
 use crate::protocol::{self, Frame, FRAME_HEADER_LEN};
 use std::sync::Arc;
-
 
 /// What the server sent next.
 #[derive(Debug)]
@@ -541,9 +540,9 @@ impl WsWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::ProxySetting;
     use bytes::BytesMut;
     use tokio::io::AsyncReadExt;
-    use crate::proxy::ProxySetting;
     use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 
     /// A server that answers the upgrade, saying it took the CONNECT_REQUEST or not; returns the
