@@ -553,3 +553,26 @@ fn closing_right_after_publishing_loses_nothing() {
     let values = inbox.numbers(1);
     assert_eq!(values, (0..5_500).chain(0..5_500).collect::<Vec<_>>());
 }
+
+#[test]
+fn each_delivery_of_a_burst_reaches_exactly_the_handlers_covering_its_path() {
+    let server = start_server();
+    let session = Session::connect(config(&server.url()), None).unwrap();
+    let (below, exact, other) = (Inbox::default(), Inbox::default(), Inbox::default());
+    session.subscribe("mix/", below.handler()).unwrap();
+    session.subscribe("mix/a", exact.handler()).unwrap();
+    session.subscribe("other", other.handler()).unwrap();
+    // Deliveries for different sets of handlers arrive together, many in one batch.
+    let paths = ["mix/a", "mix/b", "other"];
+    for n in 0..600u32 {
+        burst::publish_patiently(&session, paths[n as usize % 3], &n.to_be_bytes());
+    }
+    assert!(below.wait_for(400, Duration::from_secs(10)) && exact.wait_for(200, Duration::from_secs(10)));
+    assert!(other.wait_for(200, Duration::from_secs(10)));
+    let expected = |keep: &dyn Fn(u32) -> bool| (0..600u32).filter(|&n| keep(n)).collect::<Vec<u32>>();
+    assert_eq!(below.numbers(0), expected(&|n| n % 3 != 2));
+    assert_eq!(exact.numbers(0), expected(&|n| n % 3 == 0));
+    assert_eq!(other.numbers(0), expected(&|n| n % 3 == 2));
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!((below.len(), exact.len(), other.len()), (400, 200, 200), "nothing delivered twice");
+}

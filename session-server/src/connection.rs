@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{interval_at, Instant};
 
@@ -467,7 +468,7 @@ pub(super) async fn serve(
 }
 
 /// The connection's loop. Its future is most of what an idle connection costs the server, so the
-/// futures of rare paths (ending the session, the cluster's writes) are boxed: they take heap
+/// futures of rare paths ([`end`], [`refuse`], the cluster's writes) are boxed: they take heap
 /// memory only while they run.
 async fn run(
     shared: &Arc<Shared>,
@@ -504,7 +505,7 @@ async fn run(
                     return detach(&conversation, "connection failed while delivering".into());
                 }
             }
-            Err(ending) => return Box::pin(end(ws, ending)).await,
+            Err(ending) => return end(ws, ending).await,
         }
         let ack_at = conversation.poll_timeout();
         if let Some(at) = ack_at {
@@ -517,14 +518,14 @@ async fn run(
                 let bytes = match received {
                     Received::Bytes(bytes) => bytes,
                     Received::Gone(why) => return detach(&conversation, why),
-                    Received::Text => return Box::pin(refuse(ws, CloseReason::ProtocolError, "binary messages only")).await,
-                    Received::TooLarge(why) => return Box::pin(refuse(ws, CloseReason::FrameTooLarge, &why)).await,
+                    Received::Text => return refuse(ws, CloseReason::ProtocolError, "binary messages only").await,
+                    Received::TooLarge(why) => return refuse(ws, CloseReason::FrameTooLarge, &why).await,
                 };
                 let frames = match protocol::decode_owned(bytes, config.max_frame_size) {
                     Ok(frames) => frames,
                     Err(e) => {
                         let reason = if matches!(e, DecodeError::TooLarge { .. }) { CloseReason::FrameTooLarge } else { CloseReason::ProtocolError };
-                        return Box::pin(refuse(ws, reason, &e.to_string())).await;
+                        return refuse(ws, reason, &e.to_string()).await;
                     }
                 };
                 match conversation.handle_frames(frames, std::time::Instant::now()) {
@@ -534,7 +535,7 @@ async fn run(
                             return End::Detached("connection failed while answering a ping".into());
                         }
                     }
-                    Err(ending) => return Box::pin(end(ws, ending)).await,
+                    Err(ending) => return end(ws, ending).await,
                 }
             }
             _ = session.wake.notified() => {}
@@ -587,7 +588,7 @@ enum ClusterEvent {
 /// A client's message on its way into the stream: its number, itself, when it was first sent,
 /// and why it last failed to be stored.
 type Store = (u64, Entry, Instant, String);
-type StoreFuture = futures_util::future::BoxFuture<'static, (Store, Result<(), String>)>;
+type StoreFuture = BoxFuture<'static, (Store, Result<(), String>)>;
 
 /// How long a client's message is sent again while the stream cannot take it, before its client
 /// is told it is refused: while connected to NATS (a stream leader being elected after one
@@ -737,25 +738,31 @@ async fn next_cluster_event(clustered: &mut Option<Clustered>) -> ClusterEvent {
     }
 }
 
-/// Ends the connection as the conversation decided, sending its CLOSE if it has one.
-async fn end(ws: &mut Link, ending: Ending) -> End {
-    match ending {
-        Ending::Closed { reason, close } => {
-            if let Some(close) = close {
-                let _ = ws.send(&close).await;
+/// Ends the connection as the conversation decided, sending its CLOSE if it has one. Boxed, as
+/// [`refuse`]: a rare path, kept out of the connection's task (see [`run`]).
+fn end(ws: &mut Link, ending: Ending) -> BoxFuture<'_, End> {
+    Box::pin(async move {
+        match ending {
+            Ending::Closed { reason, close } => {
+                if let Some(close) = close {
+                    let _ = ws.send(&close).await;
+                }
+                End::Closed(reason)
             }
-            End::Closed(reason)
+            Ending::Detached(why) => End::Detached(why),
         }
-        Ending::Detached(why) => End::Detached(why),
-    }
+    })
 }
 
 fn close(reason: CloseReason, message: &str) -> Frame {
     Frame::Close { reason, message: message.to_string() }
 }
 
-/// Ends the session for a protocol violation, telling the client why.
-async fn refuse(ws: &mut Link, reason: CloseReason, message: &str) -> End {
-    let _ = ws.send(&close(reason, message)).await;
-    End::Closed(format!("client broke the protocol: {message}"))
+/// Ends the session for a protocol violation, telling the client why. Boxed, as [`end`].
+fn refuse<'a>(ws: &'a mut Link, reason: CloseReason, message: &str) -> BoxFuture<'a, End> {
+    let (close, why) = (close(reason, message), format!("client broke the protocol: {message}"));
+    Box::pin(async move {
+        let _ = ws.send(&close).await;
+        End::Closed(why)
+    })
 }

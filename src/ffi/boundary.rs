@@ -54,9 +54,18 @@ pub(crate) fn malloc_string(text: &str) -> *mut c_char {
 /// A string for C, with any NUL turned into a space; one allocation.
 pub(crate) fn c_string(text: &str) -> std::ffi::CString {
     let mut bytes = Vec::with_capacity(text.len() + 1);
-    bytes.extend(text.bytes().map(|b| if b == 0 { b' ' } else { b }));
+    bytes.extend(text.bytes().map(nul_as_space));
     // SAFETY: every NUL was replaced above.
     unsafe { std::ffi::CString::from_vec_unchecked(bytes) }
+}
+
+/// A byte of a string for C: a NUL would end it early.
+fn nul_as_space(b: u8) -> u8 {
+    if b == 0 {
+        b' '
+    } else {
+        b
+    }
 }
 
 /// Runs `body` with `text` as a C string, any NUL turned into a space: on the stack when it is
@@ -66,7 +75,7 @@ pub(crate) fn with_c_str<R>(text: &str, body: impl FnOnce(&std::ffi::CStr) -> R)
     if text.len() < INLINE {
         let mut buf = [0u8; INLINE];
         for (to, b) in buf.iter_mut().zip(text.bytes()) {
-            *to = if b == 0 { b' ' } else { b };
+            *to = nul_as_space(b);
         }
         if let Ok(inline) = std::ffi::CStr::from_bytes_with_nul(&buf[..=text.len()]) {
             return body(inline);
